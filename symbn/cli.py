@@ -1,0 +1,109 @@
+"""The `symbn` command line: argument parsing only, one library call per subcommand.
+
+Exit codes: 0 all proved (or success), 1 something disproved, 2 bad input or usage,
+3 undecided (unknown) with nothing disproved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `symbn: error: ...`, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"symbn: error: {message}; see '{self.prog} --help'\n")
+        sys.exit(2)
+
+
+def _positive_int(flag: str, text: str, allow_all: bool = False) -> int | str:
+    from .errors import SymbnError
+
+    if allow_all and text == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        extra = " or 'all'" if allow_all else ""
+        raise SymbnError(f"{flag} must be a positive integer{extra}, got {text!r}; "
+                         f"try {flag} 4" if flag == "--n" else
+                         f"{flag} must be a positive integer, got {text!r}; try {flag} 1")
+    return value
+
+
+def _timeout(text: str | None) -> float | None:
+    from .errors import SymbnError
+
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise SymbnError(f"--timeout must be a positive number of seconds, got {text!r}; "
+                         "try --timeout 60")
+    return value
+
+
+def _emit(report, as_json: bool) -> int:
+    print(report.to_json() if as_json else str(report))
+    return report.exit_code
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    n = _positive_int("--n", args.n)
+    d = _positive_int("--d", args.d)
+    report = verify(n=n, d=d, timeout=_timeout(args.timeout), all_pairs=args.all_pairs or None)
+    return _emit(report, args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="symbn", description="Machine-checked BatchNorm backward derivations.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("verify", help="prove the BatchNorm backward derivation for N (x D)")
+    p.add_argument("--n", default="4", help="batch size N, a positive integer (default 4)")
+    p.add_argument("--d", default="1", help="number of columns D (default 1)")
+    p.add_argument("--timeout", help="seconds; claims left when it runs out are 'unknown'")
+    p.add_argument("--all-pairs", action="store_true",
+                   help="check every index pair instead of using row symmetry")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(run=_verify)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"symbn {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from .errors import SymbnError
+
+    try:
+        return args.run(args)
+    except SymbnError as err:
+        if args.debug:
+            raise
+        sys.stderr.write(f"symbn: error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("symbn: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Derivatives through the BatchNorm graph, in the note's two modes.
+
+Forward mode composes each node down to the leaves and differentiates the composed
+expression directly (SymPy's `diff` is the primitive).  Backward mode never composes: it
+walks the graph from f back to the leaf, multiplies the local partial of each node with
+respect to its direct parent along every path, and sums over paths.
+
+Both speak of f only through its partials df/dy[i] = dy[i]: f is an arbitrary function.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .errors import SymbnError
+from .model import BatchNorm
+
+# ---------------------------------------------------------------------------------------
+# forward mode: chain rule straight through the composed expressions
+# ---------------------------------------------------------------------------------------
+
+
+def total_derivative(bn: BatchNorm, expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
+    """d expr / d wrt with every node following `wrt`, by composing and differentiating.
+
+    `wrt` is a leaf (x, gamma, beta, eps) or a node y[i], in which case only f follows it.
+    f enters through the chain rule df = sum_i dy[i] dy_i; it is never given a formula.
+
+    >>> bn = BatchNorm(2)
+    >>> total_derivative(bn, bn.mu(), bn.x(1))
+    1/2
+    """
+    if wrt in bn.nodes and not str(wrt).startswith("y"):
+        raise SymbnError(f"cannot differentiate with respect to node {wrt}; "
+                         "use a leaf (x, gamma, beta, eps) or y")
+    keep = frozenset(bn.nodes) - {bn.f} if wrt in bn.nodes else frozenset()
+    composed = bn.compose(expr, keep=keep | {bn.f})
+    result = sp.diff(composed, wrt)
+    if composed.has(bn.f):
+        df = forward_gradient(bn, wrt)
+        result = result + sp.diff(composed, bn.f) * df
+    return result
+
+
+def forward_gradient(bn: BatchNorm, wrt: sp.Symbol, ys=None) -> sp.Expr:
+    """df/d wrt = sum over y of dy * d y/d wrt (y composed to the leaves), as the note writes.
+
+    `ys` restricts the sum (a subset of the y nodes), giving the coefficient of those dy.
+
+    >>> bn = BatchNorm(2)
+    >>> forward_gradient(bn, bn.beta())
+    dy[1] + dy[2]
+    """
+    ys = [bn.y(i, c) for i in bn.rows() for c in bn.columns()] if ys is None else ys
+    if wrt in bn.nodes:  # wrt = y[k]: nothing upstream follows it
+        return sp.Add(*[_dy_of(bn, y) for y in ys if y == wrt])
+    return sp.Add(*[_dy_of(bn, y) * sp.diff(bn.compose(y), wrt) for y in ys])
+
+
+def _dy_of(bn: BatchNorm, y: sp.Symbol) -> sp.Symbol:
+    i, c = _index_of(bn, y)
+    return bn.dy(i, c)
+
+
+def _index_of(bn: BatchNorm, y: sp.Symbol) -> tuple[int, int]:
+    for i in bn.rows():
+        for c in bn.columns():
+            if bn.y(i, c) == y:
+                return i, c
+    raise SymbnError(f"{y} is not a y node of the model")
+
+
+# ---------------------------------------------------------------------------------------
+# backward mode: reverse traversal, local partials, a sum over paths
+# ---------------------------------------------------------------------------------------
+
+
+def local_partial(bn: BatchNorm, node: sp.Symbol, parent: sp.Symbol) -> sp.Expr:
+    """Partial of `node`'s definition with respect to its direct parent, other parents fixed.
+
+    >>> bn = BatchNorm(2)
+    >>> local_partial(bn, bn.xhat(1), bn.x(1))
+    1/sqrt(eps + v)
+    """
+    if node not in bn.nodes:
+        raise SymbnError(f"{node} is not a node of the graph; nodes are "
+                         + ", ".join(map(str, list(bn.nodes)[:6])) + ", ...")
+    parents = bn.nodes[node].parents
+    if parent not in parents:
+        raise SymbnError(f"{parent} is not a direct parent of {node}; its parents are "
+                         + ", ".join(map(str, parents)))
+    if node == bn.f:
+        return _dy_of(bn, parent)
+    return sp.diff(bn.nodes[node].definition, parent)
+
+
+def paths(bn: BatchNorm, source: sp.Symbol, target: sp.Symbol | None = None) -> list[tuple]:
+    """Every path from `target` (default f) back to `source`, listed source first.
+
+    >>> bn = BatchNorm(1)
+    >>> [' -> '.join(map(str, p)) for p in paths(bn, bn.x(1))]  # doctest: +NORMALIZE_WHITESPACE
+    ['x[1] -> mu -> v -> xhat[1] -> y[1] -> f', 'x[1] -> mu -> xhat[1] -> y[1] -> f',
+     'x[1] -> v -> xhat[1] -> y[1] -> f', 'x[1] -> xhat[1] -> y[1] -> f']
+    """
+    target = bn.f if target is None else target
+    found: list[tuple] = []
+
+    def walk(node: sp.Symbol, suffix: tuple) -> None:  # reverse traversal: node back to parents
+        if node == source:
+            found.append((node,) + suffix)
+            return
+        for parent in bn.nodes[node].parents if node in bn.nodes else ():
+            walk(parent, (node,) + suffix)
+
+    walk(target, ())
+    return sorted(found, key=lambda p: [str(s) for s in p])
+
+
+def backward_gradient(bn: BatchNorm, wrt: sp.Symbol, ys=None) -> sp.Expr:
+    """df/d wrt = sum over paths f -> ... -> wrt of the product of local partials.
+
+    `ys` keeps only the paths through those y nodes (the coefficient of their dy).
+
+    >>> bn = BatchNorm(2)
+    >>> backward_gradient(bn, bn.beta())
+    dy[1] + dy[2]
+    """
+    terms = []
+    for path in paths(bn, wrt):
+        if ys is not None and not set(path) & set(ys):
+            continue
+        product = sp.Integer(1)
+        for parent, child in zip(path, path[1:]):
+            product *= local_partial(bn, child, parent)
+        terms.append(product)
+    return sp.Add(*terms)
