@@ -16,7 +16,7 @@ def dx(bn: BatchNorm, j: int, c: int = 1) -> sp.Expr:
     """Entry (j, c) of df/dX in the note's final form.
 
     >>> dx(BatchNorm(1), 1)
-    gamma*(dy[1] - dy[1] - (-mu + x[1])*(-mu + x[1])*dy[1]/(eps + v))/sqrt(eps + v)
+    gamma*(-dy[1] + dy[1] + dy[1]*(-mu + x[1])*(mu - x[1])/(eps + v))/sqrt(eps + v)
     """
     n, rows = sp.Integer(bn.n), bn.rows()
     mu, inv = bn.mu(c), bn.v(c) + bn.eps

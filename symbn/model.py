@@ -164,7 +164,7 @@ class BatchNorm:
         needed = self.support(expr)
         for s, node in self.nodes.items():  # dict order is a topological order
             if s in needed and s != self.f:
-                values[s] = node.definition.xreplace({p: values[p] for p in node.parents})
+                values[s] = node.definition.xreplace(values)
         return sp.sympify(expr).xreplace(values)
 
     def support(self, expr: sp.Expr) -> set:

@@ -29,6 +29,7 @@ from .model import BatchNorm
 PROVED, DISPROVED, UNKNOWN, PROBABLE = "proved", "disproved", "unknown", "probable"
 METHOD_EXACT = "exact"
 METHOD_RADICAL = "exact, eps = s^2 - w"
+METHOD_SEPARATED = "exact point, interval-certified"
 
 
 @dataclass
@@ -222,11 +223,18 @@ class Algebra:
     def decide(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None = None,
                seed: int = 0) -> Outcome:
         """proved / disproved (with witness) / unknown, for lhs = rhs on eps > 0."""
+        if sp.sympify(lhs) == sp.sympify(rhs):  # the same expression tree
+            return Outcome(PROVED, "identical")
         try:
             diff, mode = self.difference(lhs, rhs, deadline)
         except Budget:
             return Outcome(UNKNOWN, "exact", note="time budget exhausted")
         except _Unsupported as err:
+            from .separate import separating_point
+
+            witness = separating_point(self.bn, lhs, rhs, seed=seed)
+            if witness is not None:
+                return Outcome(DISPROVED, METHOD_SEPARATED, witness=witness, note=str(err))
             return Outcome(UNKNOWN, "exact", note=str(err))
         except ZeroDivisionError as err:
             return Outcome(UNKNOWN, "exact", note=str(err))

@@ -52,7 +52,7 @@ def verify(n: int, d: int = 1, timeout: float | None = None,
     notes += ["  " + family for family in path_families(bn)]
     if not exhaustive:
         notes.append(SYMMETRY_NOTE)
-    info = {"n": n, "d": d, "exhaustive": exhaustive,
+    info = {"n": n, "d": d, "exhaustive": exhaustive, "paths": path_families(bn),
             "seconds": round(time.monotonic() - start, 3)}
     title = f"symbn verify: BatchNorm backward, N = {n}" + (f", D = {d}" if d > 1 else "")
     return Report(title, results, info, notes)

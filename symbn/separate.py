@@ -1,0 +1,90 @@
+"""Certified separation of two exact values that may involve square roots.
+
+When a claim leaves the fragment the canonical form decides (a second square root, such as
+sqrt(v) beside sqrt(v + eps)), a disproof is still possible: evaluate both sides exactly at a
+rational point (SymPy keeps sqrt(2/3) as an exact algebraic number) and enclose the
+difference in an interval computed with outward rounding (mpmath's `iv`).  An enclosure that
+excludes 0 proves the sides differ there.  Nothing here can prove an identity.
+"""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+
+import sympy as sp
+from mpmath import iv
+
+from .model import BatchNorm
+
+
+class _NoEnclosure(Exception):
+    pass
+
+
+def enclose(expr: sp.Expr, prec: int = 256):
+    """A rigorous interval containing the value of a closed exact expression.
+
+    >>> enclose(sp.sqrt(2) - sp.Rational(7, 5)).a > 0
+    True
+    """
+    old = iv.prec
+    iv.prec = prec
+    try:
+        return _enclose(sp.sympify(expr))
+    finally:
+        iv.prec = old
+
+
+def _enclose(e):
+    if e.is_Rational:
+        return iv.mpf(int(e.p)) / iv.mpf(int(e.q))
+    if e.is_Add:
+        total = iv.mpf(0)
+        for a in e.args:
+            total += _enclose(a)
+        return total
+    if e.is_Mul:
+        total = iv.mpf(1)
+        for a in e.args:
+            total *= _enclose(a)
+        return total
+    if e.is_Pow and e.exp.is_Rational and e.exp.q in (1, 2):
+        base = _enclose(e.base)
+        if e.exp.q == 2:
+            if base.a < 0:
+                raise _NoEnclosure
+            base = iv.sqrt(base)
+        if int(e.exp.p) < 0 and base.a <= 0 <= base.b:
+            raise _NoEnclosure
+        return base ** int(e.exp.p)
+    raise _NoEnclosure
+
+
+def separating_point(bn: BatchNorm, lhs: sp.Expr, rhs: sp.Expr, seed: int = 0,
+                     tries: int = 40) -> dict | None:
+    """A rational point with eps > 0 where lhs and rhs certainly differ, or None."""
+    rng = random.Random(seed)
+    support = bn.support(sp.Add(lhs, rhs, evaluate=False))
+    leaves = [s for s in bn.leaves if s in support]
+    for attempt in range(tries):
+        radius = 3 if attempt < 20 else 50
+        point = {s: Fraction(rng.randint(-radius, radius)) for s in leaves}
+        if bn.eps in point:
+            point[bn.eps] = Fraction(rng.randint(1, radius))
+        try:
+            left, right = bn.evaluate(lhs, point), bn.evaluate(rhs, point)
+            if left.has(sp.zoo, sp.nan, sp.I) or right.has(sp.zoo, sp.nan, sp.I):
+                continue
+            gap = enclose(left - right)
+        except (_NoEnclosure, ZeroDivisionError):
+            continue
+        if gap.a > 0 or gap.b < 0:
+            return {"point": {str(k): _fmt(v) for k, v in point.items()},
+                    "lhs": str(left), "rhs": str(right),
+                    "separation": f"lhs - rhs in [{sp.Float(gap.a, 8)}, {sp.Float(gap.b, 8)}]"}
+    return None
+
+
+def _fmt(q: Fraction) -> str:
+    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
