@@ -1,9 +1,12 @@
 """symbn: machine-checked derivations of backpropagation through BatchNorm."""
 
+from .check import check
+from .derivation import load
 from .errors import SymbnError
 from .model import BatchNorm
 from .report import Report, Result
 from .verify import verify
 
 __version__ = "0.1.0"
-__all__ = ["BatchNorm", "Report", "Result", "SymbnError", "verify", "__version__"]
+__all__ = ["BatchNorm", "Report", "Result", "SymbnError", "check", "load", "verify",
+           "__version__"]

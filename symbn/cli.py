@@ -60,8 +60,37 @@ def _verify(args: argparse.Namespace) -> int:
 
     n = _positive_int("--n", args.n)
     d = _positive_int("--d", args.d)
-    report = verify(n=n, d=d, timeout=_timeout(args.timeout), all_pairs=args.all_pairs or None)
+    timeout = _timeout(args.timeout)
+    report = verify(n=n, d=d, timeout=timeout, all_pairs=args.all_pairs or None)
+    from .check import append_shipped
+
+    left = None if timeout is None else max(timeout - report.info.get("seconds", 0), 1e-3)
+    return _emit(append_shipped(report, n, left), args.json)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import check
+
+    n = _positive_int("--n", args.n)
+    report = check(args.derivation, n, timeout=_timeout(args.timeout),
+                   all_assignments=args.all_assignments or None)
     return _emit(report, args.json)
+
+
+def _latex(args: argparse.Namespace) -> int:
+    from .errors import SymbnError
+    from .latex import export
+
+    if args.n == "all":
+        raise SymbnError("--n all needs the proof for every N, which 'symbn latex' cannot "
+                         "typeset yet; give a concrete size such as --n 3")
+    n = _positive_int("--n", args.n)
+    doc, out = export(args.output, derivation=args.derivation, n=n, expand=args.expand,
+                      timeout=_timeout(args.timeout))
+    failed = [r for rep in doc.reports.values() for r in rep if r.verdict != "proved"]
+    print(f"wrote {out} (N = {n}, {len(doc.equations)} equations, "
+          f"{len(failed)} not proved, {doc.seconds:.1f} s)")
+    return 1 if any(r.verdict == "disproved" for r in failed) else (3 if failed else 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check every index pair instead of using row symmetry")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=_verify)
+
+    p = sub.add_parser("check", help="check every step of a derivation file for N")
+    p.add_argument("derivation", help="a .toml derivation file, or a shipped name (batchnorm)")
+    p.add_argument("--n", default="4", help="batch size N, a positive integer (default 4)")
+    p.add_argument("--timeout", help="seconds; steps left when it runs out are 'unknown'")
+    p.add_argument("--all-assignments", action="store_true",
+                   help="check every index assignment instead of using row symmetry")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(run=_check)
+
+    p = sub.add_parser("latex", help="typeset the checked derivation as LaTeX or PDF")
+    p.add_argument("derivation", nargs="?", default=None,
+                   help="a .toml derivation file or a shipped name (default: batchnorm)")
+    p.add_argument("--n", default="3", help="batch size N, a positive integer (default 3)")
+    p.add_argument("-o", "--output", required=True,
+                   help="out.tex for LaTeX source, out.pdf to compile with pdflatex")
+    p.add_argument("--expand", action="store_true",
+                   help="also print the results expanded in the leaves")
+    p.add_argument("--timeout", help="seconds; claims left when it runs out are 'unknown'")
+    p.set_defaults(run=_latex)
     return parser
 
 

@@ -1,0 +1,185 @@
+"""`symbn check`: every step of a derivation file, proved or refuted for a concrete N.
+
+A step is proved when every link of its chain a = b = c is proved equal to the next, for
+every assignment of its free indices (i, j, k) to rows 1..N allowed by `where`.  Above
+`EXHAUSTIVE_MAX_N` the assignments are reduced by row symmetry: permuting the rows
+(x_i, dy_i) together maps the model to itself, and a template names rows only through its
+free indices, sums over all rows and its concrete rows (x[2]).  So two assignments that a
+permutation fixing the concrete rows carries into each other are proved together, and one
+assignment per pattern suffices: which free indices are equal, and which equal a concrete row.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import sympy as sp
+
+from .derivation import Derivation, Step, instantiate, load
+from .errors import SymbnError
+from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm
+from .prove import DISPROVED, PROVED, UNKNOWN, Algebra
+from .report import Report, Result
+
+EXHAUSTIVE_MAX_N = 8
+SYMMETRY_NOTE = ("rows are exchangeable: permuting (x_i, dy_i) together maps the model to "
+                 "itself, so one assignment per index pattern (which indices are equal, "
+                 "which equal a row the step names) stands for all of them")
+
+
+def check(derivation: Derivation | str, n: int, timeout: float | None = None,
+          all_assignments: bool | None = None) -> Report:
+    """Check every step of a derivation (a `Derivation`, a path or a shipped name) for N.
+
+    One `Result` per step, with the step's id.  A disproof's witness gives the index
+    assignment, the failing link, every leaf's exact value and both sides' values.
+    `all_assignments` forces (True) or forbids (False) checking every index assignment;
+    by default every assignment is checked for N <= 8, index patterns above.
+
+    >>> report = check("batchnorm", 3)
+    >>> report.ok, report["lemma-centered-sum"].verdict
+    (True, 'proved')
+    """
+    d = derivation if isinstance(derivation, Derivation) else load(derivation)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise SymbnError(f"N must be a positive integer, got {n!r}; try --n 4")
+    if timeout is None and n > MAX_N_WITHOUT_TIMEOUT:
+        raise SymbnError(f"--n {n} is too large to check exactly without a budget; use "
+                         f"--n <= {MAX_N_WITHOUT_TIMEOUT} or set --timeout")
+    for step in d.steps:
+        if step.rows and max(step.rows) > n:
+            raise SymbnError(f"{d.path}: step '{step.id}': row {max(step.rows)} is outside "
+                             f"1..N = {n}; use --n {max(step.rows)} or more")
+    start = time.monotonic()
+    deadline = None if timeout is None else start + timeout
+    exhaustive = n <= EXHAUSTIVE_MAX_N if all_assignments is None else all_assignments
+    bn = BatchNorm(n)
+    checker = _StepChecker(d, bn, Algebra(bn), deadline, exhaustive)
+    results = [checker.run(step) for step in d.steps]
+    notes = [] if exhaustive else [SYMMETRY_NOTE]
+    info = {"n": n, "derivation": d.path, "exhaustive": exhaustive,
+            "seconds": round(time.monotonic() - start, 3)}
+    return Report(f"symbn check: {d.title}, N = {n}", results, info, notes)
+
+
+def assignments(step: Step, n: int, exhaustive: bool = True) -> list[dict[str, int]]:
+    """Index assignments to check: all of them, or one per row-symmetry pattern.
+
+    >>> from symbn.derivation import load
+    >>> step = load("batchnorm").steps[4]  # free i, j
+    >>> len(assignments(step, 3)), assignments(step, 3, exhaustive=False)
+    (9, [{'i': 1, 'j': 1}, {'i': 1, 'j': 2}])
+    """
+    names = [str(s) for s in step.free_indices]
+    if exhaustive:
+        candidates = (dict(zip(names, rows))
+                      for rows in itertools.product(range(1, n + 1), repeat=len(names)))
+    else:
+        candidates = _patterns(names, step.rows, n)
+    return [a for a in candidates if _allowed(step, a)]
+
+
+def _patterns(names: list[str], fixed: tuple[int, ...], n: int):
+    """One assignment per orbit of the row permutations fixing the rows in `fixed`."""
+    free_rows = [r for r in range(1, n + 1) if r not in fixed]
+    seen = set()
+    # each index is a fixed row or one of the fresh classes 0, 1, ...; fresh classes are
+    # numbered in order of first use, so each pattern appears once
+    for choice in itertools.product([*fixed, *[-c - 1 for c in range(len(names))]],
+                                    repeat=len(names)):
+        fresh = [c for c in choice if c < 0]
+        order = list(dict.fromkeys(fresh))
+        if order != [-c - 1 for c in range(len(order))] or len(order) > len(free_rows):
+            continue
+        rows = tuple(free_rows[-c - 1] if c < 0 else c for c in choice)
+        if rows not in seen:
+            seen.add(rows)
+            yield dict(zip(names, rows))
+
+
+def _allowed(step: Step, assignment: dict[str, int]) -> bool:
+    for cond in step.conditions:
+        a, b = (assignment[str(s)] for s in cond.args)
+        if (a == b) != isinstance(cond, sp.Eq):
+            return False
+    return True
+
+
+class _StepChecker:
+    def __init__(self, d: Derivation, bn: BatchNorm, alg: Algebra, deadline: float | None,
+                 exhaustive: bool):
+        self.d, self.bn, self.alg = d, bn, alg
+        self.deadline, self.exhaustive = deadline, exhaustive
+
+    def run(self, step: Step) -> Result:
+        start = time.monotonic()
+        todo = assignments(step, self.bn.n, self.exhaustive)
+        texts = step.link_texts()
+        methods = set()
+        for assignment in todo:
+            label = ", ".join(f"{k}={v}" for k, v in assignment.items())
+            sides = [self._instantiate(step, link, assignment, label) for link in step.links]
+            for k in range(len(sides) - 1):
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    return Result(step.id, UNKNOWN, "exact", time.monotonic() - start,
+                                  note="time budget exhausted")
+                outcome = self.alg.decide(sides[k], sides[k + 1], self.deadline)
+                methods.add(outcome.method)
+                if outcome.verdict != PROVED:
+                    link = f"{texts[k]} = {texts[k + 1]}"
+                    witness = None
+                    if outcome.witness is not None:
+                        witness = {"assignment": {a: str(r) for a, r in assignment.items()},
+                                   "link": link, **outcome.witness}
+                    where = f"{label}: " if label else ""
+                    note = f"{where}link {k + 1} ({link})"
+                    if outcome.note:
+                        note += f": {outcome.note}"
+                    return Result(step.id, outcome.verdict, outcome.method,
+                                  time.monotonic() - start, witness, note)
+        if not todo:
+            return Result(step.id, PROVED, "vacuous", time.monotonic() - start,
+                          note=f"no index assignment satisfies '{step.where}' for N = "
+                               f"{self.bn.n}")
+        return Result(step.id, PROVED, _method(methods), time.monotonic() - start,
+                      note=self._coverage(step, todo))
+
+    def _instantiate(self, step: Step, link: sp.Expr, assignment: dict, label: str):
+        try:
+            return instantiate(link, self.bn, assignment)
+        except SymbnError as err:
+            at = f" ({label})" if label else ""
+            raise SymbnError(f"{self.d.path}: step '{step.id}'{at}: {err}") from None
+
+    def _coverage(self, step: Step, todo: list[dict]) -> str:
+        if not step.free_indices:
+            return ""
+        count = f"{len(todo)} assignment{'s' if len(todo) != 1 else ''}"
+        if self.exhaustive:
+            return count
+        patterns = "; ".join(", ".join(f"{k}={v}" for k, v in a.items()) for a in todo)
+        return f"{count} by row symmetry: {patterns}"
+
+
+def _method(methods: set[str]) -> str:
+    exact = sorted(m for m in methods if m != "identical")
+    return "; ".join(exact) if exact else "identical"
+
+
+def append_shipped(report: Report, n: int, timeout: float | None = None,
+                   name: str = "batchnorm", prefix: str = "note/") -> Report:
+    """Append the steps of a shipped derivation to `report`, ids prefixed (for `verify`).
+
+    >>> report = append_shipped(Report("demo", []), 2)
+    >>> report["note/bw-dv-dmu"].verdict
+    'proved'
+    """
+    extra = check(name, n, timeout)
+    for result in extra:
+        result.id = prefix + result.id
+        report.results.append(result)
+    report.notes.append(f"{prefix}*: every step of {extra.info['derivation']} "
+                        f"(symbn check {name})")
+    report.notes.extend(extra.notes)
+    return report

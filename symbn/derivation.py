@@ -1,0 +1,711 @@
+"""Derivation files: the steps of a written derivation, read safely into SymPy templates.
+
+A derivation file is TOML: `title`, `model = "batchnorm"`, optional `source`, and an array
+of `[[step]]` tables with `id`, `claim` (a chain `a = b = c`), optional `where` (`i != j`,
+`i == j`, joined by ` and `) and optional `text`.
+
+Claims are read with Python's `ast` and built into SymPy objects from a whitelist of node
+types and names; file text never reaches `eval`, `exec`, `sympify` or `parse_expr`.  Every
+link of a chain becomes an index-generic template that SymPy does not evaluate, so a printer
+sees what was written:
+
+    x[i]         Indexed(IndexedBase('x'), i), i, j, k integer symbols; x[2] has Integer(2)
+    mu, v, ...   plain symbols mu, v, eps, gamma, beta, f, sigma;  N a positive integer symbol
+    Sum(e, (k, 1, N)), KroneckerDelta(a, b)   unevaluated SymPy objects
+    D(a, b)      total derivative of a with respect to the leaf b (or b = y[i])
+    P(a, b)      local partial of node a with respect to its direct parent b
+
+`instantiate` turns a template into an expression of a concrete `BatchNorm` model.
+
+>>> step = parse('''
+... title = "demo"
+... model = "batchnorm"
+... [[step]]
+... id = "dmu"
+... claim = "D(mu, x[j]) = 1/N"
+... ''').steps[0]
+>>> step.links
+(D(mu, x[j]), 1/N)
+>>> instantiate(step.links[0], BatchNorm(4), {INDEX["j"]: 2})
+1/4
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import sympy as sp
+
+from .errors import SymbnError
+from .model import BatchNorm
+
+# Limits that keep a hostile file from hanging symbn or exhausting memory.
+MAX_FILE_BYTES = 256 * 1024
+MAX_STEPS = 500
+MAX_CLAIM_CHARS = 4000
+MAX_NODES = 1500          # AST nodes in one claim
+MAX_DEPTH = 40            # nesting of the expression tree
+MAX_DERIVATIVE_DEPTH = 3  # D or P inside D or P
+MAX_INTEGER = 10 ** 12    # size of an integer literal
+MAX_EXPONENT = 8          # |p/q| of an exponent; q must be 1 or 2
+MAX_WEIGHT = 64            # bound on the polynomial degree a claim can reach, see _Weight
+
+MODELS = ("batchnorm",)
+INDEX = {name: sp.Symbol(name, integer=True) for name in ("i", "j", "k")}
+N = sp.Symbol("N", integer=True, positive=True)
+SCALARS = {name: sp.Symbol(name) for name in ("mu", "v", "eps", "gamma", "beta", "f", "sigma")}
+INDEXED = {name: sp.IndexedBase(name) for name in ("x", "xhat", "y", "dy")}
+FUNCTIONS = {"sqrt": 1, "Sum": 2, "KroneckerDelta": 2, "D": 2, "P": 2}
+NAMES = sorted([*INDEX, "N", *SCALARS, *INDEXED, *FUNCTIONS])
+
+# Direct parents of each node kind in the graph (row-matched for xhat <- x and y <- xhat).
+PARENTS = {"mu": ("x",), "v": ("x", "mu"), "xhat": ("x", "mu", "v"),
+           "y": ("xhat", "gamma", "beta"), "f": ("y",)}
+LEAVES_FOR_D = ("x", "y", "gamma", "beta", "eps")
+STEP_KEYS = ("id", "claim", "where", "text")
+TOP_KEYS = ("title", "model", "source", "step")
+
+_LINK_SPLIT = re.compile(r"(?<![=!<>])=(?!=)")
+_ID = re.compile(r"[a-z0-9-]{1,64}")
+_CONDITION = re.compile(r"\s*([a-z]\w*)\s*(==|!=)\s*([a-z]\w*)\s*")
+
+
+class D(sp.Function):
+    """D(a, b): total derivative of the expression a with respect to b; never evaluates.
+
+    >>> D(SCALARS["v"], INDEXED["x"][INDEX["j"]])
+    D(v, x[j])
+    """
+
+    nargs = 2
+
+
+class P(sp.Function):
+    """P(a, b): local partial of node a with respect to its direct parent b; never evaluates.
+
+    >>> P(INDEXED["xhat"][INDEX["i"]], SCALARS["v"])
+    P(xhat[i], v)
+    """
+
+    nargs = 2
+
+
+@dataclass(frozen=True)
+class Step:
+    """One claimed step: `links` is the chain a = b = c as unevaluated templates.
+
+    `conditions` holds `sp.Eq(i, j)` / `sp.Ne(i, j)` from `where`.
+    """
+
+    id: str
+    claim: str
+    where: str
+    text: str
+    links: tuple[sp.Expr, ...]
+    conditions: tuple
+
+    @property
+    def free_indices(self) -> tuple[sp.Symbol, ...]:
+        """Index symbols free in the claim (not bound by a Sum), sorted by name."""
+        found: set = set()
+        for link in self.links:
+            found |= _free_indices(link)
+        return tuple(sorted(found, key=str))
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        """Concrete row numbers the claim names, such as 2 in x[2]."""
+        found: set = set()
+        for link in self.links:
+            found |= _rows(link)
+        return tuple(sorted(found))
+
+    def link_texts(self) -> list[str]:
+        """The claim's links as written."""
+        return [part.strip() for part in _LINK_SPLIT.split(self.claim)]
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """A parsed derivation file."""
+
+    title: str
+    model: str
+    source: str
+    path: str
+    steps: list[Step]
+
+
+# ---------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------
+
+
+def shipped() -> dict[str, Path]:
+    """The derivations shipped with symbn, by name (the file name without .toml)."""
+    here = Path(__file__).resolve().parent
+    found: dict[str, Path] = {}
+    # inside an installed package, then in a source checkout
+    for folder in (here / "derivations", here.parent / "derivations"):
+        if folder.is_dir():
+            for p in sorted(folder.glob("*.toml")):
+                found.setdefault(p.stem, p)
+    return found
+
+
+def load(path_or_name: str) -> Derivation:
+    """Read a derivation file; a bare name such as "batchnorm" loads the shipped file.
+
+    >>> [s.id for s in load("batchnorm").steps][:2]
+    ['df-dx-chain-rule', 'df-dgamma']
+    """
+    text = str(path_or_name)
+    path, label = Path(text), text
+    if not path.is_file():
+        available = shipped()
+        if text in available:
+            path = available[text]
+            label = str(path)
+        elif path.exists():
+            raise SymbnError(f"{text}: not a regular file; give a .toml derivation file")
+        else:
+            names = ", ".join(available) or "none"
+            raise SymbnError(f"{text}: no such file or shipped derivation; shipped: {names}")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise SymbnError(f"{text}: cannot read ({err.strerror}); check the path") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SymbnError(f"{text}: file larger than {MAX_FILE_BYTES // 1024} KiB; "
+                         "a derivation file is a short list of steps")
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SymbnError(f"{text}: not UTF-8 text (byte {err.start}); save it as UTF-8") \
+            from None
+    return parse(source, label)
+
+
+def parse(source: str, path: str = "<string>") -> Derivation:
+    """Parse derivation text (TOML) into a `Derivation`; `path` names it in errors."""
+    if len(source) > MAX_FILE_BYTES:
+        raise SymbnError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB")
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as err:
+        raise SymbnError(f"{path}: malformed TOML: {_one_line(str(err))}") from None
+    except RecursionError:
+        raise SymbnError(f"{path}: malformed TOML: nested too deeply") from None
+    for key in data:
+        if key not in TOP_KEYS:
+            raise SymbnError(f"{path}: unknown top-level key '{_clip(key)}'"
+                             f"{_did_you_mean(key, TOP_KEYS)}; expected {', '.join(TOP_KEYS)}")
+    title = _string(data, "title", path, required=True)
+    model = _string(data, "model", path, required=True)
+    if model not in MODELS:
+        raise SymbnError(f"{path}: model '{_clip(model)}' is not known; use model = \"batchnorm\"")
+    steps_data = data.get("step")
+    if not isinstance(steps_data, list) or not steps_data:
+        raise SymbnError(f"{path}: no steps; add [[step]] tables with id and claim")
+    if len(steps_data) > MAX_STEPS:
+        raise SymbnError(f"{path}: {len(steps_data)} steps, more than {MAX_STEPS}; split the file")
+    steps, seen = [], set()
+    for number, table in enumerate(steps_data, 1):
+        if not isinstance(table, dict):
+            raise SymbnError(f"{path}: step {number} is not a table; write [[step]]")
+        step = _step(table, number, path)
+        if step.id in seen:
+            raise SymbnError(f"{path}: step '{step.id}': duplicate id; ids must be unique")
+        seen.add(step.id)
+        steps.append(step)
+    return Derivation(title, model, _string(data, "source", path) or "", path, steps)
+
+
+def _string(table: dict, key: str, where: str, required: bool = False) -> str | None:
+    value = table.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        got = "missing" if value is None else f"a {type(value).__name__}"
+        raise SymbnError(f"{where}: '{key}' must be a string ({got}); write {key} = \"...\"")
+    return value
+
+
+def _step(table: dict, number: int, path: str) -> Step:
+    for key in table:
+        if key not in STEP_KEYS:
+            raise SymbnError(f"{path}: step {number}: unknown key '{_clip(key)}'"
+                             f"{_did_you_mean(key, STEP_KEYS)}; expected {', '.join(STEP_KEYS)}")
+    sid = _string(table, "id", f"{path}: step {number}", required=True)
+    if not _ID.fullmatch(sid):
+        raise SymbnError(f"{path}: step {number}: id '{_clip(sid)}' must match [a-z0-9-]+ "
+                         "(at most 64 characters)")
+    where_at = f"{path}: step '{sid}'"
+    claim = _string(table, "claim", where_at, required=True)
+    where = _string(table, "where", where_at) or ""
+    text = _string(table, "text", where_at) or ""
+    links = _parse_claim(claim, where_at)
+    conditions = _parse_where(where, where_at)
+    step = Step(sid, claim, where, text, links, conditions)
+    free = set(step.free_indices)
+    for cond in conditions:
+        for sym in cond.args:
+            if sym not in free:
+                raise SymbnError(f"{where_at}: where names {sym}, which is not a free index "
+                                 f"of the claim (free: {', '.join(map(str, sorted(free, key=str))) or 'none'})")
+    return step
+
+
+def _parse_where(where: str, at: str) -> tuple:
+    if not where.strip():
+        return ()
+    out = []
+    for part in re.split(r"\band\b", where):
+        m = _CONDITION.fullmatch(part)
+        if not m or m.group(1) not in INDEX or m.group(3) not in INDEX:
+            raise SymbnError(f"{at}: cannot read where = '{_clip(where)}'; write conditions "
+                             "like \"i != j\" or \"i == j\", joined by \" and \"")
+        a, op, b = m.groups()
+        if a == b:
+            raise SymbnError(f"{at}: where compares {a} with itself; compare two indices")
+        rel = sp.Eq if op == "==" else sp.Ne
+        out.append(rel(INDEX[a], INDEX[b], evaluate=False))
+    return tuple(out)
+
+
+def _parse_claim(claim: str, at: str) -> tuple[sp.Expr, ...]:
+    if len(claim) > MAX_CLAIM_CHARS:
+        raise SymbnError(f"{at}: claim is {len(claim)} characters, more than "
+                         f"{MAX_CLAIM_CHARS}; split it into steps")
+    depth = 0
+    for ch in claim:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth > MAX_DEPTH:
+            raise SymbnError(f"{at}: brackets nested more than {MAX_DEPTH} deep; simplify")
+    parts = _LINK_SPLIT.split(claim)
+    if len(parts) < 2:
+        raise SymbnError(f"{at}: claim must be an equation 'lhs = rhs' (or a chain a = b = c)")
+    links = []
+    for part in parts:
+        if not part.strip():
+            raise SymbnError(f"{at}: empty side in claim '{_clip(claim)}'")
+        try:
+            tree = ast.parse(part.strip(), mode="eval")
+        except SyntaxError as err:
+            raise SymbnError(f"{at}: syntax error in '{_clip(part.strip())}': {err.msg}") from None
+        except (ValueError, RecursionError, MemoryError) as err:
+            raise SymbnError(f"{at}: cannot read '{_clip(part.strip())}': "
+                             f"{type(err).__name__}") from None
+        nodes = sum(1 for _ in ast.walk(tree))
+        if nodes > MAX_NODES:
+            raise SymbnError(f"{at}: expression has {nodes} parts, more than {MAX_NODES}; "
+                             "split it into steps")
+        builder = _Builder(at)
+        expr = builder.build(tree.body, 0)
+        weight = _Weight().of(expr)
+        if weight > MAX_WEIGHT:
+            raise SymbnError(f"{at}: '{_clip(part.strip())}' can reach polynomial degree "
+                             f"{weight}, more than {MAX_WEIGHT}; lower exponents or nesting")
+        links.append(expr)
+    return tuple(links)
+
+
+# ---------------------------------------------------------------------------------------
+# the whitelist: ast -> SymPy
+# ---------------------------------------------------------------------------------------
+
+
+class _Builder:
+    """Builds an unevaluated SymPy template from a Python expression AST, node by node."""
+
+    def __init__(self, at: str):
+        self.at = at
+        self.bound: list[str] = []  # Sum variables in scope
+        self.derivative_depth = 0
+
+    def fail(self, message: str, node: ast.AST | None = None) -> SymbnError:
+        piece = f" '{_clip(ast.unparse(node))}'" if node is not None else ""
+        return SymbnError(f"{self.at}:{piece} {message}")
+
+    def build(self, node: ast.AST, depth: int) -> sp.Expr:
+        if depth > MAX_DEPTH:
+            raise self.fail(f"nested more than {MAX_DEPTH} deep; simplify the expression")
+        method = getattr(self, f"_{type(node).__name__}", None)
+        if method is None:
+            raise self.fail(f"is not allowed ({_describe(node)}); claims use numbers, "
+                            "+ - * / **, model names and sqrt, Sum, KroneckerDelta, D, P", node)
+        return method(node, depth + 1)
+
+    # numbers and names -----------------------------------------------------------------
+    def _Constant(self, node: ast.Constant, depth: int) -> sp.Expr:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int):
+            hint = " use exact rationals such as 1/2" if isinstance(value, float) else ""
+            raise self.fail(f"is not allowed ({type(value).__name__} constant);{hint or ' use integers'}",
+                            node)
+        if value > MAX_INTEGER:
+            raise self.fail(f"is larger than {MAX_INTEGER}", node)
+        return sp.Integer(value)
+
+    def _Name(self, node: ast.Name, depth: int) -> sp.Expr:
+        name = node.id
+        if name in SCALARS:
+            if name == "f":
+                raise self.fail("f appears only as D(f, ...) or P(f, y[i])", node)
+            return SCALARS[name]
+        if name == "N":
+            return N
+        if name in INDEX:
+            return INDEX[name]
+        if name in INDEXED:
+            raise self.fail(f"needs a row: write {name}[i] or {name}[2]", node)
+        if name in FUNCTIONS:
+            raise self.fail(f"is a function; call it as {name}(...)", node)
+        raise self.fail(f"is not a known name{_did_you_mean(name, NAMES)}", node)
+
+    def _Subscript(self, node: ast.Subscript, depth: int) -> sp.Expr:
+        base = node.value
+        if not isinstance(base, ast.Name) or base.id not in INDEXED:
+            raise self.fail("subscripts only apply to x, xhat, y, dy", node)
+        return INDEXED[base.id][self._row(node.slice, node)]
+
+    def _row(self, node: ast.AST, whole: ast.AST) -> sp.Expr:
+        if isinstance(node, ast.Name) and node.id in INDEX:
+            return INDEX[node.id]
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            if node.value < 1:
+                raise self.fail("rows are numbered from 1", whole)
+            if node.value > MAX_INTEGER:
+                raise self.fail(f"row larger than {MAX_INTEGER}", whole)
+            return sp.Integer(node.value)
+        raise self.fail("a row is an index name (i, j, k) or a number such as 2", whole)
+
+    # arithmetic --------------------------------------------------------------------------
+    def _UnaryOp(self, node: ast.UnaryOp, depth: int) -> sp.Expr:
+        operand = self.build(node.operand, depth)
+        if isinstance(node.op, ast.UAdd):
+            return operand
+        if isinstance(node.op, ast.USub):
+            if operand.is_Number:
+                return -operand
+            return sp.Mul(sp.Integer(-1), operand, evaluate=False)
+        raise self.fail("is not allowed (only unary + and -)", node)
+
+    def _BinOp(self, node: ast.BinOp, depth: int) -> sp.Expr:
+        op = node.op
+        if isinstance(op, ast.Pow):
+            base = self.build(node.left, depth)
+            return sp.Pow(base, self._exponent(node.right, node), evaluate=False)
+        if not isinstance(op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            raise self.fail(f"operator {type(op).__name__} is not allowed; use + - * / **", node)
+        a, b = self.build(node.left, depth), self.build(node.right, depth)
+        if isinstance(op, ast.Add):
+            return sp.Add(a, b, evaluate=False)
+        if isinstance(op, ast.Sub):
+            neg = -b if b.is_Number else sp.Mul(sp.Integer(-1), b, evaluate=False)
+            return sp.Add(a, neg, evaluate=False)
+        if isinstance(op, ast.Mult):
+            return sp.Mul(a, b, evaluate=False)
+        if b.is_Number and b == 0:
+            raise self.fail("divides by zero", node)
+        if a.is_Number and b.is_Number:
+            return a / b  # the exact rational, e.g. 1/2
+        return sp.Mul(a, sp.Pow(b, sp.Integer(-1), evaluate=False), evaluate=False)
+
+    def _exponent(self, node: ast.AST, whole: ast.AST) -> sp.Rational:
+        value = _constant(node)
+        if value is None:
+            raise self.fail("exponent must be a number such as 2, -1 or -3/2", whole)
+        if value.q not in (1, 2) or abs(value) > MAX_EXPONENT:
+            raise self.fail(f"exponent {value} is not allowed; exponents are integers or "
+                            f"halves with absolute value at most {MAX_EXPONENT}", whole)
+        return value
+
+    # functions ---------------------------------------------------------------------------
+    def _Call(self, node: ast.Call, depth: int) -> sp.Expr:
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            name = node.func.id if isinstance(node.func, ast.Name) else None
+            hint = _did_you_mean(name, list(FUNCTIONS)) if name else ""
+            raise self.fail(f"calls something other than {', '.join(FUNCTIONS)}{hint}", node)
+        name = node.func.id
+        if node.keywords:
+            raise self.fail("keyword arguments are not allowed", node)
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail("starred arguments are not allowed", node)
+        if len(node.args) != FUNCTIONS[name]:
+            raise self.fail(f"{name} takes {FUNCTIONS[name]} argument"
+                            f"{'s' if FUNCTIONS[name] > 1 else ''}, got {len(node.args)}", node)
+        return getattr(self, f"_call_{name}")(node, depth)
+
+    def _call_sqrt(self, node: ast.Call, depth: int) -> sp.Expr:
+        return sp.Pow(self.build(node.args[0], depth), sp.Rational(1, 2), evaluate=False)
+
+    def _call_Sum(self, node: ast.Call, depth: int) -> sp.Expr:
+        limits = node.args[1]
+        if not (isinstance(limits, ast.Tuple) and len(limits.elts) == 3):
+            raise self.fail("write Sum(e, (k, 1, N))", node)
+        var, lower, upper = limits.elts
+        if not (isinstance(var, ast.Name) and var.id in INDEX):
+            raise self.fail("the summation index is i, j or k", node)
+        if var.id in self.bound:
+            raise self.fail(f"{var.id} is already a summation index here; use another", node)
+        if not (isinstance(lower, ast.Constant) and type(lower.value) is int
+                and lower.value == 1):
+            raise self.fail("sums start at 1: write Sum(e, (k, 1, N))", node)
+        if not (isinstance(upper, ast.Name) and upper.id == "N"):
+            raise self.fail("sums run to N: write Sum(e, (k, 1, N))", node)
+        self.bound.append(var.id)
+        try:
+            body = self.build(node.args[0], depth)
+        finally:
+            self.bound.pop()
+        return sp.Sum(body, (INDEX[var.id], sp.Integer(1), N))
+
+    def _call_KroneckerDelta(self, node: ast.Call, depth: int) -> sp.Expr:
+        a, b = (self._row(arg, node) for arg in node.args)
+        return sp.KroneckerDelta(a, b, evaluate=False)
+
+    def _call_D(self, node: ast.Call, depth: int) -> sp.Expr:
+        wrt = self._model_name(node.args[1], node)
+        if _kind(wrt) not in LEAVES_FOR_D:
+            raise self.fail("differentiates with respect to "
+                            f"{_kind(wrt)}; D(a, b) needs b = x[j], y[i], gamma, beta or eps",
+                            node)
+        return D(self._derivand(node.args[0], depth), wrt)
+
+    def _call_P(self, node: ast.Call, depth: int) -> sp.Expr:
+        child = self._model_name(node.args[0], node, allow_f=True)
+        parent = self._model_name(node.args[1], node)
+        ck, pk = _kind(child), _kind(parent)
+        if ck not in PARENTS:
+            raise self.fail(f"{ck} is not a node of the graph; P(a, b) needs a node a "
+                            f"({', '.join(PARENTS)})", node)
+        if pk not in PARENTS[ck]:
+            raise self.fail(f"{pk} is not a direct parent of {ck}; the parents of {ck} are "
+                            f"{', '.join(PARENTS[ck])}", node)
+        if (ck, pk) in (("xhat", "x"), ("y", "xhat")):
+            r1, r2 = child.indices[0], parent.indices[0]
+            if r1.is_Integer and r2.is_Integer and r1 != r2:
+                raise self.fail(f"{parent} is not a direct parent of {child}; "
+                                f"only row {r1} is", node)
+        return P(child, parent)
+
+    def _derivand(self, node: ast.AST, depth: int) -> sp.Expr:
+        if isinstance(node, ast.Name) and node.id == "f":
+            return SCALARS["f"]
+        self.derivative_depth += 1
+        try:
+            if self.derivative_depth > MAX_DERIVATIVE_DEPTH:
+                raise self.fail(f"D and P nest more than {MAX_DERIVATIVE_DEPTH} deep")
+            return self.build(node, depth)
+        finally:
+            self.derivative_depth -= 1
+
+    def _model_name(self, node: ast.AST, whole: ast.AST, allow_f: bool = False) -> sp.Expr:
+        if allow_f and isinstance(node, ast.Name) and node.id == "f":
+            return SCALARS["f"]
+        if isinstance(node, ast.Name) and node.id in SCALARS and node.id not in ("f", "sigma"):
+            return SCALARS[node.id]
+        if isinstance(node, ast.Subscript):
+            return self._Subscript(node, 0)
+        raise self.fail("needs a model name here (x[j], xhat[i], y[i], mu, v, gamma, beta, "
+                        "eps)", whole)
+
+
+def _constant(node: ast.AST) -> sp.Rational | None:
+    """An exponent written as a number: 2, -1, 1/2, -3/2, (-3)/2; None otherwise."""
+    if isinstance(node, ast.Constant) and type(node.value) is int and node.value <= 1000:
+        return sp.Integer(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = _constant(node.operand)
+        if inner is None:
+            return None
+        return -inner if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        a, b = _constant(node.left), _constant(node.right)
+        if a is None or b is None or b == 0 or not (a.is_Integer and b.is_Integer):
+            return None
+        return sp.Rational(a, b)
+    return None
+
+
+class _Weight:
+    """An upper bound on the total degree of a link's numerator after clearing denominators.
+
+    Leaves weigh 1 and nodes the degree of their definition (xhat = (x - mu)/sqrt(v + eps)
+    weighs 4); a derivative at most doubles the weight and adds 2 (quotient rule).  It keeps
+    a file from asking for polynomials of astronomic size.
+    """
+
+    NODE = {"mu": 1, "v": 2, "sigma": 2, "eps": 1, "gamma": 1, "beta": 1, "f": 1,
+            "x": 1, "dy": 1, "xhat": 4, "y": 5, "N": 0}
+
+    def of(self, e: sp.Expr) -> int:
+        if e.is_Number:
+            return 0
+        if isinstance(e, sp.Indexed):
+            return self.NODE[str(e.base)]
+        if e.is_Symbol:
+            return self.NODE.get(e.name, 0)
+        if isinstance(e, D):
+            return 2 * self.of(e.args[0]) + 2
+        if isinstance(e, P):
+            return self.of(e.args[0]) + 2
+        if isinstance(e, sp.Sum):
+            return self.of(e.function)
+        if isinstance(e, sp.KroneckerDelta):
+            return 0
+        if e.is_Pow:
+            return max(1, math.ceil(abs(e.exp))) * self.of(e.base)
+        return sum(self.of(a) for a in e.args)
+
+
+# ---------------------------------------------------------------------------------------
+# templates -> a concrete model
+# ---------------------------------------------------------------------------------------
+
+
+def instantiate(expr: sp.Expr, bn: BatchNorm, assignment: dict) -> sp.Expr:
+    """The template `expr` as an expression of the concrete model `bn`.
+
+    `assignment` maps each free index (a Symbol in `INDEX`, or its name) to a row 1..N.
+    Sums are expanded over 1..N, D becomes `total_derivative`, P `local_partial`,
+    sigma = sqrt(v + eps) and dy[i] the leaf df/dy_i.
+
+    >>> x, j = INDEXED["x"], INDEX["j"]
+    >>> instantiate(sp.Sum(x[j], (j, 1, N)), BatchNorm(3), {})
+    x[1] + x[2] + x[3]
+    """
+    rows = {}
+    for key, value in assignment.items():
+        name = str(key)
+        if name not in INDEX:
+            raise SymbnError(f"{name} is not an index name; use i, j or k")
+        rows[name] = int(value)
+    return _Instantiate(bn).run(expr, rows)
+
+
+class _Instantiate:
+    def __init__(self, bn: BatchNorm):
+        self.bn = bn
+
+    def row(self, e: sp.Expr, rows: dict) -> int:
+        if e.is_Integer:
+            r = int(e)
+        elif e.is_Symbol and e.name in rows:
+            r = rows[e.name]
+        else:
+            raise SymbnError(f"index {e} has no value; give it one (1..N) or bind it by a Sum")
+        if not 1 <= r <= self.bn.n:
+            raise SymbnError(f"row {r} is outside 1..N = {self.bn.n}")
+        return r
+
+    def run(self, e: sp.Expr, rows: dict) -> sp.Expr:
+        bn = self.bn
+        if e.is_Number:
+            return e
+        if isinstance(e, sp.Indexed):
+            name, r = str(e.base), self.row(e.indices[0], rows)
+            return {"x": bn.x, "xhat": bn.xhat, "y": bn.y, "dy": bn.dy}[name](r)
+        if e.is_Symbol:
+            if e == N:
+                return sp.Integer(bn.n)
+            if e.name in INDEX:
+                return sp.Integer(self.row(e, rows))
+            table = {"mu": bn.mu, "v": bn.v, "gamma": bn.gamma, "beta": bn.beta,
+                     "sigma": bn.sigma}
+            if e.name in table:
+                return table[e.name]()
+            if e.name == "eps":
+                return bn.eps
+            if e.name == "f":
+                return bn.f
+            raise SymbnError(f"{e} is not a name of the BatchNorm model")
+        if isinstance(e, sp.Sum):
+            (var, lower, upper), = e.limits
+            lo = int(lower)
+            hi = bn.n if upper == N else int(upper)
+            return sp.Add(*[self.run(e.function, {**rows, var.name: r})
+                            for r in range(lo, hi + 1)])
+        if isinstance(e, sp.KroneckerDelta):
+            a, b = (self.row(arg, rows) for arg in e.args)
+            return sp.Integer(int(a == b))
+        if isinstance(e, D):
+            from .differentiate import total_derivative
+            return total_derivative(bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
+        if isinstance(e, P):
+            from .differentiate import local_partial
+            return local_partial(bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
+        if e.is_Add:
+            return sp.Add(*[self.run(a, rows) for a in e.args])
+        if e.is_Mul:
+            return sp.Mul(*[self.run(a, rows) for a in e.args])
+        if e.is_Pow:
+            return sp.Pow(self.run(e.base, rows), e.exp)
+        raise SymbnError(f"cannot instantiate {type(e).__name__}: {e}")
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+
+
+def _free_indices(e: sp.Basic, bound: frozenset = frozenset()) -> set:
+    if isinstance(e, sp.Symbol):
+        return {e} if e.name in INDEX and e not in bound else set()
+    if isinstance(e, sp.Sum):
+        var = e.limits[0][0]
+        return _free_indices(e.function, bound | {var})
+    out: set = set()
+    for a in e.args:
+        out |= _free_indices(a, bound)
+    return out
+
+
+def _rows(e: sp.Basic) -> set:
+    if isinstance(e, (sp.Indexed, sp.KroneckerDelta)):
+        args = e.indices if isinstance(e, sp.Indexed) else e.args
+        return {int(a) for a in args if a.is_Integer}
+    if isinstance(e, sp.Sum):
+        return _rows(e.function)
+    out: set = set()
+    for a in e.args:
+        out |= _rows(a)
+    return out
+
+
+def _kind(e: sp.Expr) -> str:
+    return str(e.base) if isinstance(e, sp.Indexed) else str(e)
+
+
+def _describe(node: ast.AST) -> str:
+    names = {"Attribute": "attribute access", "Lambda": "lambda", "ListComp": "comprehension",
+             "GeneratorExp": "comprehension", "SetComp": "comprehension",
+             "DictComp": "comprehension", "Compare": "comparison", "BoolOp": "boolean operator",
+             "IfExp": "conditional", "NamedExpr": "assignment", "JoinedStr": "f-string",
+             "List": "list", "Tuple": "tuple", "Dict": "dict", "Set": "set",
+             "Starred": "starred expression", "Await": "await", "Yield": "yield",
+             "Slice": "slice"}
+    return names.get(type(node).__name__, type(node).__name__)
+
+
+def _did_you_mean(name: str, options) -> str:
+    close = difflib.get_close_matches(str(name)[:64], list(options), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _clip(text: str, width: int = 60) -> str:
+    text = _one_line(str(text))
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
