@@ -75,6 +75,18 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the verdict table, counterexamples typeset as math."""
+        from .latex import report_markdown
+
+        return report_markdown(self)
+
+    def _repr_latex_(self) -> str:
+        """Jupyter/MathJax: the verdicts as a display-math array."""
+        from .latex import report_latex
+
+        return report_latex(self)
+
     def __str__(self) -> str:
         width = max([len(r.id) for r in self.results] + [5])
         lines = [self.title, ""]
