@@ -117,9 +117,14 @@ class _StepChecker:
         todo = assignments(step, self.bn.n, self.exhaustive)
         texts = step.link_texts()
         methods = set()
+        # instantiate first: a non-edge P(a, b) is bad input whatever the verdicts would be
+        instances = []
         for assignment in todo:
             label = ", ".join(f"{k}={v}" for k, v in assignment.items())
-            sides = [self._instantiate(step, link, assignment, label) for link in step.links]
+            instances.append((assignment, label, [self._instantiate(step, link, assignment,
+                                                                    label)
+                                                  for link in step.links]))
+        for assignment, label, sides in instances:
             for k in range(len(sides) - 1):
                 if self.deadline is not None and time.monotonic() > self.deadline:
                     return Result(step.id, UNKNOWN, "exact", time.monotonic() - start,

@@ -71,7 +71,6 @@ LEAVES_FOR_D = ("x", "y", "gamma", "beta", "eps")
 STEP_KEYS = ("id", "claim", "where", "text")
 TOP_KEYS = ("title", "model", "source", "step")
 
-_LINK_SPLIT = re.compile(r"(?<![=!<>])=(?!=)")
 _ID = re.compile(r"[a-z0-9-]{1,64}")
 _CONDITION = re.compile(r"\s*([a-z]\w*)\s*(==|!=)\s*([a-z]\w*)\s*")
 
@@ -128,7 +127,7 @@ class Step:
 
     def link_texts(self) -> list[str]:
         """The claim's links as written."""
-        return [part.strip() for part in _LINK_SPLIT.split(self.claim)]
+        return [part.strip() for part in _split_links(self.claim)]
 
 
 @dataclass(frozen=True)
@@ -176,7 +175,8 @@ def load(path_or_name: str) -> Derivation:
             raise SymbnError(f"{text}: not a regular file; give a .toml derivation file")
         else:
             names = ", ".join(available) or "none"
-            raise SymbnError(f"{text}: no such file or shipped derivation; shipped: {names}")
+            raise SymbnError(f"{text}: no such file or shipped derivation"
+                             f"{_did_you_mean(text, available)}; shipped: {names}")
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
@@ -280,6 +280,19 @@ def _parse_where(where: str, at: str) -> tuple:
     return tuple(out)
 
 
+def _split_links(claim: str) -> list[str]:
+    """Split a chain a = b = c at the `=` signs outside brackets (not ==, !=, <=, >=, :=)."""
+    parts, depth, start = [], 0, 0
+    for pos, ch in enumerate(claim):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if (ch == "=" and depth == 0 and claim[pos - 1:pos] not in ("=", "!", "<", ">", ":")
+                and claim[pos + 1:pos + 2] != "="):
+            parts.append(claim[start:pos])
+            start = pos + 1
+    return parts + [claim[start:]]
+
+
 def _parse_claim(claim: str, at: str) -> tuple[sp.Expr, ...]:
     if len(claim) > MAX_CLAIM_CHARS:
         raise SymbnError(f"{at}: claim is {len(claim)} characters, more than "
@@ -290,7 +303,7 @@ def _parse_claim(claim: str, at: str) -> tuple[sp.Expr, ...]:
         depth -= ch in ")]}"
         if depth > MAX_DEPTH:
             raise SymbnError(f"{at}: brackets nested more than {MAX_DEPTH} deep; simplify")
-    parts = _LINK_SPLIT.split(claim)
+    parts = _split_links(claim)
     if len(parts) < 2:
         raise SymbnError(f"{at}: claim must be an equation 'lhs = rhs' (or a chain a = b = c)")
     links = []
@@ -301,9 +314,11 @@ def _parse_claim(claim: str, at: str) -> tuple[sp.Expr, ...]:
             tree = ast.parse(part.strip(), mode="eval")
         except SyntaxError as err:
             raise SymbnError(f"{at}: syntax error in '{_clip(part.strip())}': {err.msg}") from None
-        except (ValueError, RecursionError, MemoryError) as err:
-            raise SymbnError(f"{at}: cannot read '{_clip(part.strip())}': "
-                             f"{type(err).__name__}") from None
+        except (RecursionError, MemoryError):
+            raise SymbnError(f"{at}: '{_clip(part.strip())}' is nested too deeply; "
+                             "simplify the expression") from None
+        except ValueError as err:
+            raise SymbnError(f"{at}: cannot read '{_clip(part.strip())}': {err}") from None
         nodes = sum(1 for _ in ast.walk(tree))
         if nodes > MAX_NODES:
             raise SymbnError(f"{at}: expression has {nodes} parts, more than {MAX_NODES}; "
@@ -708,4 +723,4 @@ def _clip(text: str, width: int = 60) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))

@@ -1,0 +1,335 @@
+"""symbn check: the shipped derivation proves, wrong steps are refuted by witnesses that are
+re-evaluated here, hostile files are refused without side effects, and the wheel ships the
+derivation files."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+from symbn.check import assignments, check
+from symbn.derivation import instantiate, load, parse
+from symbn.model import BatchNorm
+from symbn.prove import DISPROVED, PROVED, UNKNOWN
+
+REPO = Path(__file__).resolve().parents[1]
+EXACT = re.compile(r"-?\d+(/\d+)?")
+
+
+def symbn(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "symbn", *args], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def doc(claim: str, where: str = "", sid: str = "s1") -> str:
+    extra = f"where = {json.dumps(where)}\n" if where else ""
+    return (f'title = "t"\nmodel = "batchnorm"\n[[step]]\nid = "{sid}"\n'
+            f"claim = {json.dumps(claim)}\n{extra}")
+
+
+# -- the shipped derivation ------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_shipped_derivation_proves_every_step(n):
+    report = check("batchnorm", n)
+    steps = load("batchnorm").steps
+    assert [r.id for r in report] == [s.id for s in steps]
+    assert all(r.verdict == PROVED for r in report), [(r.id, r.note) for r in report]
+    assert report.ok and report.exit_code == 0 and report.info["exhaustive"]
+    # every assignment allowed by `where` was checked, e.g. n(n-1) pairs for i != j
+    other = report["fw-dxhat-dx-other"]
+    assert other.note == (f"{n * (n - 1)} assignments" if n > 1 else
+                          "no index assignment satisfies 'i != j' for N = 1")
+    assert report["fw-dxhat-dx-product-rule"].note == \
+        f"{n * n} assignment{'s' if n > 1 else ''}"
+
+
+def test_row_symmetry_agrees_with_every_assignment():
+    every = check("batchnorm", 5, all_assignments=True)
+    patterns = check("batchnorm", 5, all_assignments=False)
+    assert [r.verdict for r in every] == [r.verdict for r in patterns] == \
+        [PROVED] * len(every)
+    assert patterns["fw-dxhat-dx-product-rule"].note == \
+        "2 assignments by row symmetry: i=1, j=1; i=1, j=2"
+    assert any("exchangeable" in note for note in patterns.notes)
+    big = check("batchnorm", 10)
+    assert big.ok and not big.info["exhaustive"]
+
+
+SYMMETRY_CASES = [  # claims naming concrete rows, where patterns must include those rows
+    ("D(x[i], x[2]) = 1", "", DISPROVED),
+    ("D(x[i], x[2]) = KroneckerDelta(i, 2)", "", PROVED),
+    ("D(x[i], x[2])*D(x[j], x[3]) = KroneckerDelta(i, 2)*KroneckerDelta(j, 3)", "", PROVED),
+    ("D(x[i], x[2])*D(x[j], x[3]) = KroneckerDelta(i, 2)*KroneckerDelta(i, j)", "", DISPROVED),
+    ("KroneckerDelta(i, 2)*x[j] = 0", "i != j", DISPROVED),
+    ("KroneckerDelta(i, 2)*KroneckerDelta(j, 2) = 0", "i != j", PROVED),
+    ("D(xhat[i], x[3]) = D(xhat[i], x[j])", "i != j", DISPROVED),
+]
+
+
+@pytest.mark.parametrize("claim,where,verdict", SYMMETRY_CASES,
+                         ids=[c for c, _, _ in SYMMETRY_CASES])
+def test_index_patterns_respect_concrete_rows(claim, where, verdict):
+    d = parse(doc(claim, where))
+    for exhaustive in (True, False):
+        assert check(d, 4, all_assignments=exhaustive)[0].verdict == verdict, exhaustive
+
+
+def test_patterns_cover_concrete_rows():
+    step = parse(doc("D(x[i], x[2])*x[j] = 0")).steps[0]
+    got = assignments(step, 4, exhaustive=False)
+    assert got == [{"i": 2, "j": 2}, {"i": 2, "j": 1}, {"i": 1, "j": 2}, {"i": 1, "j": 1},
+                   {"i": 1, "j": 3}]
+    assert len(assignments(step, 4)) == 16
+
+
+# -- wrong steps ----------------------------------------------------------------------------
+
+WRONG = [
+    ("sign", "D(v, x[j]) = -2/N*(x[j] - mu)", ""),
+    ("n-minus-1", "D(v, x[j]) = 2/(N - 1)*(x[j] - mu)", ""),
+    ("missing-eps", "P(xhat[i], mu) = -v**(-1/2)", ""),
+    ("missing-eps-in-dxhat", "D(xhat[i], x[j]) = -1/N*sqrt(v)**(-1)*(1 + (x[i] - mu)*"
+                             "(x[j] - mu)*(v + eps)**(-1))", "i != j"),
+    ("wrong-exponent", "P(xhat[i], v) = (x[i] - mu)*(-1/2)*(v + eps)**(-1/2)", ""),
+    ("x-for-xhat", "D(f, gamma) = Sum(D(f, y[i])*x[i], (i, 1, N))", ""),
+    ("kronecker-case", "D(x[i], x[j]) = 1 - KroneckerDelta(i, j)", ""),
+    ("note-literal-dxhat-dx", "P(xhat[i], x[j]) = 1", "i == j"),
+    ("factored-reading-of-i-eq-j", "D(xhat[i], x[j]) = (1 - 1/N)*(v + eps)**(-1/2)*"
+                                   "(1 + (x[i] - mu)*(x[j] - mu)*(v + eps)**(-1))", "i == j"),
+    ("i-ne-j-form-for-i-eq-j", "D(xhat[i], x[j]) = -1/N*(v + eps)**(-1/2)*"
+                               "(1 + (x[i] - mu)*(x[j] - mu)*(v + eps)**(-1))", "i == j"),
+    ("missing-1-over-n", "D(mu, x[j]) = 1", ""),
+    ("dv-dmu-without-mu", "P(v, mu) = -2/N*Sum(x[i], (i, 1, N))", ""),
+    ("dbeta-times-gamma", "D(f, beta) = Sum(D(f, y[i])*gamma, (i, 1, N))", ""),
+    ("final-sign", "D(f, x[j]) = gamma*(v + eps)**(-1/2)*(-1/N*Sum(D(f, y[i]), (i, 1, N)) "
+                   "+ (x[j] - mu)*(v + eps)**(-1)*1/N*Sum((x[i] - mu)*D(f, y[i]), (i, 1, N)) "
+                   "+ D(f, y[j]))", ""),
+    ("final-sum-not-mean", "D(f, x[j]) = gamma*(v + eps)**(-1/2)*(-Sum(D(f, y[i]), (i, 1, N))"
+                           " - (x[j] - mu)*(v + eps)**(-1)*1/N*Sum((x[i] - mu)*D(f, y[i]), "
+                           "(i, 1, N)) + D(f, y[j]))", ""),
+    ("chain-middle-link", "Sum(x[i] - mu, (i, 1, N)) = Sum(x[i], (i, 1, N)) - mu = 0", ""),
+    ("concrete-row", "D(x[2], x[i]) = 0", ""),
+    ("sigma-squared", "P(xhat[i], mu) = -1/sigma**2", ""),
+    ("path-sum-without-mu", "D(f, x[j]) = Sum(D(f, y[i])*P(y[i], xhat[i])*(KroneckerDelta(i, j)"
+                            "*P(xhat[i], x[i]) + P(xhat[i], v)*P(v, x[j])), (i, 1, N))", ""),
+]
+
+
+def reevaluate(step, witness: dict, n: int) -> None:
+    """The witness separates the link it names, by plain evaluation at its point."""
+    texts = step.link_texts()
+    (k,) = [k for k in range(len(texts) - 1) if f"{texts[k]} = {texts[k + 1]}" == witness["link"]]
+    assignment = {name: int(r) for name, r in witness["assignment"].items()}
+    assert sorted(assignment) == [str(s) for s in step.free_indices]
+    assert all(1 <= r <= n for r in assignment.values())
+    bn = BatchNorm(n)
+    leaves = {str(s): s for s in bn.leaves}
+    assert all(EXACT.fullmatch(value) for value in witness["point"].values())
+    point = {leaves[name]: Fraction(value) for name, value in witness["point"].items()}
+    assert point.get(bn.eps, 1) > 0
+    lhs = bn.evaluate(instantiate(step.links[k], bn, assignment), point)
+    rhs = bn.evaluate(instantiate(step.links[k + 1], bn, assignment), point)
+    assert not (lhs.free_symbols or rhs.free_symbols), "the point gives every leaf"
+    if lhs.is_Rational and rhs.is_Rational:
+        assert lhs != rhs and str(lhs) == witness["lhs"] and str(rhs) == witness["rhs"]
+    else:  # algebraic values: 60 significant digits, far from the gap
+        gap = sp.N(lhs - rhs, 60)
+        assert abs(gap) > sp.Rational(1, 10 ** 6), gap
+
+
+@pytest.mark.parametrize("name,claim,where", WRONG, ids=[w[0] for w in WRONG])
+@pytest.mark.parametrize("exhaustive", [True, False], ids=["every", "patterns"])
+def test_wrong_step_is_disproved_with_a_separating_witness(name, claim, where, exhaustive):
+    d = parse(doc(claim, where), f"{name}.toml")
+    (result,) = check(d, 3, all_assignments=exhaustive)
+    assert result.verdict == DISPROVED, (name, result.note)
+    reevaluate(d.steps[0], result.witness, 3)
+
+
+def test_disproof_names_the_failing_link():
+    d = parse(doc("Sum(x[i] - mu, (i, 1, N)) = N*mu - N*mu = Sum(x[i], (i, 1, N)) - 1"))
+    (result,) = check(d, 2)
+    assert result.witness["link"] == "N*mu - N*mu = Sum(x[i], (i, 1, N)) - 1"
+    assert "link 2" in result.note
+
+
+# -- the command line --------------------------------------------------------------------------
+
+def test_cli_check_json(tmp_path):
+    run = symbn("check", "batchnorm", "--n", "3", "--json")
+    assert run.returncode == 0, run.stderr
+    document = json.loads(run.stdout)
+    assert document["ok"] is True and document["n"] == 3
+    assert [r["id"] for r in document["results"]] == [s.id for s in load("batchnorm").steps]
+    assert {r["verdict"] for r in document["results"]} == {"proved"}
+
+
+def test_cli_disproof_exit_1_with_exact_witness(tmp_path):
+    path = tmp_path / "wrong.toml"
+    path.write_text(doc("D(v, x[j]) = 2/(N - 1)*(x[j] - mu)", sid="dv"), encoding="utf-8")
+    run = symbn("check", str(path), "--n", "3", "--json")
+    assert run.returncode == 1, run.stderr
+    (result,) = json.loads(run.stdout)["results"]
+    assert result["verdict"] == "disproved" and result["id"] == "dv"
+    witness = result["witness"]
+    assert all(EXACT.fullmatch(v) for v in [*witness["point"].values(), witness["lhs"],
+                                            witness["rhs"]])
+    assert witness["lhs"] != witness["rhs"]
+    human = symbn("check", str(path), "--n", "3")
+    assert human.returncode == 1 and "dv: counterexample" in human.stdout
+    assert f"x[1] = {witness['point']['x[1]']}" in human.stdout
+
+
+def test_cli_budget_exhausted_is_unknown_exit_3():
+    run = symbn("check", "batchnorm", "--n", "8", "--timeout", "0.001", "--json")
+    assert run.returncode == 3, run.stderr
+    verdicts = {r["verdict"] for r in json.loads(run.stdout)["results"]}
+    assert UNKNOWN in verdicts and DISPROVED not in verdicts
+
+
+def test_cli_verify_includes_the_shipped_derivation():
+    run = symbn("verify", "--n", "2", "--json")
+    assert run.returncode == 0, run.stderr
+    ids = [r["id"] for r in json.loads(run.stdout)["results"]]
+    assert "forward/dx" in ids
+    assert [i for i in ids if i.startswith("note/")] == \
+        ["note/" + s.id for s in load("batchnorm").steps]
+
+
+CHECK_TIME_ERRORS = [
+    ("x[5] = x[5]", "", "step 's1': row 5 is outside 1..N = 3; use --n 5 or more"),
+    ("P(xhat[i], x[j]) = 0", "", "step 's1' (i=1, j=2): x[2] is not a direct parent of "
+                                 "xhat[1]; its parents are x[1], mu, v"),
+]
+
+
+@pytest.mark.parametrize("claim,where,message", CHECK_TIME_ERRORS,
+                         ids=[c for c, _, _ in CHECK_TIME_ERRORS])
+def test_cli_errors_found_for_a_given_n(tmp_path, claim, where, message):
+    path = tmp_path / "e.toml"
+    path.write_text(doc(claim, where), encoding="utf-8")
+    run = symbn("check", str(path), "--n", "3")
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == f"symbn: error: {path}: {message}\n"
+
+
+# -- hostile files ------------------------------------------------------------------------------
+
+def toml_file(claim: str) -> bytes:
+    return doc(claim).encode()
+
+
+HOSTILE = [
+    ("import", toml_file("__import__('os').system('touch MARKER') = 0"), "calls something"),
+    ("attribute", toml_file("x.__class__.__base__.__subclasses__() = 0"), "calls something"),
+    ("attribute-dict", toml_file("{}.__class__ = 0"), "attribute access"),
+    ("lambda", toml_file("(lambda: open('MARKER', 'w'))() = 0"), "calls something"),
+    ("comprehension", toml_file("[open('MARKER', 'w') for k in [1]] = 0"), "comprehension"),
+    ("string", toml_file("'MARKER' = 0"), "str constant"),
+    ("f-string", toml_file("f\"{open('MARKER', 'w')}\" = 0"), "f-string"),
+    ("keyword", toml_file("Sum(x[k], (k, 1, N), evaluate=open('MARKER', 'w')) = 0"),
+     "keyword arguments are not allowed"),
+    ("starred", toml_file("KroneckerDelta(*[i, j]) = 0"), "starred arguments"),
+    ("walrus", toml_file("(k := open('MARKER', 'w')) = 1"), "(assignment)"),
+    ("conditional", toml_file("x[1] if open('MARKER', 'w') else 0 = 0"), "(conditional)"),
+    ("eval", toml_file("eval(chr(111)) = 0"), "calls something"),
+    ("sympify-string", toml_file("S(\"__import__('os').system('touch MARKER')\") = 0"),
+     "calls something"),
+    ("dunder-name", toml_file("__builtins__ = 0"), "not a known name"),
+    ("subscript", toml_file("open[0] = 0"), "subscripts only apply to x, xhat, y, dy"),
+    ("huge-exponent", toml_file("x[1]**1000000000 = 0"), "exponent"),
+    ("power-tower", toml_file("2**2**2**2**2**2**2 = 0"), "exponent"),
+    ("degree-blowup", toml_file("*".join(["(x[1] + x[2])**8"] * 10) + " = 0"),
+     "can reach polynomial degree"),
+    ("huge-sum-bound", toml_file("Sum(x[k], (k, 1, 10**100)) = 0"), "sums run to N"),
+    ("huge-integer", toml_file("9" * 3000 + " = 0"), "larger than"),
+    ("huge-row", toml_file("x[99999999999999999999] = 0"), "row larger than"),
+    ("deep-brackets", toml_file("(" * 200 + "x[1]" + ")" * 200 + " = 0"), "nested more than"),
+    ("deep-unary", toml_file("-" * 3000 + "x[1] = 0"), "nested"),
+    ("deep-derivatives", toml_file("D(D(D(D(D(v, x[1]), x[1]), x[1]), x[1]), x[1]) = 0"),
+     "D and P nest more than"),
+    ("megabyte-line", toml_file("x[1] + " * 150000 + "x[1] = 0"), "larger than 256 KiB"),
+    ("long-claim", toml_file("x[1] + " * 1000 + "x[1] = 0"), "more than 4000"),
+    ("nul-byte", toml_file("x[1]\x00 = 0"), "null"),
+    ("not-utf8", b'title = "\xff\xfe"\n', "not UTF-8"),
+    ("deep-toml", b"a = " + b"[" * 100000 + b"]" * 100000 + b"\n",
+     "malformed TOML: nested too deeply"),
+    ("big-toml", b"a = " + b"[" * 200000 + b"]" * 200000 + b"\n", "larger than 256 KiB"),
+    ("nested-toml", b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "malformed TOML"),
+    ("malformed-toml", b'title = "t\nclaim = "__import__(1)"\n', "malformed TOML"),
+]
+
+
+@pytest.mark.parametrize("name,content,message", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_input_is_rejected_without_side_effects(tmp_path, name, content, message):
+    path = tmp_path / "h.toml"
+    path.write_bytes(content)
+    run = symbn("check", "h.toml", "--n", "3", cwd=tmp_path, timeout=30)
+    assert run.returncode == 2, (name, run.stdout[-300:], run.stderr[-300:])
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("symbn: error: h.toml: "), run.stderr[:300]
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    assert len(lines[0]) < 400
+    assert not (tmp_path / "MARKER").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.toml"]
+
+
+@pytest.mark.parametrize("target,message", [("/dev/zero", "not a regular file"),
+                                            (".", "not a regular file"),
+                                            ("missing.toml", "no such file")])
+def test_non_files_are_refused(tmp_path, target, message):
+    run = symbn("check", target, cwd=tmp_path, timeout=30)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+
+
+# -- packaging --------------------------------------------------------------------------------
+
+def test_wheel_ships_the_derivations_and_check_runs_from_anywhere(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for folder in ("symbn", "derivations"):
+        shutil.copytree(REPO / folder, src / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w",
+                            str(tmp_path / "dist"), "-q"], cwd=src, text=True,
+                           capture_output=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("symbn-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = {n for n in zf.namelist() if n.endswith(".toml")}
+        assert shipped == {"symbn/derivations/" + p.name
+                           for p in (REPO / "derivations").glob("*.toml")}
+        assert zf.read("symbn/derivations/batchnorm.toml") == \
+            (REPO / "derivations" / "batchnorm.toml").read_bytes()
+    # a plain, non-editable install: the files come from the package, not the checkout
+    site = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
+                              "--target", str(site), str(wheel)], text=True,
+                             capture_output=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    runs = {}
+    for command in ("check batchnorm", "verify"):
+        run = subprocess.run([sys.executable, "-m", "symbn", *command.split(), "--n", "2",
+                              "--json"], cwd=away, env=env, text=True, capture_output=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr
+        runs[command] = json.loads(run.stdout)
+    assert runs["check batchnorm"]["derivation"] == \
+        str(site / "symbn" / "derivations" / "batchnorm.toml")
+    assert runs["verify"]["results"][-1]["id"] == "note/modes-agree"
