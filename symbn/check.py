@@ -16,13 +16,14 @@ import time
 
 import sympy as sp
 
-from .derivation import Derivation, Step, instantiate, load
+from .derivation import Derivation, Step, _Instantiate, load
 from .errors import SymbnError
 from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm
 from .prove import DISPROVED, PROVED, UNKNOWN, Algebra
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
+MAX_N = 1 << 16
 SYMMETRY_NOTE = ("rows are exchangeable: permuting (x_i, dy_i) together maps the model to "
                  "itself, so one assignment per index pattern (which indices are equal, "
                  "which equal a row the step names) stands for all of them")
@@ -44,6 +45,8 @@ def check(derivation: Derivation | str, n: int, timeout: float | None = None,
     d = derivation if isinstance(derivation, Derivation) else load(derivation)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise SymbnError(f"N must be a positive integer, got {n!r}; try --n 4")
+    if n > MAX_N:
+        raise SymbnError(f"--n {n} is beyond the exact method (limit {MAX_N}); use a smaller --n")
     if timeout is None and n > MAX_N_WITHOUT_TIMEOUT:
         raise SymbnError(f"--n {n} is too large to check exactly without a budget; use "
                          f"--n <= {MAX_N_WITHOUT_TIMEOUT} or set --timeout")
@@ -110,6 +113,7 @@ class _StepChecker:
     def __init__(self, d: Derivation, bn: BatchNorm, alg: Algebra, deadline: float | None,
                  exhaustive: bool):
         self.d, self.bn, self.alg = d, bn, alg
+        self.builder = _Instantiate(bn)
         self.deadline, self.exhaustive = deadline, exhaustive
 
     def run(self, step: Step) -> Result:
@@ -120,15 +124,16 @@ class _StepChecker:
         # instantiate first: a non-edge P(a, b) is bad input whatever the verdicts would be
         instances = []
         for assignment in todo:
+            if self._late():
+                return self._unknown(step, start)
             label = ", ".join(f"{k}={v}" for k, v in assignment.items())
             instances.append((assignment, label, [self._instantiate(step, link, assignment,
                                                                     label)
                                                   for link in step.links]))
         for assignment, label, sides in instances:
             for k in range(len(sides) - 1):
-                if self.deadline is not None and time.monotonic() > self.deadline:
-                    return Result(step.id, UNKNOWN, "exact", time.monotonic() - start,
-                                  note="time budget exhausted")
+                if self._late():
+                    return self._unknown(step, start)
                 outcome = self.alg.decide(sides[k], sides[k + 1], self.deadline)
                 methods.add(outcome.method)
                 if outcome.verdict != PROVED:
@@ -150,9 +155,16 @@ class _StepChecker:
         return Result(step.id, PROVED, _method(methods), time.monotonic() - start,
                       note=self._coverage(step, todo))
 
+    def _late(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def _unknown(self, step: Step, start: float) -> Result:
+        return Result(step.id, UNKNOWN, "exact", time.monotonic() - start,
+                      note="time budget exhausted")
+
     def _instantiate(self, step: Step, link: sp.Expr, assignment: dict, label: str):
         try:
-            return instantiate(link, self.bn, assignment)
+            return self.builder.run(link, assignment)
         except SymbnError as err:
             at = f" ({label})" if label else ""
             raise SymbnError(f"{self.d.path}: step '{step.id}'{at}: {err}") from None

@@ -609,8 +609,11 @@ def instantiate(expr: sp.Expr, bn: BatchNorm, assignment: dict) -> sp.Expr:
 
 
 class _Instantiate:
+    """Template -> model expression; D and P results are remembered per row assignment."""
+
     def __init__(self, bn: BatchNorm):
         self.bn = bn
+        self.memo: dict = {}
 
     def row(self, e: sp.Expr, rows: dict) -> int:
         if e.is_Integer:
@@ -653,12 +656,13 @@ class _Instantiate:
         if isinstance(e, sp.KroneckerDelta):
             a, b = (self.row(arg, rows) for arg in e.args)
             return sp.Integer(int(a == b))
-        if isinstance(e, D):
-            from .differentiate import total_derivative
-            return total_derivative(bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
-        if isinstance(e, P):
-            from .differentiate import local_partial
-            return local_partial(bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
+        if isinstance(e, (D, P)):
+            key = (e, tuple(sorted(rows.items())))
+            if key not in self.memo:
+                from .differentiate import local_partial, total_derivative
+                rule = total_derivative if isinstance(e, D) else local_partial
+                self.memo[key] = rule(bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
+            return self.memo[key]
         if e.is_Add:
             return sp.Add(*[self.run(a, rows) for a in e.args])
         if e.is_Mul:

@@ -84,6 +84,13 @@ def test_index_patterns_respect_concrete_rows(claim, where, verdict):
         assert check(d, 4, all_assignments=exhaustive)[0].verdict == verdict, exhaustive
 
 
+def test_where_joins_conditions_with_and():
+    d = parse(doc("KroneckerDelta(i, j)*x[k] = 0", "i != j and j != k"))
+    (result,) = check(d, 3)
+    assert result.verdict == PROVED and result.note == "12 assignments"  # 3 * 2 * 2
+    assert len(assignments(d.steps[0], 3, exhaustive=False)) == 2  # k = i or k fresh
+
+
 def test_patterns_cover_concrete_rows():
     step = parse(doc("D(x[i], x[2])*x[j] = 0")).steps[0]
     got = assignments(step, 4, exhaustive=False)
@@ -204,6 +211,11 @@ def test_cli_verify_includes_the_shipped_derivation():
     assert "forward/dx" in ids
     assert [i for i in ids if i.startswith("note/")] == \
         ["note/" + s.id for s in load("batchnorm").steps]
+
+
+def test_cli_refuses_sizes_beyond_the_exact_method():
+    run = symbn("check", "batchnorm", "--n", "1000000", "--timeout", "5")
+    assert run.returncode == 2 and "beyond the exact method" in run.stderr
 
 
 CHECK_TIME_ERRORS = [
