@@ -184,7 +184,7 @@ SETUP: list[tuple[sp.Expr, sp.Expr]] = [
     (V, sp.Sum((X[i] - MU) ** 2, (i, 1, N)) / N),
     (SIGMA, sp.sqrt(V + EPS)),
     (XHAT[i], (X[i] - MU) / SIGMA),
-    (Y[i], GAMMA * XHAT[i] + BETA),
+    (Y[i], sp.Add(GAMMA * XHAT[i], BETA, evaluate=False)),
 ]
 
 # Each edge parent -> child of the backward graph with its local partial ∂child/∂parent;
@@ -272,6 +272,7 @@ _PREAMBLE = r"""\documentclass[11pt,a4paper]{article}
 \usepackage[margin=2cm]{geometry}
 \usepackage{amsmath,amssymb}
 \usepackage{graphicx}
+\usepackage{float}
 \usepackage{xcolor}
 \usepackage{tikz}
 \usetikzlibrary{arrows.meta,positioning}
@@ -492,11 +493,11 @@ _LABEL_SIDE = {(MU, X[j]): "above left", (V, X[j]): "below right", (V, MU): "abo
 def graph_figure(printer: Printer, results: list) -> str:
     """The backward computation graph as TikZ: nodes, edges with their local partials."""
     names = {node: f"n{idx}" for idx, node in enumerate(_POSITIONS)}
-    lines = [r"\begin{figure}[ht]", r"\centering",
+    lines = [r"\begin{figure}[H]", r"\centering",
              r"\resizebox{\linewidth}{!}{%",
              r"\begin{tikzpicture}[>={Stealth[length=2.4mm]},"
              r" node/.style={circle,draw,thick,minimum size=10mm,inner sep=1pt},"
-             r" edge/.style={->,thick}, lab/.style={font=\footnotesize,inner sep=2pt}]"]
+             r" edge/.style={->,thick}, lab/.style={font=\normalsize,inner sep=2pt}]"]
     for node, (px, py) in _POSITIONS.items():
         lines.append(rf"\node[node] ({names[node]}) at ({px},{py}) "
                      rf"{{${printer.doprint(node)}$}};")
@@ -689,12 +690,6 @@ def build(derivation=None, n: int = 3, expand: bool = False,
 
     reports["setup"] = setup
     _setup(b, bn, setup)
-    if deriv is not None:
-        from .check import check
-
-        report = check(deriv, n, timeout=timeout)
-        reports["check"] = report
-        _steps_section(b, deriv, report)
 
     b.add(r"\section{The computation graph}")
     edges = edge_results(bn, alg)
@@ -706,7 +701,17 @@ def build(derivation=None, n: int = 3, expand: bool = False,
           rf"parent, for $N = {n}$ and every $i$, $j$: "
           + (r"\proved." if ok else r"\disproved\ (edges drawn in red)."))
     _paths_section(b, bn)
-    vreport = verify(n=n, timeout=timeout)
+
+    def left() -> float | None:
+        return None if timeout is None else max(timeout - (time.monotonic() - start), 1e-3)
+
+    if deriv is not None:
+        from .check import check
+
+        report = check(deriv, n, timeout=left())
+        reports["check"] = report
+        _steps_section(b, deriv, report)
+    vreport = verify(n=n, timeout=left())
     reports["verify"] = vreport
     _results_section(b, bn, vreport, expand, alg)
 
@@ -721,8 +726,24 @@ def build(derivation=None, n: int = 3, expand: bool = False,
             r"\author{checked by symbn}", r"\date{}", r"\begin{document}", r"\maketitle"]
     if source:
         head.append(rf"\begin{{center}}\small Source: {escape(source)}\end{{center}}")
+    head.append(_summary(reports, n))
     tex = "\n".join(head + b.body + [r"\end{document}", ""])
     return Document(tex, n, b.equations, reports, seconds)
+
+
+def _summary(reports: dict, n: int) -> str:
+    """One line under the title: how many claims of each kind, and their verdicts."""
+    parts = []
+    for key, what in (("check", "steps of the derivation"), ("edges", "local partials"),
+                      ("setup", "definitions"), ("verify", "results")):
+        results = list(reports.get(key, []))
+        if results:
+            proved = sum(r.verdict == PROVED for r in results)
+            parts.append(f"{proved} of {len(results)} {what}")
+    total = [r for rep in reports.values() for r in rep]
+    mark = r"\proved" if all(r.verdict == PROVED for r in total) else r"\disproved"
+    return (rf"\begin{{center}}{mark}\ proved for $N = {n}$ (exact): "
+            + ", ".join(parts) + r".\end{center}")
 
 
 def _load(derivation):

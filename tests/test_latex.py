@@ -275,7 +275,7 @@ def test_pdf_compiles_with_expected_pages(tmp_path):
 def test_note_pdf_compiles(tmp_path, doc):
     pdf = compile_pdf(doc.tex)  # raises on errors and on undefined references
     (tmp_path / "note.pdf").write_bytes(pdf)
-    assert _pages(tmp_path / "note.pdf") == 7
+    assert _pages(tmp_path / "note.pdf") == 6
 
 
 @needs_pdflatex
