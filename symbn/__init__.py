@@ -1,6 +1,7 @@
 """symbn: machine-checked derivations of backpropagation through BatchNorm."""
 
 from .check import check
+from .codegen import lambdify_backward
 from .derivation import load
 from .errors import SymbnError
 from .model import BatchNorm
@@ -8,5 +9,5 @@ from .report import Report, Result
 from .verify import verify
 
 __version__ = "0.1.0"
-__all__ = ["BatchNorm", "Report", "Result", "SymbnError", "check", "load", "verify",
-           "__version__"]
+__all__ = ["BatchNorm", "Report", "Result", "SymbnError", "check", "lambdify_backward", "load",
+           "verify", "__version__"]

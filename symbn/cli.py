@@ -93,6 +93,17 @@ def _latex(args: argparse.Namespace) -> int:
     return 1 if any(r.verdict == "disproved" for r in failed) else (3 if failed else 0)
 
 
+def _codegen(args: argparse.Namespace) -> int:
+    from .codegen import generate, write
+
+    n = None if args.n is None else _positive_int("--n", args.n)
+    source = generate(args.target, n=n, unrolled=args.unrolled)
+    write(source, args.output)
+    what = f"unrolled for N = {n}" if args.unrolled else f"{args.target}, any N"
+    print(f"wrote {args.output} ({what}, {source.count(chr(10))} lines)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symbn", description="Machine-checked BatchNorm backward derivations.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -128,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also print the results expanded in the leaves")
     p.add_argument("--timeout", help="seconds; claims left when it runs out are 'unknown'")
     p.set_defaults(run=_latex)
+
+    p = sub.add_parser("codegen", help="write a standalone module computing the proved gradients")
+    p.add_argument("-o", "--output", required=True, help="the .py file to write")
+    p.add_argument("--target", choices=["numpy", "numba"], default="numpy",
+                   help="numpy (vectorised, default) or numba (fused loops)")
+    p.add_argument("--n", default=None, help="batch size for --unrolled code")
+    p.add_argument("--unrolled", action="store_true",
+                   help="unrolled scalar expressions for one concrete N (needs --n)")
+    p.set_defaults(run=_codegen)
     return parser
 
 

@@ -1,0 +1,216 @@
+"""Accuracy and speed of the generated BatchNorm backward against real references.
+
+Accuracy: max|err| / max|ref| of dX, dgamma, dbeta against a 50-digit mpmath evaluation of
+the closed form (written out here, independent of the generated code) on the same rounded
+inputs, N = 256, D = 64; "normal" X ~ N(0, 1), "hard" X = 1e4 + N(0, 1e-2).
+
+Speed: one process, candidates interleaved, median of --repeats after warm-up: generated
+NumPy, generated numba, a straightforward hand-written NumPy backward, torch CPU
+forward+backward and backward only (2 threads), and a memory-bandwidth floor (1.5 x the time
+of np.copyto of one array: reading X and dY and writing dX is 1.5 copies).
+
+    python scripts/bench_numeric.py [--repeats 20] [--skip-precision] [--skip-speed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SHAPES = [(256, 1024), (4096, 1024), (32768, 256)]
+EPS = 1e-5
+
+
+# -- references ---------------------------------------------------------------------------
+
+def straightforward_backward(dY, X, gamma, eps=EPS):
+    """The textbook NumPy backward: recompute the forward, then the staged gradient."""
+    N = X.shape[0]
+    mu = X.mean(axis=0)
+    xmu = X - mu
+    var = (xmu ** 2).mean(axis=0)
+    istd = 1.0 / np.sqrt(var + eps)
+    xhat = xmu * istd
+    dbeta = dY.sum(axis=0)
+    dgamma = (dY * xhat).sum(axis=0)
+    dxhat = dY * gamma
+    dX = (istd / N) * (N * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
+    return dX.astype(X.dtype), dgamma.astype(X.dtype), dbeta.astype(X.dtype)
+
+
+def mpmath_backward(dY, X, gamma, eps=EPS, dps=50):
+    """The note's closed form per column in `dps`-digit arithmetic, from the same floats."""
+    import mpmath
+
+    mpmath.mp.dps = dps
+    N, C = X.shape
+    dX, dg, db = np.empty((N, C)), np.empty(C), np.empty(C)
+    e = mpmath.mpf(float(eps))
+    for c in range(C):
+        x = [mpmath.mpf(float(t)) for t in X[:, c]]
+        g = [mpmath.mpf(float(t)) for t in dY[:, c]]
+        mu = mpmath.fsum(x) / N
+        xc = [t - mu for t in x]
+        sigma = mpmath.sqrt(mpmath.fsum([t * t for t in xc]) / N + e)
+        mean_dy = mpmath.fsum(g) / N
+        mean_xdy = mpmath.fsum([a * b for a, b in zip(xc, g)]) / N
+        gm = mpmath.mpf(float(gamma[c]))
+        for i in range(N):
+            dX[i, c] = float(gm / sigma * (g[i] - mean_dy - xc[i] / sigma ** 2 * mean_xdy))
+        dg[c] = float(mean_xdy * N / sigma)
+        db[c] = float(mean_dy * N)
+    return dX, dg, db
+
+
+def inputs(kind, dtype, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal(shape)
+    if kind == "hard":
+        X = 1e4 + 1e-2 * X
+    dY, gamma = rng.standard_normal(shape), rng.standard_normal(shape[1])
+    return dY.astype(dtype), X.astype(dtype), gamma.astype(dtype)
+
+
+def relerr(got, ref) -> float:
+    return float(np.max(np.abs(np.asarray(got, np.float64) - ref)) / np.max(np.abs(ref)))
+
+
+def torch_backward(dY, X, gamma, eps=EPS):
+    import torch
+
+    x = torch.tensor(X, requires_grad=True)
+    g = torch.tensor(gamma, requires_grad=True)
+    b = torch.zeros_like(g, requires_grad=True)
+    y = torch.nn.functional.batch_norm(x, None, None, g, b, training=True, eps=eps)
+    dx, dg, db = torch.autograd.grad(y, (x, g, b), torch.tensor(dY))
+    return dx.numpy(), dg.numpy(), db.numpy()
+
+
+# -- generated modules ----------------------------------------------------------------------
+
+def load_generated(target: str, directory: str):
+    from symbn.codegen import generate, write
+
+    path = os.path.join(directory, f"bn_{target}.py")
+    write(generate(target), path)
+    spec = importlib.util.spec_from_file_location(f"bn_{target}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def precision(candidates: dict) -> None:
+    print("max|err| / max|ref| against 50-digit mpmath, N = 256, D = 64 (dX / dgamma / dbeta)")
+    print(f"{'inputs':<16}" + "".join(f"{name:>34}" for name in candidates))
+    for kind in ("normal", "hard"):
+        for dtype in (np.float32, np.float64):
+            dY, X, gamma = inputs(kind, dtype, (256, 64))
+            ref = mpmath_backward(dY, X, gamma)
+            row = f"{kind + ' ' + np.dtype(dtype).name:<16}"
+            for fn in candidates.values():
+                got = fn(dY, X, gamma)
+                row += "{:>34}".format(" / ".join(f"{relerr(a, r):.1e}" for a, r in zip(got, ref)))
+            print(row)
+    print()
+
+
+# -- speed ----------------------------------------------------------------------------------
+
+def speed(candidates: dict, repeats: int) -> None:
+    import torch
+
+    torch.set_num_threads(2)
+    print(f"median ms of {repeats} interleaved repeats (torch: {torch.get_num_threads()} threads)")
+    names = list(candidates) + ["torch fwd+bwd", "torch bwd", "floor"]
+    print(f"{'shape':<20}" + "".join(f"{n:>15}" for n in names))
+    for dtype in (np.float32, np.float64):
+        for shape in SHAPES:
+            dY, X, gamma = inputs("normal", dtype, shape)
+            x = torch.tensor(X, requires_grad=True)
+            g = torch.tensor(gamma, requires_grad=True)
+            b = torch.zeros_like(g, requires_grad=True)
+            tdy = torch.tensor(dY)
+            y_kept = torch.nn.functional.batch_norm(x, None, None, g, b, training=True, eps=EPS)
+            scratch = np.empty_like(X)
+
+            def torch_fwd_bwd(x=x, g=g, b=b, tdy=tdy):
+                y = torch.nn.functional.batch_norm(x, None, None, g, b, training=True, eps=EPS)
+                torch.autograd.grad(y, (x, g, b), tdy)
+
+            def torch_bwd(y=y_kept, x=x, g=g, b=b, tdy=tdy):
+                torch.autograd.grad(y, (x, g, b), tdy, retain_graph=True)
+
+            runs = {name: (lambda fn=fn, a=(dY, X, gamma): fn(*a))
+                    for name, fn in candidates.items()}
+            runs["torch fwd+bwd"], runs["torch bwd"] = torch_fwd_bwd, torch_bwd
+            runs["copy"] = lambda s=scratch, a=X: np.copyto(s, a)
+            times = {name: [] for name in runs}
+            for _ in range(3):
+                for fn in runs.values():
+                    fn()
+            for _ in range(repeats):
+                for name, fn in runs.items():
+                    start = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - start)
+            ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+            ms["floor"] = 1.5 * ms.pop("copy")
+            label = f"{shape[0]}x{shape[1]} {np.dtype(dtype).name}"
+            print(f"{label:<20}" + "".join(f"{ms[n]:>15.3f}" for n in names))
+            gen = ms["generated numpy"]
+            ratios = [f"numpy/straightforward {gen / ms['straightforward']:.2f}",
+                      f"numpy/torch fwd+bwd {gen / ms['torch fwd+bwd']:.2f}"]
+            if "generated numba" in ms:
+                fused = ms["generated numba"]
+                ratios += [f"numba/torch fwd+bwd {fused / ms['torch fwd+bwd']:.2f}",
+                           f"numba/floor {fused / ms['floor']:.2f}"]
+            print(f"{'':<20}" + ", ".join(ratios))
+    print()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--skip-precision", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, NumPy {np.__version__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        candidates = {"generated numpy": load_generated("numpy", tmp).batchnorm_backward}
+        try:
+            import numba
+
+            fused = load_generated("numba", tmp).batchnorm_backward
+            candidates["generated numba"] = fused
+            print(f"numba {numba.__version__}")
+        except ImportError:
+            print("numba not installed: the fused target is skipped")
+        candidates["straightforward"] = straightforward_backward
+        try:
+            import torch
+
+            print(f"torch {torch.__version__}")
+        except ImportError:
+            print("torch not installed: pip install torch==2.13.0")
+            return 1
+        print()
+        if not args.skip_precision:
+            precision({**candidates, "torch": torch_backward})
+        if not args.skip_speed:
+            speed(candidates, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

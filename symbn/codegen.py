@@ -1,0 +1,726 @@
+"""Numeric code from the proved closed form: a vectorised NumPy module, fused numba loops, or
+unrolled concrete-N functions.
+
+The vectorised module is planned from `closed_form` itself.  The closed form at a concrete N
+(N = 7 and N = 11, which must agree) is abstracted into a row-generic form: a sum of N row
+terms becomes `ColSum(term)` (a reduction over the batch axis), the row j of the result
+becomes the arrays X, dY, and 1/N becomes a symbol N.  For accuracy the code then works with
+the centred array D = X - mu, computed in two passes on a shifted copy,
+
+    K = X[0],   m = ColSum(X - K)/N,   D = (X - K) - m,
+
+because X - K is exact when the rows are close (Sterbenz) and the mean is then taken of small
+numbers.  Every expression the module computes — dX as a linear combination of dY and D with
+per-column coefficients, dgamma, dbeta and the forward Y — is instantiated back at N = 1..6
+and proved equal to the closed form (and the closed form to both derivatives, by `verify`)
+with the exact `Algebra`, in the same run that writes the code.  The module header records it.
+
+>>> source = generate("numpy")
+>>> "import numpy" in source and "sympy" not in source.split('\"\"\"', 2)[2]
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.pycode import PythonCodePrinter
+
+from . import closed_form
+from .errors import SymbnError
+from .model import BatchNorm
+from .prove import PROVED, Algebra
+
+TARGETS = ("numpy", "numba")
+PROOF_NS = tuple(range(1, 7))
+_ABSTRACT_NS = (7, 11)  # prime batch sizes: 1/N cannot be confused with other constants
+MAX_UNROLLED_N = 16
+
+# per-element arrays (one value per row and column) and per-column values
+X, DY, D, XHAT, Y = sp.symbols("X dY D Xhat Y")
+ELEMENTS = (X, DY, D, XHAT, Y)
+N = sp.Symbol("N", positive=True, integer=True)
+_REF = BatchNorm(1)
+GAMMA, BETA, EPS, MU, V = _REF.gamma(), _REF.beta(), _REF.eps, _REF.mu(), _REF.v()
+
+
+class ColSum(sp.Function):
+    """Sum over the batch axis of a per-element expression: one value per column.
+
+    Linear: constants and per-column factors move outside, sums split.
+
+    >>> ColSum(GAMMA * X / N + DY)
+    ColSum(dY) + gamma*ColSum(X)/N
+    """
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Add:
+            return sp.Add(*[cls(a) for a in arg.args])
+        if not arg.has(*ELEMENTS):
+            return N * arg
+        if arg.is_Mul:
+            const, rest = arg.as_independent(*ELEMENTS, as_Add=False)
+            if const != 1:
+                return const * cls(rest)
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# from the concrete-N closed form to a row-generic one
+# ---------------------------------------------------------------------------------------
+
+
+def _row_table(bn: BatchNorm) -> dict:
+    return {s: (el, i) for i in bn.rows()
+            for el, s in ((X, bn.x(i)), (DY, bn.dy(i)), (XHAT, bn.xhat(i)), (Y, bn.y(i)))}
+
+
+def generic(bn: BatchNorm, expr: sp.Expr, j: int = 1) -> sp.Expr:
+    """The row-generic form of an expression about row j of an N-row model.
+
+    >>> bn = BatchNorm(7)
+    >>> generic(bn, bn.nodes[bn.mu()].definition)
+    ColSum(X)/N
+    """
+    table, n = _row_table(bn), bn.n
+
+    def rows_of(e):
+        return {table[s][1] for s in e.free_symbols if s in table}
+
+    def walk(e):
+        if e.is_Add and n > 1 and len(e.args) == n:
+            rows = [rows_of(a) for a in e.args]
+            if all(len(r) == 1 for r in rows) and set().union(*rows) == set(bn.rows()):
+                terms = {a.xreplace({s: el for s, (el, r) in table.items() if {r} == rs})
+                         for a, rs in zip(e.args, rows)}
+                if len(terms) == 1:
+                    return ColSum(walk(terms.pop()))
+        if e in table:
+            el, r = table[e]
+            if r != j:
+                raise SymbnError(f"{e} appears outside a sum over the batch; the closed form "
+                                 "is not row-generic, so it cannot be vectorised")
+            return el
+        if e.is_Integer:
+            return N if e == n else e
+        if e.is_Rational:
+            p, q, k = e.p, e.q, 0
+            while q % n == 0:
+                q, k = q // n, k + 1
+            return sp.Rational(p, q) * N ** -k
+        if not e.args:
+            return e
+        return e.func(*[walk(a) for a in e.args])
+
+    return walk(sp.sympify(expr))
+
+
+def _generic_model() -> dict:
+    """Row-generic closed form and node definitions; the same at both abstraction sizes."""
+    forms = []
+    for n in _ABSTRACT_NS:
+        bn = BatchNorm(n)
+        forms.append({
+            "dX": generic(bn, closed_form.dx(bn, 1)),
+            "dgamma": generic(bn, closed_form.dgamma(bn)),
+            "dbeta": generic(bn, closed_form.dbeta(bn)),
+            MU: generic(bn, bn.nodes[bn.mu()].definition),
+            V: generic(bn, bn.nodes[bn.v()].definition),
+            XHAT: generic(bn, bn.nodes[bn.xhat(1)].definition),
+            Y: generic(bn, bn.nodes[bn.y(1)].definition),
+        })
+    if forms[0] != forms[1]:
+        bad = [k for k in forms[0] if forms[0][k] != forms[1][k]]
+        raise SymbnError(f"the closed form for {bad[0]} does not have the same shape at "
+                         f"N = {_ABSTRACT_NS[0]} and N = {_ABSTRACT_NS[1]}; cannot vectorise")
+    return forms[0]
+
+
+def _centred(expr: sp.Expr, model: dict) -> sp.Expr:
+    """`expr` with the nodes xhat, y, v expanded and X written as D + mu."""
+    nodes = {XHAT: model[XHAT], Y: model[Y], V: model[V]}
+    for _ in range(4):
+        expr = expr.xreplace(nodes)
+    if expr.has(*nodes):
+        raise SymbnError("node definitions are cyclic; cannot vectorise")
+    return expr.xreplace({X: D + MU})
+
+
+# ---------------------------------------------------------------------------------------
+# the plan: reductions, per-column values, a per-element linear combination
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What one generated function computes, in the order it computes it."""
+
+    reductions: list[tuple[sp.Symbol, sp.Expr]]  # s_k = ColSum(summand)
+    columns: list[tuple[sp.Symbol, sp.Expr]]     # per-column values, after CSE
+    element: list[tuple[sp.Symbol, sp.Symbol]]   # (coefficient, array): sum of coef * array
+    const: sp.Symbol | None                      # per-column term added to every row
+    outputs: dict[str, sp.Expr]                  # name -> row-generic expression proved
+    column_outputs: dict[str, sp.Symbol]         # per-column results (dgamma, dbeta)
+
+
+def _plan(outputs: dict[str, sp.Expr], element_name: str) -> Plan:
+    sums = sorted(set().union(*[e.atoms(ColSum) for e in outputs.values()]), key=sp.default_sort_key)
+    names = {c: sp.Symbol(f"s{k}") for k, c in enumerate(sums)}
+    if any(c.has(MU) for c in sums) or any(e.has(X) for e in outputs.values()):
+        raise SymbnError("the closed form uses X other than through X - mu; the centred "
+                         "two-pass plan cannot compute it")
+    flat = {k: e.xreplace(names) for k, e in outputs.items()}
+    main = flat[element_name]
+    arrays = [a for a in (DY, D) if main.has(a)]
+    coefs, rest = [], main
+    for a in arrays:
+        coef = sp.diff(main, a)
+        if coef.has(*ELEMENTS):
+            raise SymbnError(f"{element_name} is not linear in {a}; cannot fuse it")
+        coefs.append(coef)
+        rest = rest.xreplace({a: 0})
+    column_exprs = coefs + [rest] + [flat[k] for k in outputs if k != element_name]
+    if any(e.has(*ELEMENTS) for e in column_exprs):
+        raise SymbnError("a per-column value depends on a row; cannot vectorise")
+    replacements, reduced = sp.cse(column_exprs, symbols=sp.numbered_symbols("t"),
+                                   optimizations="basic")
+    labels = [sp.Symbol(f"coef_{a}") for a in arrays] + [sp.Symbol("const")] + \
+        [sp.Symbol(k) for k in outputs if k != element_name]
+    columns = list(replacements) + list(zip(labels, reduced))
+    const = labels[len(arrays)] if rest != 0 else None
+    if const is None:
+        columns = [(s, e) for s, e in columns if s != labels[len(arrays)]]
+    return Plan([(names[c], c.args[0]) for c in sums], columns,
+                list(zip(labels, arrays)), const, outputs,
+                {k: sp.Symbol(k) for k in outputs if k != element_name})
+
+
+def plans() -> dict[str, Plan]:
+    """The backward and forward plans, from the closed form and the model's definitions."""
+    model = _generic_model()
+    backward = {k: _centred(model[k], model) for k in ("dX", "dgamma", "dbeta")}
+    forward = {"Y": _centred(model[Y], model)}
+    return {"backward": _plan(backward, "dX"), "forward": _plan(forward, "Y")}
+
+
+# ---------------------------------------------------------------------------------------
+# proofs: the plan, instantiated at concrete N, equals the closed form exactly
+# ---------------------------------------------------------------------------------------
+
+
+def instantiate(bn: BatchNorm, expr: sp.Expr, j: int) -> sp.Expr:
+    """The row-generic `expr` at row j of `bn`, with D computed as the code computes it.
+
+    >>> bn = BatchNorm(2)
+    >>> instantiate(bn, D * DY, 2)
+    dy[2]*(-x[1]/2 + x[2]/2)
+    """
+    shift = sp.Add(*[bn.x(k) - bn.x(1) for k in bn.rows()]) / bn.n
+
+    def row(i):
+        return {X: bn.x(i), DY: bn.dy(i), XHAT: bn.xhat(i), Y: bn.y(i),
+                D: (bn.x(i) - bn.x(1)) - shift}
+
+    def walk(e, i):
+        if isinstance(e, ColSum):
+            return sp.Add(*[walk(e.args[0], k) for k in bn.rows()])
+        if e in row(i):
+            return row(i)[e]
+        if e == N:
+            return sp.Integer(bn.n)
+        if e == MU:
+            return bn.x(1) + shift
+        if not e.args:
+            return e
+        return e.func(*[walk(a, i) for a in e.args])
+
+    return walk(expr, j)
+
+
+def _computed(plan: Plan, name: str) -> sp.Expr:
+    """The row-generic expression the code computes for output `name`, CSE undone."""
+    values: dict = dict(plan.reductions)
+    values = {s: ColSum(e) for s, e in values.items()}
+    for s, e in plan.columns:
+        values[s] = e.xreplace(values)
+    if name in plan.column_outputs:
+        return values[plan.column_outputs[name]]
+    total = sp.Add(*[values[c] * a for c, a in plan.element])
+    return total + (values[plan.const] if plan.const is not None else 0)
+
+
+def prove_plans(all_plans: dict[str, Plan], ns=PROOF_NS) -> list[str]:
+    """Prove, for each N in `ns`, closed form = derivatives and plan = closed form, every row.
+
+    Returns the lines the module header records; raises SymbnError on anything not proved.
+    """
+    from .verify import verify
+
+    for n in ns:
+        report = verify(n)
+        if not report.ok:
+            bad = [r.id for r in report.results if r.verdict != PROVED]
+            raise SymbnError(f"the closed form is not proved at N = {n} ({', '.join(bad)}); "
+                             "refusing to generate code from it")
+    backward, forward = all_plans["backward"], all_plans["forward"]
+    for n in ns:
+        bn = BatchNorm(n)
+        alg = Algebra(bn)
+        claims = [(f"dX[{j}]", instantiate(bn, _computed(backward, "dX"), j),
+                   closed_form.dx(bn, j)) for j in bn.rows()]
+        claims += [("dgamma", instantiate(bn, _computed(backward, "dgamma"), 1),
+                    closed_form.dgamma(bn)),
+                   ("dbeta", instantiate(bn, _computed(backward, "dbeta"), 1),
+                    closed_form.dbeta(bn))]
+        claims += [(f"Y[{j}]", instantiate(bn, _computed(forward, "Y"), j), bn.y(j))
+                   for j in bn.rows()]
+        if n == 1:  # the code's N = 1 branch returns these constants
+            claims += [("dX[1] (N = 1)", sp.Integer(0), closed_form.dx(bn, 1)),
+                       ("dgamma (N = 1)", sp.Integer(0), closed_form.dgamma(bn)),
+                       ("dbeta (N = 1)", bn.dy(1), closed_form.dbeta(bn))]
+        for label, lhs, rhs in claims:
+            outcome = alg.decide(lhs, rhs)
+            if outcome.verdict != PROVED:
+                raise SymbnError(f"the generated {label} is {outcome.verdict} equal to the "
+                                 f"closed form at N = {n}; refusing to write the code")
+    span = f"N = {ns[0]}..{ns[-1]}"
+    return [
+        f"closed form = forward mode = backward mode (symbn verify), {span}",
+        f"dX (every row j), dgamma, dbeta and Y below = closed form / model, {span},",
+        "  exactly, with D = (X - X[0]) - ColSum(X - X[0])/N as computed;",
+        "  N = 1: dX = 0, dgamma = 0, dbeta = dY",
+        "(the square root eliminated by eps = s^2 - v; canonical polynomials over QQ)",
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# printers
+# ---------------------------------------------------------------------------------------
+
+
+class BatchPrinter(NumPyPrinter):
+    """NumPy printer that prints a column reduction as a sum over axis 0.
+
+    >>> BatchPrinter().doprint(ColSum(D * DY))
+    "numpy.einsum('ij,ij->j', D, dY)"
+    """
+
+    def _print_ColSum(self, expr: ColSum) -> str:
+        arg = expr.args[0]
+        if arg.is_Symbol:
+            return f"{self._print(arg)}.sum(axis=0)"
+        factors = arg.args if arg.is_Mul else (arg.base, arg.base) \
+            if arg.is_Pow and arg.exp == 2 else ()
+        if len(factors) == 2 and all(f.is_Symbol for f in factors):
+            return "numpy.einsum('ij,ij->j', {}, {})".format(*map(self._print, factors))
+        return f"numpy.sum({self._print(arg)}, axis=0)"
+
+
+class ScalarPrinter(PythonCodePrinter):
+    """Scalar Python (`math`) printer for the bodies of fused loops.
+
+    >>> ScalarPrinter().doprint(GAMMA / sp.sqrt(EPS + V))
+    'gamma/math.sqrt(eps + v)'
+    """
+
+
+def _numpy_print(e) -> str:
+    return BatchPrinter().doprint(e)
+
+
+# ---------------------------------------------------------------------------------------
+# module text
+# ---------------------------------------------------------------------------------------
+
+_CHECKS = '''
+
+def _as_float(name, a, ndim, shape=None):
+    a = numpy.asarray(a)
+    if a.ndim != ndim:
+        want = "a 2-d array of shape (N, D)" if ndim == 2 else "a 1-d array of shape (D,)"
+        raise ValueError(f"{name} must be {want}, got shape {a.shape}")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+    if a.dtype not in (numpy.float32, numpy.float64):
+        raise ValueError(f"{name} has dtype {a.dtype}; use float32 or float64")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty (shape {a.shape}); N and D must be at least 1")
+    return a
+
+
+def _check_eps(eps):
+    if not isinstance(eps, (int, float, numpy.floating)) or not 0 < float(eps) < numpy.inf:
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    return float(eps)
+
+
+def _check(matrices, gamma_name, gamma, eps):
+    """Validated (matrices..., gamma as float64, eps, dtype); the dtype of the first matrix."""
+    first_name, first = matrices[0]
+    first = _as_float(first_name, first, 2)
+    arrays = [first] + [_as_float(name, a, 2, first.shape) for name, a in matrices[1:]]
+    dtype = first.dtype
+    for (name, _), a in zip(matrices, arrays):
+        if a.dtype != dtype:
+            raise ValueError(f"{name} has dtype {a.dtype} but {first_name} has {dtype}; "
+                             "use one dtype")
+    gamma = _as_float(gamma_name, gamma, 1, first.shape[1:]).astype(numpy.float64)
+    return (*arrays, gamma, _check_eps(eps), dtype)
+'''
+
+
+def _header(title: str, proved: list[str], plan_lines: list[str], imports: str) -> str:
+    lines = [f'"""{title}', "",
+             (f"Generated by symbn {_version()} with SymPy {sp.__version__}; regenerate, "
+              "do not edit."), "",
+             "    batchnorm_forward(X, gamma, beta, eps=1e-5) -> Y",
+             "    batchnorm_backward(dY, X, gamma, eps=1e-5) -> (dX, dgamma, dbeta)", "",
+             "X, dY: (N, D) float32 or float64; gamma, beta: (D,); results in the input dtype.",
+             "", *plan_lines, "", "Proved (exact, symbn.prove.Algebra):",
+             *[f"  {p}" for p in proved], "", f"Imports: {imports}.", '"""', ""]
+    return "\n".join(lines)
+
+
+def _plan_lines(all_plans: dict[str, Plan]) -> list[str]:
+    b, f = all_plans["backward"], all_plans["forward"]
+    out = ["Computed as (ColSum = sum over the batch axis, D = X - mu centred in two passes",
+           "on the shift K = X[0]):"]
+    for plan, names in ((f, ["Y"]), (b, ["dX", "dgamma", "dbeta"])):
+        for name in names:
+            text = sp.sstr(_stored(plan, name))
+            out.append(f"    {name} = {text}")
+    return out
+
+
+def _stored(plan: Plan, name: str) -> sp.Expr:
+    """The proved output, with reductions kept as ColSum and per-column values substituted."""
+    return _computed(plan, name)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _numpy_body(plan: Plan, ind: str) -> list[str]:
+    out = [f"{ind}{s} = {_numpy_print(ColSum(e))}.astype(numpy.float64)"
+           for s, e in plan.reductions]
+    out += [f"{ind}{s} = {_numpy_print(e)}" for s, e in plan.columns]
+    return out
+
+
+def _numpy_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
+    b, f = all_plans["backward"], all_plans["forward"]
+    lines = [_header("BatchNorm (training mode) forward and backward, vectorised NumPy.",
+                     proved, _plan_lines(all_plans), "numpy only"),
+             "import numpy", _CHECKS, "",
+             "def _centred(X, N):",
+             '    """D = X - mu in two passes on the shift X[0]: X - X[0] is exact for close rows."""',
+             "    D = X - X[0]",
+             "    D -= (D.sum(axis=0, dtype=numpy.float64) / N).astype(X.dtype)",
+             "    return D", "", "",
+             "def batchnorm_forward(X, gamma, beta, eps=1e-5):",
+             '    """Y = gamma * (X - mu) / sqrt(v + eps) + beta, per column (batch statistics)."""',
+             "    X, gamma, eps, dtype = _check([('X', X)], 'gamma', gamma, eps)",
+             "    beta = _as_float('beta', beta, 1, X.shape[1:]).astype(numpy.float64)",
+             "    N = X.shape[0]",
+             "    D = _centred(X, N)"]
+    lines += _numpy_body(f, "    ")
+    lines += _emit_element(f, "D", "    ")
+    lines += ["    return D", "", "",
+              "def batchnorm_backward(dY, X, gamma, eps=1e-5):",
+              '    """(dX, dgamma, dbeta): the gradients of f given dY = df/dY."""',
+              "    dY, X, gamma, eps, dtype = _check([('dY', dY), ('X', X)], 'gamma', gamma, eps)",
+              "    N = X.shape[0]",
+              "    if N == 1:",
+              "        zero = numpy.zeros(X.shape[1], dtype)",
+              "        return numpy.zeros_like(X), zero, dY[0].copy()",
+              "    D = _centred(X, N)"]
+    lines += _numpy_body(b, "    ")
+    lines += _emit_element(b, "out", "    ", fresh=True)
+    outs = ", ".join(f"{b.column_outputs[k]}.astype(dtype)" for k in ("dgamma", "dbeta"))
+    lines += [f"    return out, {outs}", ""]
+    return "\n".join(lines)
+
+
+def _emit_element(plan: Plan, target: str, ind: str, fresh: bool = False) -> list[str]:
+    """target = sum of coef * array (+ const), in place; D is scratch and is overwritten."""
+    out = []
+    for k, (c, a) in enumerate(plan.element):
+        if k == 0 and fresh:
+            out.append(f"{ind}{target} = numpy.multiply({a}, {c}.astype(dtype))")
+        elif k == 0:
+            if str(a) != target:
+                raise SymbnError(f"cannot compute {target} in place from {a}")
+            out.append(f"{ind}{a} *= {c}.astype(dtype)")
+        else:
+            out.append(f"{ind}{a} *= {c}.astype(dtype)")
+            out.append(f"{ind}{target} += {a}")
+    if plan.const is not None:
+        out.append(f"{ind}{target} += {plan.const}.astype(dtype)")
+    return out
+
+
+def _numba_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
+    """A fused kernel: columns in parallel blocks, three passes per block (shift mean,
+    reductions, elements), everything after the exact shift in float64."""
+    p = ScalarPrinter()
+    red = [s for s, _ in plan.reductions]
+    outs = list(plan.column_outputs.values())
+    coef_arrays = [c for c, _ in plan.element] + ([plan.const] if plan.const else [])
+    args = ", ".join([f"{a}_" for a in arrays] + ["gamma_", "beta_", "eps", "out"] +
+                     [f"{o}_" for o in outs] + ["block"])
+    L = ["", "", "@numba.njit(parallel=True, fastmath=False, cache=False)",
+         f"def {name}({args}):",
+         "    N, C = X_.shape",
+         "    for blk in numba.prange((C + block - 1) // block):",
+         "        c0 = blk * block",
+         "        w = min(block, C - c0)",
+         "        K = numpy.empty(w)",
+         "        m = numpy.zeros(w)"]
+    L += [f"        S{s} = numpy.zeros(w)" for s in red]
+    L += [f"        A{c} = numpy.empty(w)" for c in coef_arrays]
+    L += ["        for c in range(w):",
+          "            K[c] = X_[0, c0 + c]",
+          "        for i in range(N):",
+          "            for c in range(w):",
+          "                m[c] += X_[i, c0 + c] - K[c]",
+          "        for c in range(w):",
+          "            m[c] /= N"]
+    for s, e in plan.reductions:  # one loop per sum: three accumulators defeat vectorisation
+        L += ["        for i in range(N):",
+              "            for c in range(w):"]
+        if e.has(D):
+            L.append("                D = (X_[i, c0 + c] - K[c]) - m[c]")
+        if e.has(DY):
+            L.append("                dY = dY_[i, c0 + c]")
+        L.append(f"                S{s}[c] += {p.doprint(e)}")
+    used = set().union(*[e.free_symbols for _, e in plan.columns])
+    L += ["        for c in range(w):"]
+    L += [f"            {g} = {g}_[c0 + c]" for g in (GAMMA, BETA) if g in used]
+    L += [f"            {s} = S{s}[c]" for s in red]
+    L += [f"            {s} = {p.doprint(e)}" for s, e in plan.columns]
+    L += [f"            A{c}[c] = {c}" for c in coef_arrays]
+    L += [f"            {o}_[c0 + c] = {o}" for o in outs]
+    element = sp.Add(*[sp.Symbol(f"A{c}[c]") * a for c, a in plan.element])
+    if plan.const is not None:
+        element += sp.Symbol(f"A{plan.const}[c]")
+    L += ["        for i in range(N):",
+          "            for c in range(w):",
+          "                D = (X_[i, c0 + c] - K[c]) - m[c]"]
+    if "dY" in arrays:
+        L.append("                dY = dY_[i, c0 + c]")
+    L += [f"                out[i, c0 + c] = {p.doprint(element)}"]
+    return L
+
+
+_NUMBA_WRAPPERS = '''
+
+def _block(X):
+    """Columns per parallel task: a block of X and dY stays in the core's cache."""
+    N, C = X.shape
+    block = 16
+    while block < 256 and N * block * 2 * X.itemsize * 2 <= (1 << 20):
+        block *= 2
+    return max(1, min(block, -(-C // 2)))
+
+
+def batchnorm_forward(X, gamma, beta, eps=1e-5):
+    """Y = gamma * (X - mu) / sqrt(v + eps) + beta, per column (batch statistics)."""
+    X, gamma, eps, _ = _check([('X', X)], 'gamma', gamma, eps)
+    beta = _as_float('beta', beta, 1, X.shape[1:]).astype(numpy.float64)
+    X = numpy.ascontiguousarray(X)
+    out = numpy.empty_like(X)
+    _forward_kernel(X, gamma, beta, eps, out, _block(X))
+    return out
+
+
+def batchnorm_backward(dY, X, gamma, eps=1e-5):
+    """(dX, dgamma, dbeta): the gradients of f given dY = df/dY."""
+    dY, X, gamma, eps, dtype = _check([('dY', dY), ('X', X)], 'gamma', gamma, eps)
+    N, C = X.shape
+    if N == 1:
+        zero = numpy.zeros(C, dtype)
+        return numpy.zeros_like(X), zero, dY[0].copy()
+    dY, X = numpy.ascontiguousarray(dY), numpy.ascontiguousarray(X)
+    out = numpy.empty_like(X)
+    dgamma, dbeta = numpy.empty(C), numpy.empty(C)
+    _backward_kernel(dY, X, gamma, gamma, eps, out, dgamma, dbeta, _block(X))
+    return out, dgamma.astype(dtype), dbeta.astype(dtype)
+'''
+
+
+def _numba_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
+    b, f = all_plans["backward"], all_plans["forward"]
+    if list(b.column_outputs) != ["dgamma", "dbeta"]:
+        raise SymbnError("unexpected backward outputs; cannot emit numba kernels")
+    lines = [_header("BatchNorm (training mode) forward and backward, fused numba loops.",
+                     proved, _plan_lines(all_plans), "numpy and numba (pip install numba)"),
+             "import math", "",
+             "import numpy", "",
+             "try:",
+             "    import numba",
+             "except ImportError as err:  # pragma: no cover",
+             "    raise ImportError(\"this module needs numba: pip install 'symbn[numba]' \"",
+             "                      \"or regenerate with --target numpy\") from err",
+             _CHECKS.rstrip("\n")]
+    lines += _numba_kernel("_forward_kernel", f, ["X"])
+    lines += _numba_kernel("_backward_kernel", b, ["dY", "X"])
+    lines.append(_NUMBA_WRAPPERS.rstrip("\n"))
+    lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# concrete N, unrolled
+# ---------------------------------------------------------------------------------------
+
+
+class Backward(NamedTuple):
+    """Callables of (x_1..x_n, dy_1..dy_n, gamma, eps), from `sympy.lambdify`."""
+
+    dx: Callable
+    dgamma: Callable
+    dbeta: Callable
+    args: tuple
+
+
+def _concrete(n: int) -> tuple[BatchNorm, list, dict[str, list[sp.Expr]]]:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_UNROLLED_N:
+        raise SymbnError(f"--n must be an integer from 1 to {MAX_UNROLLED_N} for unrolled "
+                         f"code, got {n!r}; try --n 4")
+    bn = BatchNorm(n)
+    args = [bn.x(i) for i in bn.rows()] + [bn.dy(i) for i in bn.rows()] + [bn.gamma(), bn.eps]
+    exprs = {"dx": [bn.compose(closed_form.dx(bn, j)) for j in bn.rows()],
+             "dgamma": [bn.compose(closed_form.dgamma(bn))],
+             "dbeta": [bn.compose(closed_form.dbeta(bn))],
+             "y": [bn.compose(bn.y(j)) for j in bn.rows()]}
+    return bn, args, exprs
+
+
+def lambdify_backward(n: int) -> Backward:
+    """`sympy.lambdify` of the concrete-N closed form the prover checks (N = n).
+
+    Arguments are x_1..x_n, dy_1..dy_n, gamma, eps (scalars, or arrays over columns).
+
+    >>> g = lambdify_backward(2)
+    >>> float(g.dbeta(1.0, 3.0, 0.5, 0.25, 2.0, 1.0))
+    0.75
+    >>> [round(float(v), 6) for v in g.dx(1.0, 3.0, 0.5, 0.25, 2.0, 1.0)]
+    [0.088388, -0.088388]
+    """
+    _, args, exprs = _concrete(n)
+    fns = [sp.lambdify(args, exprs[k] if k == "dx" else exprs[k][0], modules="numpy", cse=True)
+           for k in ("dx", "dgamma", "dbeta")]
+    return Backward(*fns, tuple(args))
+
+
+def _unrolled_module(n: int, proved: list[str]) -> str:
+    bn, _, exprs = _concrete(n)
+    rename = {}
+    for i in bn.rows():
+        rename[bn.x(i)] = sp.Symbol(f"x_{i}")
+        rename[bn.dy(i)] = sp.Symbol(f"dy_{i}")
+
+    def body(keys: list[str]) -> tuple[list[str], list[str]]:
+        flat = [e.xreplace(rename) for k in keys for e in exprs[k]]
+        reps, reduced = sp.cse(flat, symbols=sp.numbered_symbols("t"))
+        p = NumPyPrinter()
+        return [f"    {s} = {p.doprint(e)}" for s, e in reps], [p.doprint(e) for e in reduced]
+
+    xs = ", ".join(f"x_{i}" for i in bn.rows()) + ("," if n == 1 else "")
+    dys = ", ".join(f"dy_{i}" for i in bn.rows()) + ("," if n == 1 else "")
+    fwd_lines, fwd = body(["y"])
+    bwd_lines, bwd = body(["dx", "dgamma", "dbeta"])
+    plan = [f"Unrolled for N = {n}: the closed form composed to the leaves, one expression per",
+            "row, printed by SymPy's NumPyPrinter after common-subexpression elimination.",
+            "Each row is a vector over the D columns.  Not shifted or centred: for badly",
+            "conditioned data use the vectorised module."]
+    check = [f"    if X.shape[0] != {n}:",
+             (f"        raise ValueError(f\"this module is unrolled for N = {n}; X has shape "
+              "{X.shape}\")")]
+    lines = [_header(f"BatchNorm forward and backward, unrolled for N = {n}.", proved, plan,
+                     "numpy only"),
+             "import numpy", _CHECKS, "",
+             "def batchnorm_forward(X, gamma, beta, eps=1e-5):",
+             '    """Y = gamma * (X - mu) / sqrt(v + eps) + beta, per column."""',
+             "    X, gamma, eps, dtype = _check([('X', X)], 'gamma', gamma, eps)",
+             "    beta = _as_float('beta', beta, 1, X.shape[1:]).astype(numpy.float64)",
+             *check,
+             f"    {xs} = X.astype(numpy.float64)",
+             *fwd_lines,
+             f"    return numpy.stack([{', '.join(fwd)}]).astype(dtype)", "", "",
+             "def batchnorm_backward(dY, X, gamma, eps=1e-5):",
+             '    """(dX, dgamma, dbeta): the gradients of f given dY = df/dY."""',
+             "    dY, X, gamma, eps, dtype = _check([('dY', dY), ('X', X)], 'gamma', gamma, eps)",
+             *check,
+             f"    {xs} = X.astype(numpy.float64)",
+             f"    {dys} = dY.astype(numpy.float64)",
+             *bwd_lines,
+             f"    dX = numpy.stack([{', '.join(f'{e} + 0 * x_1' for e in bwd[:n])}])",
+             f"    dgamma = {bwd[n]} + 0 * x_1",
+             f"    dbeta = {bwd[n + 1]} + 0 * x_1",
+             "    return dX.astype(dtype), dgamma.astype(dtype), dbeta.astype(dtype)", ""]
+    return "\n".join(lines)
+
+
+def _unrolled_proofs(n: int) -> list[str]:
+    from .verify import verify
+
+    report = verify(n)
+    if not report.ok:
+        raise SymbnError(f"the closed form is not proved at N = {n}; refusing to generate code")
+    return [f"closed form = forward mode = backward mode (symbn verify), N = {n}",
+            "the expressions below are that closed form, composed to the leaves"]
+
+
+# ---------------------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------------------
+
+
+def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False) -> str:
+    """Source of a standalone module: `target` 'numpy' or 'numba', or unrolled for N = n."""
+    if target not in TARGETS:
+        raise SymbnError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if unrolled:
+        if target != "numpy":
+            raise SymbnError("--unrolled emits NumPy code; drop --target numba")
+        if n is None:
+            raise SymbnError("--unrolled needs --n, the batch size to unroll for; try --n 4")
+        _concrete(n)
+        return _unrolled_module(n, _unrolled_proofs(n))
+    if n is not None:
+        raise SymbnError("--n applies only with --unrolled; the vectorised module takes any N")
+    all_plans = plans()
+    proved = prove_plans(all_plans)
+    return (_numpy_module if target == "numpy" else _numba_module)(all_plans, proved)
+
+
+def write(source: str, path: str) -> None:
+    """Write `source` to `path` atomically (temp file in the same directory, then rename)."""
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".symbn-", suffix=".py")
+    except OSError as err:
+        raise SymbnError(f"cannot write {path}: {err.strerror or err}; choose a writable "
+                         "directory with -o") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(source)
+        os.replace(tmp, path)
+    except OSError as err:
+        os.unlink(tmp)
+        raise SymbnError(f"cannot write {path}: {err.strerror or err}; choose a writable "
+                         "path with -o") from None
