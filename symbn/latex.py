@@ -311,8 +311,12 @@ class _Builder:
         for label, exprs, verdict in items:
             exprs = tuple(exprs)
             sides = [self.p.doprint(e) for e in exprs]
-            lines = [rf"\fitto{{{sides[0]}}}{{0.3}} &= \fitto{{{sides[1]}}}{{{width}}}"]
-            lines += [rf"&= \fitto{{{s}}}{{{width}}}" for s in sides[2:]]
+            if _visible_length(sides[0]) <= 24:
+                lines = [rf"\fitto{{{sides[0]}}}{{0.3}} &= \fitto{{{sides[1]}}}{{{width}}}"]
+                lines += [rf"&= \fitto{{{s}}}{{{width}}}" for s in sides[2:]]
+            else:  # a long left side gets a line of its own, the links indented below it
+                lines = [rf"&\fitto{{{sides[0]}}}{{0.9}}"]
+                lines += [rf"&\quad = \fitto{{{s}}}{{0.85}}" for s in sides[1:]]
             if note:
                 lines[-1] += rf" &&{note}"
             tag = rf" \label{{eq:{_label(label)}}}" if number else r" \nonumber"
@@ -324,6 +328,11 @@ class _Builder:
 
     def verdict(self, result, what: str) -> None:
         self.add(verdict_latex(result, self.n, self.p, what))
+
+
+def _visible_length(tex: str) -> int:
+    """A rough count of the symbols a LaTeX formula shows, to choose a layout."""
+    return len(re.sub(r"\\[A-Za-z]+|[{}^_\s]", "", tex))
 
 
 def verdict_latex(result, n: int, printer: Printer | None = None, what: str = "") -> str:

@@ -182,7 +182,6 @@ def test_results_are_closed_form_and_match_forward_mode_at_exact_points(doc):
     for row in bn.rows():
         mine = _at(bn, vector[row - 1], point)
         assert mine == _at(bn, closed_form.dx(bn, row), point)
-        # forward mode composes everything; evaluate it with v + eps a perfect square
     assert all(r.verdict == "proved" for r in doc.reports["verify"])
 
 
@@ -249,7 +248,6 @@ def test_round_trip_through_parse_latex(doc):
             diff = sp.expand((parsed - mine).doit())
             assert diff == 0 or sp.cancel(sp.together(diff)) == 0, (eq.label, text)
             checked += 1
-    print("round-tripped", checked, "skipped", skipped)
     assert checked >= 30, (checked, skipped)
 
 
