@@ -84,12 +84,15 @@ def _latex(args: argparse.Namespace) -> int:
     if args.n == "all":
         raise SymbnError("--n all needs the proof for every N, which 'symbn latex' cannot "
                          "typeset yet; give a concrete size such as --n 3")
+    import time
+
     n = _positive_int("--n", args.n)
+    start = time.monotonic()
     doc, out = export(args.output, derivation=args.derivation, n=n, expand=args.expand,
                       timeout=_timeout(args.timeout))
     failed = [r for rep in doc.reports.values() for r in rep if r.verdict != "proved"]
-    print(f"wrote {out} (N = {n}, {len(doc.equations)} equations, "
-          f"{len(failed)} not proved, {doc.seconds:.1f} s)")
+    print(f"wrote {out} (N = {n}, {len(doc.equations)} equations, {len(failed)} not "
+          f"proved; checked in {doc.seconds:.1f} s, {time.monotonic() - start:.1f} s in all)")
     return 1 if any(r.verdict == "disproved" for r in failed) else (3 if failed else 0)
 
 

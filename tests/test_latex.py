@@ -322,6 +322,8 @@ BAD = [
     (["latex", "nosuch.toml", "-o", "out.tex"], "nosuch.toml"),
     (["latex", "--n", "3"], "-o/--output"),
 ]
+if sys.platform.startswith("linux"):  # a directory no file can be created in, even by root
+    BAD.append((["latex", "--n", "2", "-o", "/proc/symbn-test.tex"], "cannot write"))
 
 
 @pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
