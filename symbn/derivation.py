@@ -556,9 +556,13 @@ class _Weight:
     """An upper bound on the total degree of a link's numerator after clearing denominators.
 
     Leaves weigh 1 and nodes the degree of their definition (xhat = (x - mu)/sqrt(v + eps)
-    weighs 4); a derivative at most doubles the weight and adds 2 (quotient rule).  It keeps
-    a file from asking for polynomials of astronomic size.
+    weighs 4); a derivative at most doubles the weight and adds 2 (quotient rule).  A sum
+    whose terms have divisors that depend on its index has up to N different denominators,
+    whose product is the common one: it weighs `SUM_TERMS` times its terms per such index.
+    It keeps a file from asking for polynomials of astronomic size.
     """
+
+    SUM_TERMS = 8
 
     NODE = {"mu": 1, "v": 2, "sigma": 2, "eps": 1, "gamma": 1, "beta": 1, "f": 1,
             "x": 1, "dy": 1, "xhat": 4, "y": 5, "N": 0}
@@ -575,7 +579,12 @@ class _Weight:
         if isinstance(e, P):
             return self.of(e.args[0]) + 2
         if isinstance(e, sp.Sum):
-            return self.of(e.function)
+            divisors = set()
+            for p in e.function.atoms(sp.Pow):
+                if p.exp.is_negative:
+                    divisors |= p.base.free_symbols
+            spread = sum(1 for limit in e.limits if limit[0] in divisors)
+            return self.of(e.function) * self.SUM_TERMS ** spread
         if isinstance(e, sp.KroneckerDelta):
             return 0
         if e.is_Pow:
@@ -647,12 +656,13 @@ class _Instantiate:
             if e.name == "f":
                 return bn.f
             raise SymbnError(f"{e} is not a name of the BatchNorm model")
-        if isinstance(e, sp.Sum):
-            (var, lower, upper), = e.limits
-            lo = int(lower)
-            hi = bn.n if upper == N else int(upper)
-            return sp.Add(*[self.run(e.function, {**rows, var.name: r})
-                            for r in range(lo, hi + 1)])
+        if isinstance(e, sp.Sum):  # SymPy merges nested sums into one with several limits
+            scopes = [rows]
+            for var, lower, upper in e.limits:
+                hi = bn.n if upper == N else int(upper)
+                scopes = [{**scope, var.name: r} for scope in scopes
+                          for r in range(int(lower), hi + 1)]
+            return sp.Add(*[self.run(e.function, scope) for scope in scopes])
         if isinstance(e, sp.KroneckerDelta):
             a, b = (self.row(arg, rows) for arg in e.args)
             return sp.Integer(int(a == b))
@@ -681,8 +691,7 @@ def _free_indices(e: sp.Basic, bound: frozenset = frozenset()) -> set:
     if isinstance(e, sp.Symbol):
         return {e} if e.name in INDEX and e not in bound else set()
     if isinstance(e, sp.Sum):
-        var = e.limits[0][0]
-        return _free_indices(e.function, bound | {var})
+        return _free_indices(e.function, bound | {limit[0] for limit in e.limits})
     out: set = set()
     for a in e.args:
         out |= _free_indices(a, bound)

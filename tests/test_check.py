@@ -263,6 +263,9 @@ HOSTILE = [
     ("power-tower", toml_file("2**2**2**2**2**2**2 = 0"), "exponent"),
     ("degree-blowup", toml_file("*".join(["(x[1] + x[2])**8"] * 10) + " = 0"),
      "can reach polynomial degree"),
+    ("distinct-denominators", toml_file("Sum(Sum(Sum(1/(x[i] + x[j] + x[k] + eps)**8, "
+                                        "(i, 1, N)), (j, 1, N)), (k, 1, N)) = 1"),
+     "can reach polynomial degree"),
     ("huge-sum-bound", toml_file("Sum(x[k], (k, 1, 10**100)) = 0"), "sums run to N"),
     ("huge-integer", toml_file("9" * 3000 + " = 0"), "larger than"),
     ("huge-row", toml_file("x[99999999999999999999] = 0"), "row larger than"),

@@ -104,6 +104,10 @@ def test_instantiate_matches_the_model():
     (kd,) = links("KroneckerDelta(i, j)*N + sigma = 0")[:1]
     assert instantiate(kd, bn, {i: 1, j: 1}) == 3 + bn.sigma()
     assert instantiate(kd, bn, {i: 1, j: 2}) == bn.sigma()
+    double = links("Sum(Sum(x[i]*dy[j], (i, 1, N)), (j, 1, N)) = 0")[0]
+    assert len(double.limits) == 2  # SymPy merges nested sums
+    assert sp.expand(instantiate(double, bn, {})) == \
+        sp.expand(sum(bn.x(r) for r in bn.rows()) * sum(bn.dy(r) for r in bn.rows()))
     (df,) = links("D(f, y[i]) = 0")[:1]
     assert instantiate(df, bn, {i: 2}) == bn.dy(2)
 
