@@ -25,6 +25,7 @@ from pathlib import Path
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
+from .derivation import INDEX, INDEXED, SCALARS, N, instantiate
 from .errors import SymbnError
 from .model import BatchNorm
 from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN
@@ -173,10 +174,11 @@ class Partial(sp.Function):
 
 # -- index-generic templates of the model -------------------------------------------------
 
-i, j, k = sp.symbols("i j k", integer=True)
-N = sp.Symbol("N", integer=True, positive=True)
-X, XHAT, Y, DY = (sp.IndexedBase(name) for name in ("x", "xhat", "y", "dy"))
-MU, V, EPS, GAMMA, BETA, SIGMA, F = sp.symbols("mu v eps gamma beta sigma f")
+# the derivation language's names, so that templates of both kinds mean the same thing
+i, j, k = (INDEX[name] for name in "ijk")
+X, XHAT, Y, DY = (INDEXED[name] for name in ("x", "xhat", "y", "dy"))
+MU, V, EPS, GAMMA, BETA, SIGMA, F = (SCALARS[name] for name in
+                                     ("mu", "v", "eps", "gamma", "beta", "sigma", "f"))
 
 # The note's definitions, checked against the model's nodes for the document's N.
 SETUP: list[tuple[sp.Expr, sp.Expr]] = [
@@ -202,28 +204,6 @@ EDGES: list[tuple[sp.Expr, sp.Expr, sp.Expr]] = [
     (Y[i], BETA, sp.Integer(1)),
     (F, Y[i], DY[i]),
 ]
-
-
-def instantiate(expr: sp.Expr, bn: BatchNorm, index: dict) -> sp.Expr:
-    """A template with N and the indices given concrete values, in the model's symbols.
-
-    >>> bn = BatchNorm(2)
-    >>> instantiate(sp.Sum(X[i], (i, 1, N)) / N - X[j], bn, {j: 2})
-    x[1]/2 - x[2]/2
-    """
-    concrete = {N: sp.Integer(bn.n), **{s: sp.Integer(v) for s, v in index.items()}}
-    e = sp.sympify(expr).xreplace(concrete).doit()
-    names = {"x": bn.x, "xhat": bn.xhat, "y": bn.y, "dy": bn.dy}
-
-    def leaf(a: sp.Indexed) -> sp.Symbol:
-        (n,) = a.indices
-        if not (n.is_Integer and 1 <= n <= bn.n):
-            raise SymbnError(f"index {n} of {a} is not in 1..{bn.n}")
-        return names[a.base.label.name](int(n))
-
-    e = e.replace(lambda a: isinstance(a, sp.Indexed), leaf)
-    return e.xreplace({SIGMA: bn.sigma(), MU: bn.mu(), V: bn.v(), GAMMA: bn.gamma(),
-                       BETA: bn.beta(), EPS: bn.eps, F: bn.f})
 
 
 def _assignments(exprs, n: int) -> list[dict]:
@@ -671,8 +651,8 @@ def build(derivation=None, n: int = 3, expand: bool = False,
           timeout: float | None = None) -> Document:
     """The LaTeX document of the derivation for N = n.
 
-    `derivation` is a path or a shipped name (default: the note, ``batchnorm``); None and no
-    derivation support installed gives the document without the step-by-step section.
+    `derivation` is a path or a shipped name (default: the note, ``batchnorm``); False leaves
+    out the step-by-step section.
 
     >>> doc = build(derivation=False, n=2)
     >>> doc.tex.startswith("\\\\documentclass"), doc.equation("result:dbeta").verdict
@@ -756,16 +736,9 @@ def _summary(reports: dict, n: int) -> str:
 
 
 def _load(derivation):
-    if derivation is False:
-        return None
-    try:
-        from .derivation import load
-    except ImportError:
-        if derivation is None:
-            return None
-        raise SymbnError(f"cannot read derivation {derivation}: this symbn has no derivation "
-                         "support; run 'symbn latex' without a derivation") from None
-    return load("batchnorm" if derivation is None else derivation)
+    from .derivation import load
+
+    return None if derivation is False else load("batchnorm" if derivation is None else derivation)
 
 
 def _steps_section(b: _Builder, deriv, report) -> None:
