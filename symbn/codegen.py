@@ -373,6 +373,19 @@ def _check(matrices, gamma_name, gamma, eps):
                              "use one dtype")
     gamma = _as_float(gamma_name, gamma, 1, first.shape[1:]).astype(numpy.float64)
     return (*arrays, gamma, _check_eps(eps), dtype)
+
+
+def _out(buffer, X, name="out"):
+    """A caller's buffer for an (N, D) result, checked; a new array when None."""
+    if buffer is None:
+        return numpy.empty_like(X, order="C")
+    if not isinstance(buffer, numpy.ndarray) or buffer.shape != X.shape \
+            or buffer.dtype != X.dtype or not buffer.flags.writeable:
+        got = (f"shape {buffer.shape}, dtype {buffer.dtype}" if isinstance(buffer, numpy.ndarray)
+               else type(buffer).__name__)
+        raise ValueError(f"{name} must be a writeable array of shape {X.shape} and dtype "
+                         f"{X.dtype}, got {got}")
+    return buffer
 '''
 
 
@@ -422,10 +435,10 @@ def _numpy_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
     lines = [_header("BatchNorm (training mode) forward and backward, vectorised NumPy.",
                      proved, _plan_lines(all_plans), "numpy only"),
              "import numpy", _CHECKS, "",
-             "def _centred(X, N):",
+             "def _centred(X, N, scratch=None):",
              '    """D = X - mu in two passes on the shift X[0]: X - X[0] is exact for close rows."""',
-             "    D = X - X[0]",
-             "    D -= (D.sum(axis=0, dtype=numpy.float64) / N).astype(X.dtype)",
+             "    D = numpy.subtract(X, X[0], out=_out(scratch, X, 'scratch'))",
+             "    D -= (D.sum(axis=0) / N).astype(X.dtype)",
              "    return D", "", "",
              "def batchnorm_forward(X, gamma, beta, eps=1e-5):",
              '    """Y = gamma * (X - mu) / sqrt(v + eps) + beta, per column (batch statistics)."""',
@@ -436,14 +449,18 @@ def _numpy_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
     lines += _numpy_body(f, "    ")
     lines += _emit_element(f, "D", "    ")
     lines += ["    return D", "", "",
-              "def batchnorm_backward(dY, X, gamma, eps=1e-5):",
-              '    """(dX, dgamma, dbeta): the gradients of f given dY = df/dY."""',
+              "def batchnorm_backward(dY, X, gamma, eps=1e-5, out=None, scratch=None):",
+              '    """(dX, dgamma, dbeta): the gradients of f given dY = df/dY.',
+              "",
+              "    dX is written to `out` and X - mu to `scratch` when given ((N, D) arrays of the",
+              '    input dtype), which saves allocating them."""',
               "    dY, X, gamma, eps, dtype = _check([('dY', dY), ('X', X)], 'gamma', gamma, eps)",
               "    N = X.shape[0]",
               "    if N == 1:",
-              "        zero = numpy.zeros(X.shape[1], dtype)",
-              "        return numpy.zeros_like(X), zero, dY[0].copy()",
-              "    D = _centred(X, N)"]
+              "        out = _out(out, X)",
+              "        out[...] = 0",
+              "        return out, numpy.zeros(X.shape[1], dtype), dY[0].copy()",
+              "    D = _centred(X, N, scratch)"]
     lines += _numpy_body(b, "    ")
     lines += _emit_element(b, "out", "    ", fresh=True)
     outs = ", ".join(f"{b.column_outputs[k]}.astype(dtype)" for k in ("dgamma", "dbeta"))
@@ -456,7 +473,8 @@ def _emit_element(plan: Plan, target: str, ind: str, fresh: bool = False) -> lis
     out = []
     for k, (c, a) in enumerate(plan.element):
         if k == 0 and fresh:
-            out.append(f"{ind}{target} = numpy.multiply({a}, {c}.astype(dtype))")
+            out.append(f"{ind}{target} = numpy.multiply({a}, {c}.astype(dtype), "
+                       f"out=_out({target}, X))")
         elif k == 0:
             if str(a) != target:
                 raise SymbnError(f"cannot compute {target} in place from {a}")
@@ -470,67 +488,84 @@ def _emit_element(plan: Plan, target: str, ind: str, fresh: bool = False) -> lis
 
 
 def _numba_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
-    """A fused kernel: columns in parallel blocks, three passes per block (shift mean,
-    reductions, elements), everything after the exact shift in float64."""
+    """A fused kernel over row-major data: the shift mean, the reductions (per row chunk,
+    tiled so a tile of rows is read from memory once), then the elements; rows in parallel,
+    everything after the exact shift in float64."""
     p = ScalarPrinter()
     red = [s for s, _ in plan.reductions]
     outs = list(plan.column_outputs.values())
-    coef_arrays = [c for c, _ in plan.element] + ([plan.const] if plan.const else [])
+    coefs = [c for c, _ in plan.element] + ([plan.const] if plan.const else [])
     args = ", ".join([f"{a}_" for a in arrays] + ["gamma_", "beta_", "eps", "out"] +
-                     [f"{o}_" for o in outs] + ["block"])
-    L = ["", "", "@numba.njit(parallel=True, fastmath=False, cache=False)",
-         f"def {name}({args}):",
+                     [f"{o}_" for o in outs] + ["chunks", "tile"])
+
+    def rows(ind: str, lo: str, hi: str, body: list[str], need) -> list[str]:
+        lines = [f"{ind}for i in range({lo}, {hi}):", f"{ind}    for c in range(C):"]
+        if need.has(D):
+            lines.append(f"{ind}        D = (X_[i, c] - K[c]) - m[c]")
+        if need.has(DY):
+            lines.append(f"{ind}        dY = dY_[i, c]")
+        return lines + [f"{ind}        {line}" for line in body]
+
+    L = ["", "", f"def {name}({args}):",
          "    N, C = X_.shape",
-         "    for blk in numba.prange((C + block - 1) // block):",
-         "        c0 = blk * block",
-         "        w = min(block, C - c0)",
-         "        K = numpy.empty(w)",
-         "        m = numpy.zeros(w)"]
-    L += [f"        S{s} = numpy.zeros(w)" for s in red]
-    L += [f"        A{c} = numpy.empty(w)" for c in coef_arrays]
-    L += ["        for c in range(w):",
-          "            K[c] = X_[0, c0 + c]",
-          "        for i in range(N):",
-          "            for c in range(w):",
-          "                m[c] += X_[i, c0 + c] - K[c]",
-          "        for c in range(w):",
-          "            m[c] /= N"]
-    for s, e in plan.reductions:  # one loop per sum: three accumulators defeat vectorisation
-        L += ["        for i in range(N):",
-              "            for c in range(w):"]
-        if e.has(D):
-            L.append("                D = (X_[i, c0 + c] - K[c]) - m[c]")
-        if e.has(DY):
-            L.append("                dY = dY_[i, c0 + c]")
-        L.append(f"                S{s}[c] += {p.doprint(e)}")
+         "    step = -(-N // chunks)",
+         "    K = numpy.empty(C)",
+         "    for c in range(C):",
+         "        K[c] = X_[0, c]",
+         "    m = numpy.zeros(C)",
+         "    P = numpy.zeros((chunks, C))",
+         "    for t in numba.prange(chunks):",
+         "        p = P[t]",
+         "        for i in range(t * step, min(N, (t + 1) * step)):",
+         "            for c in range(C):",
+         "                p[c] += X_[i, c] - K[c]",
+         "    for t in range(chunks):",
+         "        for c in range(C):",
+         "            m[c] += P[t, c]",
+         "    for c in range(C):",
+         "        m[c] /= N"]
+    L += [f"    S{s} = numpy.zeros((chunks, C))" for s in red]
+    L += ["    for t in numba.prange(chunks):",
+          "        for i0 in range(t * step, min(N, (t + 1) * step), tile):",
+          "            i1 = min(N, (t + 1) * step, i0 + tile)"]
+    for s, e in plan.reductions:  # one loop per sum: several accumulators defeat vectorising
+        L += [f"            a = S{s}[t]"]
+        L += rows("            ", "i0", "i1", [f"a[c] += {p.doprint(e)}"], e)
+    L += [f"    A{c} = numpy.empty(C)" for c in coefs]
     used = set().union(*[e.free_symbols for _, e in plan.columns])
-    L += ["        for c in range(w):"]
-    L += [f"            {g} = {g}_[c0 + c]" for g in (GAMMA, BETA) if g in used]
-    L += [f"            {s} = S{s}[c]" for s in red]
-    L += [f"            {s} = {p.doprint(e)}" for s, e in plan.columns]
-    L += [f"            A{c}[c] = {c}" for c in coef_arrays]
-    L += [f"            {o}_[c0 + c] = {o}" for o in outs]
+    L += ["    for c in range(C):"]
+    L += [f"        {g} = {g}_[c]" for g in (GAMMA, BETA) if g in used]
+    L += [f"        {s} = 0.0" for s in red]
+    L += ["        for t in range(chunks):"]
+    L += [f"            {s} += S{s}[t, c]" for s in red]
+    L += [f"        {s} = {p.doprint(e)}" for s, e in plan.columns]
+    L += [f"        A{c}[c] = {c}" for c in coefs]
+    L += [f"        {o}_[c] = {o}" for o in outs]
     element = sp.Add(*[sp.Symbol(f"A{c}[c]") * a for c, a in plan.element])
     if plan.const is not None:
         element += sp.Symbol(f"A{plan.const}[c]")
-    L += ["        for i in range(N):",
-          "            for c in range(w):",
-          "                D = (X_[i, c0 + c] - K[c]) - m[c]"]
-    if "dY" in arrays:
-        L.append("                dY = dY_[i, c0 + c]")
-    L += [f"                out[i, c0 + c] = {p.doprint(element)}"]
-    return L
+    L += ["    for i in numba.prange(N):", "        for c in range(C):"]
+    if element.has(D):
+        L.append("            D = (X_[i, c] - K[c]) - m[c]")
+    if element.has(DY):
+        L.append("            dY = dY_[i, c]")
+    L += [f"            out[i, c] = {p.doprint(element)}"]
+    return L + ["", "", f"{name}_serial = numba.njit(fastmath=False)({name})",
+                f"{name}_parallel = numba.njit(parallel=True, fastmath=False)({name})"]
 
 
 _NUMBA_WRAPPERS = '''
 
-def _block(X):
-    """Columns per parallel task: a block of X and dY stays in the core's cache."""
+# below this many elements one thread is faster than waking the others
+PARALLEL_MIN = 1 << 19
+
+
+def _plan(kernel, X):
+    """(the serial or parallel kernel, row chunks (one per thread), rows per cache tile)."""
     N, C = X.shape
-    block = 16
-    while block < 256 and N * block * 2 * X.itemsize * 2 <= (1 << 20):
-        block *= 2
-    return max(1, min(block, -(-C // 2)))
+    threads = numba.get_num_threads() if X.size >= PARALLEL_MIN else 1
+    tile = max(1, (1 << 18) // (2 * C * X.itemsize))
+    return kernel[threads > 1], max(1, min(N, threads)), tile
 
 
 def batchnorm_forward(X, gamma, beta, eps=1e-5):
@@ -539,21 +574,23 @@ def batchnorm_forward(X, gamma, beta, eps=1e-5):
     beta = _as_float('beta', beta, 1, X.shape[1:]).astype(numpy.float64)
     X = numpy.ascontiguousarray(X)
     out = numpy.empty_like(X)
-    _forward_kernel(X, gamma, beta, eps, out, _block(X))
+    kernel, chunks, tile = _plan((_forward_serial, _forward_parallel), X)
+    kernel(X, gamma, beta, eps, out, chunks, tile)
     return out
 
 
-def batchnorm_backward(dY, X, gamma, eps=1e-5):
-    """(dX, dgamma, dbeta): the gradients of f given dY = df/dY."""
+def batchnorm_backward(dY, X, gamma, eps=1e-5, out=None):
+    """(dX, dgamma, dbeta): the gradients of f given dY = df/dY; dX is written to `out` if given."""
     dY, X, gamma, eps, dtype = _check([('dY', dY), ('X', X)], 'gamma', gamma, eps)
     N, C = X.shape
+    out = _out(out, X)
     if N == 1:
-        zero = numpy.zeros(C, dtype)
-        return numpy.zeros_like(X), zero, dY[0].copy()
+        out[...] = 0
+        return out, numpy.zeros(C, dtype), dY[0].copy()
     dY, X = numpy.ascontiguousarray(dY), numpy.ascontiguousarray(X)
-    out = numpy.empty_like(X)
     dgamma, dbeta = numpy.empty(C), numpy.empty(C)
-    _backward_kernel(dY, X, gamma, gamma, eps, out, dgamma, dbeta, _block(X))
+    kernel, chunks, tile = _plan((_backward_serial, _backward_parallel), X)
+    kernel(dY, X, gamma, gamma, eps, out, dgamma, dbeta, chunks, tile)
     return out, dgamma.astype(dtype), dbeta.astype(dtype)
 '''
 
@@ -572,8 +609,8 @@ def _numba_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
              "    raise ImportError(\"this module needs numba: pip install 'symbn[numba]' \"",
              "                      \"or regenerate with --target numpy\") from err",
              _CHECKS.rstrip("\n")]
-    lines += _numba_kernel("_forward_kernel", f, ["X"])
-    lines += _numba_kernel("_backward_kernel", b, ["dY", "X"])
+    lines += _numba_kernel("_forward", f, ["X"])
+    lines += _numba_kernel("_backward", b, ["dY", "X"])
     lines.append(_NUMBA_WRAPPERS.rstrip("\n"))
     lines.append("")
     return "\n".join(lines)

@@ -248,7 +248,9 @@ def test_numba_target_precision(fused, kind, dtype):
     assert np.array_equal(dbeta, fused.batchnorm_backward(dY, X, gamma)[2])
 
 
-def test_numba_target_agrees_with_numpy_target(fused, gen):
+@pytest.mark.parametrize("parallel_min", [1 << 19, 0], ids=["serial", "parallel"])
+def test_numba_target_agrees_with_numpy_target(fused, gen, parallel_min, monkeypatch):
+    monkeypatch.setattr(fused, "PARALLEL_MIN", parallel_min)
     for shape in [(1, 3), (2, 1), (7, 33), (40, 300)]:
         dY, X, gamma = _inputs("normal", np.float64, shape, seed=shape[0])
         beta = np.linspace(-1, 1, shape[1])
@@ -294,6 +296,19 @@ def test_n_equal_one_and_d_equal_one(gen):
     assert dX.shape == (9, 1) and dgamma.shape == dbeta.shape == (1,) and dX.dtype == np.float32
     ref_dx, _ = _mpmath_backward(dY, X, gamma)
     assert _rel(dX, ref_dx) < 1e-6
+
+
+def test_out_and_scratch_buffers(gen, fused):
+    dY, X, gamma = _inputs("normal", np.float32, (6, 4), seed=11)
+    ref = gen.batchnorm_backward(dY, X, gamma)
+    for module in (gen, fused):
+        out = np.empty_like(X)
+        extra = {"scratch": np.empty_like(X)} if module is gen else {}
+        dX, _, _ = module.batchnorm_backward(dY, X, gamma, out=out, **extra)
+        assert dX is out and np.allclose(dX, ref[0], rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match=r"out must be a writeable array of shape \(6, 4\) "
+                                             r"and dtype float32, got shape \(6, 4\), dtype float64"):
+            module.batchnorm_backward(dY, X, gamma, out=np.empty((6, 4)))
 
 
 BAD = [
