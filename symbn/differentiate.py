@@ -1,9 +1,11 @@
 """Derivatives through the BatchNorm graph, in the note's two modes.
 
 Forward mode composes each node down to the leaves and differentiates the composed
-expression directly (SymPy's `diff` is the primitive).  Backward mode never composes: it
-walks the graph from f back to the leaf, multiplies the local partial of each node with
-respect to its direct parent along every path, and sums over paths.
+expression directly.  Backward mode never composes: it walks the graph from f back to the
+leaf, multiplies the local partial of each node with respect to its direct parent along every
+path, and sums over paths.  Both use one primitive, `derivative`: the sum, product and power
+rules applied to an expression graph, each shared subexpression once (SymPy's `diff` gives the
+same result on the tree, which for a composed BatchNorm expression is N times larger).
 
 Both speak of f only through its partials df/dy[i] = dy[i]: f is an arbitrary function.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .errors import SymbnError
-from .model import BatchNorm
+from .model import BatchNorm, symbols_of
 
 # ---------------------------------------------------------------------------------------
 # forward mode: chain rule straight through the composed expressions
@@ -35,10 +37,10 @@ def total_derivative(bn: BatchNorm, expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
                          "use a leaf (x, gamma, beta, eps) or y")
     keep = frozenset(bn.nodes) - {bn.f} if wrt in bn.nodes else frozenset()
     composed = bn.compose(expr, keep=keep | {bn.f})
-    result = sp.diff(composed, wrt)
-    if composed.has(bn.f):
+    result = derivative(composed, wrt)
+    if bn.f in symbols_of(composed):
         df = forward_gradient(bn, wrt)
-        result = result + sp.diff(composed, bn.f) * df
+        result = _add([result, _mul([derivative(composed, bn.f), df])])
     return result
 
 
@@ -54,7 +56,77 @@ def forward_gradient(bn: BatchNorm, wrt: sp.Symbol, ys=None) -> sp.Expr:
     ys = [bn.y(i, c) for i in bn.rows() for c in bn.columns()] if ys is None else ys
     if wrt in bn.nodes:  # wrt = y[k]: nothing upstream follows it
         return sp.Add(*[_dy_of(bn, y) for y in ys if y == wrt])
-    return sp.Add(*[_dy_of(bn, y) * sp.diff(bn.compose(y), wrt) for y in ys])
+    memo: dict = {}  # shared by every y: the composed mu and v are differentiated once
+    return _add([_mul([_dy_of(bn, y), derivative(bn.compose(y), wrt, memo)]) for y in ys])
+
+
+def derivative(expr: sp.Expr, wrt: sp.Symbol, memo: dict | None = None) -> sp.Expr:
+    """d expr / d wrt by the sum, product and power rules, each shared subexpression once.
+
+    SymPy's `diff` gives the same derivative but walks the expression as a tree; a composed
+    BatchNorm expression is a graph whose tree is N times larger.  Anything outside the
+    rational-power fragment is handed to `diff`.
+
+    >>> a, b = sp.symbols("a b")
+    >>> sp.expand(derivative(a ** 3 * b + sp.sqrt(a), a))
+    3*a**2*b + 1/(2*sqrt(a))
+    """
+    memo = {} if memo is None else memo
+    hit = memo.get(id(expr))
+    if hit is not None:
+        return hit[1]
+    if expr.is_Symbol:
+        out = sp.Integer(int(expr == wrt))
+    elif expr.is_Number:
+        out = sp.Integer(0)
+    elif expr.is_Add:
+        out = _add([derivative(a, wrt, memo) for a in expr.args])
+    elif expr.is_Mul:
+        args = expr.args
+        terms = []
+        for k, a in enumerate(args):
+            da = derivative(a, wrt, memo)
+            if da != 0:
+                terms.append(_mul([*args[:k], da, *args[k + 1:]]))
+        out = _add(terms)
+    elif expr.is_Pow and wrt not in symbols_of(expr.exp):
+        base, exp = expr.args
+        db = derivative(base, wrt, memo)
+        out = sp.Integer(0) if db == 0 else \
+            _mul([exp, _pow(base, exp - 1), db])
+    else:
+        out = sp.diff(expr, wrt)
+    memo[id(expr)] = (expr, out)
+    return out
+
+
+def _add(terms: list) -> sp.Expr:
+    terms = [t for t in terms if t != 0]
+    if not terms:
+        return sp.Integer(0)
+    return terms[0] if len(terms) == 1 else sp.Add(*terms, evaluate=False)
+
+
+def _mul(factors: list) -> sp.Expr:
+    coeff, rest = sp.Integer(1), []
+    for f in factors:
+        if f.is_Number:
+            coeff *= f
+        else:
+            rest.append(f)
+    if coeff == 0:
+        return sp.Integer(0)
+    if coeff != 1:
+        rest.insert(0, coeff)
+    if not rest:
+        return coeff
+    return rest[0] if len(rest) == 1 else sp.Mul(*rest, evaluate=False)
+
+
+def _pow(base: sp.Expr, exp: sp.Expr) -> sp.Expr:
+    if exp == 0:
+        return sp.Integer(1)
+    return base if exp == 1 else sp.Pow(base, exp, evaluate=False)
 
 
 def _dy_of(bn: BatchNorm, y: sp.Symbol) -> sp.Symbol:
@@ -91,7 +163,10 @@ def local_partial(bn: BatchNorm, node: sp.Symbol, parent: sp.Symbol) -> sp.Expr:
                          + ", ".join(map(str, parents)))
     if node == bn.f:
         return _dy_of(bn, parent)
-    return sp.diff(bn.nodes[node].definition, parent)
+    key = ("local_partial", node, parent)
+    if key not in bn.cache:
+        bn.cache[key] = derivative(bn.nodes[node].definition, parent)
+    return bn.cache[key]
 
 
 def paths(bn: BatchNorm, source: sp.Symbol, target: sp.Symbol | None = None) -> list[tuple]:
@@ -104,13 +179,15 @@ def paths(bn: BatchNorm, source: sp.Symbol, target: sp.Symbol | None = None) -> 
     """
     target = bn.f if target is None else target
     found: list[tuple] = []
+    on_a_path = bn.descendants(source) | {source}  # nodes that can lead back to source
 
     def walk(node: sp.Symbol, suffix: tuple) -> None:  # reverse traversal: node back to parents
         if node == source:
             found.append((node,) + suffix)
             return
         for parent in bn.nodes[node].parents if node in bn.nodes else ():
-            walk(parent, (node,) + suffix)
+            if parent in on_a_path:
+                walk(parent, (node,) + suffix)
 
     walk(target, ())
     return sorted(found, key=lambda p: [str(s) for s in p])
@@ -126,8 +203,9 @@ def backward_gradient(bn: BatchNorm, wrt: sp.Symbol, ys=None) -> sp.Expr:
     dy[1] + dy[2]
     """
     terms = []
+    through = None if ys is None else set(ys)
     for path in paths(bn, wrt):
-        if ys is not None and not set(path) & set(ys):
+        if through is not None and not through.intersection(path):
             continue
         product = sp.Integer(1)
         for parent, child in zip(path, path[1:]):

@@ -80,6 +80,8 @@ class BatchNorm:
         nodes[self.f] = Node(self.f, ys, self.f_function(*ys))
         self.nodes = nodes
         self._composed: dict[sp.Symbol, sp.Expr] = {}
+        self._children: dict | None = None
+        self.cache: dict = {}  # per-model memo of derived quantities (local partials)
 
     def _name(self, base: str, i: int | None, c: int) -> str:
         idx = [str(k) for k in (i, c if self.d > 1 else None) if k is not None]
@@ -129,26 +131,51 @@ class BatchNorm:
     # -- the graph ----------------------------------------------------------------------
     def children(self, symbol: sp.Symbol) -> list[sp.Symbol]:
         """Nodes having `symbol` as a direct parent, in definition order."""
-        return [s for s, node in self.nodes.items() if symbol in node.parents]
+        if self._children is None:
+            self._children = {}
+            for s, node in self.nodes.items():
+                for p in node.parents:
+                    self._children.setdefault(p, []).append(s)
+        return list(self._children.get(symbol, []))
+
+    def descendants(self, symbol: sp.Symbol) -> set:
+        """Every node reachable from `symbol` along the graph's edges (its dependents)."""
+        seen, stack = set(), [symbol]
+        while stack:
+            for c in self.children(stack.pop()):
+                if c not in seen:
+                    seen.add(c)
+                    stack.append(c)
+        return seen
 
     def compose(self, expr: sp.Expr, keep: frozenset = frozenset()) -> sp.Expr:
         """`expr` with every node (except those in `keep`) replaced by its composed definition.
 
+        Composition keeps sharing: the composed mu is one object inside every x_i - mu, and no
+        sum is flattened into its neighbours, so the composed graph stays of size O(N) where the
+        flattened tree would have O(N^2) terms.
+
         >>> bn = BatchNorm(2)
         >>> bn.compose(bn.mu())
         x[1]/2 + x[2]/2
+        >>> mu = bn.compose(bn.mu())
+        >>> sum(e == mu for e in sp.preorder_traversal(bn.compose(bn.v())))  # mu kept whole
+        2
         """
-        nodes = [s for s in expr.free_symbols if s in self.nodes and s not in keep]
-        if not nodes:
-            return expr
-        return expr.xreplace({s: self._compose_node(s, keep) for s in nodes})
-
-    def _compose_node(self, s: sp.Symbol, keep: frozenset) -> sp.Expr:
+        expr = sp.sympify(expr)
         if keep:
-            return self.compose(self.nodes[s].definition, keep)
-        if s not in self._composed:
-            self._composed[s] = self.compose(self.nodes[s].definition)
-        return self._composed[s]
+            mapping: dict = {}
+            for s in self.nodes:
+                if s not in keep:
+                    mapping[s] = rebuild(self.nodes[s].definition, mapping, {})
+            return rebuild(expr, mapping, {})
+        for s in self.nodes:  # dict order is topological: parents are composed first
+            if s not in self._composed and s != self.f:
+                self._composed[s] = rebuild(self.nodes[s].definition, self._composed, {})
+        mapping = dict(self._composed)
+        if self.f not in self._composed:
+            mapping[self.f] = self.nodes[self.f].definition
+        return rebuild(expr, mapping, {})
 
     def evaluate(self, expr: sp.Expr, point: dict[sp.Symbol, Fraction]) -> sp.Expr:
         """Exact value of `expr` at a point giving every leaf it needs, nodes computed in order.
@@ -165,7 +192,7 @@ class BatchNorm:
         for s, node in self.nodes.items():  # dict order is a topological order
             if s in needed and s != self.f:
                 values[s] = node.definition.xreplace(values)
-        return sp.sympify(expr).xreplace(values)
+        return rebuild(sp.sympify(expr), values, {}, evaluate=True)
 
     def support(self, expr: sp.Expr) -> set:
         """Every symbol `expr` depends on, through node definitions: nodes and leaves.
@@ -173,15 +200,66 @@ class BatchNorm:
         >>> sorted(map(str, BatchNorm(1).support(BatchNorm(1).xhat(1))))
         ['eps', 'mu', 'v', 'x[1]', 'xhat[1]']
         """
-        seen, stack = set(), list(sp.sympify(expr).free_symbols)
+        seen, stack = set(), list(symbols_of(sp.sympify(expr)))
         while stack:
             s = stack.pop()
             if s in seen:
                 continue
             seen.add(s)
             if s in self.nodes:
-                stack.extend(self.nodes[s].definition.free_symbols)
+                stack.extend(symbols_of(self.nodes[s].definition))
         return seen
+
+
+def rebuild(expr: sp.Expr, mapping: dict, memo: dict, evaluate: bool = False) -> sp.Expr:
+    """`expr` with the symbols of `mapping` replaced, visiting each shared subexpression once.
+
+    Unlike `xreplace`, the work is proportional to the expression graph, not to its tree, and
+    with `evaluate=False` nothing is flattened, so shared subexpressions stay shared.
+
+    >>> a, b = sp.symbols("a b")
+    >>> rebuild(2 * (a + b), {a: b}, {}, evaluate=True)
+    4*b
+    """
+    hit = memo.get(id(expr))
+    if hit is not None:
+        return hit[1]
+    if expr.is_Symbol:
+        out = mapping.get(expr, expr)
+    elif not expr.args:
+        out = expr
+    else:
+        args = [rebuild(a, mapping, memo, evaluate) for a in expr.args]
+        if all(a is b for a, b in zip(args, expr.args)):
+            out = expr
+        elif evaluate:
+            out = expr.func(*args)
+        else:
+            try:
+                out = expr.func(*args, evaluate=False)
+            except TypeError:  # a class without an `evaluate` switch
+                out = expr.func(*args)
+    memo[id(expr)] = (expr, out)  # the key object is kept alive so its id stays unique
+    return out
+
+
+def symbols_of(expr: sp.Expr) -> set:
+    """The free symbols of `expr`, visiting each shared subexpression once.
+
+    >>> sorted(map(str, symbols_of(sp.Symbol("a") * sp.Symbol("b") + 1)))
+    ['a', 'b']
+    """
+    found, seen, stack = set(), set(), [expr]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if e.is_Symbol:
+            found.add(e)
+        else:
+            stack.extend(e.args)
+    return found
 
 
 def estimate_seconds(n: int, d: int = 1) -> float:

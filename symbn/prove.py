@@ -92,9 +92,10 @@ class Algebra:
 
     MAX_EXPONENT = 64
 
-    def __init__(self, bn: BatchNorm):
+    def __init__(self, bn: BatchNorm, leaves: list | None = None):
         self.bn = bn
-        self.symbols = list(bn.leaves)
+        self.symbols = list(bn.leaves) if leaves is None else list(leaves)
+        self._dy_free: Algebra | None = None
         names = [f"t{k}" for k in range(len(self.symbols))] + ["s"]
         self.ctx = flint.fmpq_mpoly_ctx.get(names, "degrevlex")
         gens = self.ctx.gens()
@@ -102,10 +103,12 @@ class Algebra:
         self.s = gens[-1]
         self.one = self.ctx.from_dict({(0,) * len(names): 1})
         # nodes free of eps (mu, v) convert to the same value in every mode: convert once
+        self._eps_known: dict = {}
         self._shared: dict = {e: None for e in bn.nodes
-                              if e != bn.f and bn.eps not in bn.support(e)}
+                              if e != bn.f and not self._has_eps(e)}
         self._memos: dict[int, dict] = {}
         self._radicands: list = []  # w(x) of each radical seen; mode k means eps = s^2 - w_k
+        self._refs: dict = {}  # id -> number of parents, in the expression being converted
 
     # -- conversion -------------------------------------------------------------------
     def convert(self, expr: sp.Expr, mode: int | None, deadline: float | None = None) -> _Frac:
@@ -119,6 +122,15 @@ class Algebra:
     def _convert(self, e, mode, memo, deadline) -> _Frac:
         hit = memo.get(e)
         if hit is not None:
+            return hit
+        if mode is not None and not self._has_eps(e):
+            # eps-free subexpressions (mu, v, x_i - mu) are the same in every mode
+            shared = self._memos.setdefault(-1, {})
+            hit = shared.get(e)
+            if hit is None:
+                hit = self._convert(e, None, shared, deadline)
+            if e.is_Add or self._refs.get(id(e)) != 1:
+                memo[e] = hit
             return hit
         if deadline is not None and time.monotonic() > deadline:
             raise Budget
@@ -136,18 +148,48 @@ class Algebra:
             else:
                 raise _Unsupported(f"unknown symbol {e}")
         elif e.is_Add:
-            out = self._const(sp.Integer(0))
+            total, fracs = self.ctx.from_dict({}), []
             for a in e.args:
-                out = out + self._convert(a, mode, memo, deadline)
+                term = self._convert(a, mode, memo, deadline)
+                if term.den.is_one():  # polynomial terms are summed in place
+                    total.iadd(term.num)
+                else:
+                    fracs.append(term)
+            out = _Frac(total, self.one)
+            for term in fracs:
+                out = out + term
         elif e.is_Mul:
-            out = self._const(sp.Integer(1))
+            coeff, factors = flint.fmpq(1), []
             for a in e.args:
-                out = out * self._convert(a, mode, memo, deadline)
+                if a.is_Rational:
+                    coeff *= flint.fmpq(int(a.p), int(a.q))
+                else:
+                    factors.append(self._convert(a, mode, memo, deadline))
+            out = _Frac(self.one * coeff, self.one) if not factors else factors[0]
+            for f in factors[1:]:
+                out = out * f
+            if factors and coeff != 1:
+                out = _Frac(out.num * coeff, out.den)
         elif e.is_Pow:
             out = self._pow(e, mode, memo, deadline)
         else:
             raise _Unsupported(f"{type(e).__name__} is outside the rational fragment: {e}")
-        memo[e] = out
+        if e.is_Add or self._refs.get(id(e)) != 1:
+            memo[e] = out  # products and powers used once (the N expanded squares) are not kept
+        return out
+
+    def _has_eps(self, e) -> bool:
+        """Whether eps occurs in `e` (through node definitions too), each subexpression once."""
+        known = self._eps_known
+        hit = known.get(id(e))
+        if hit is not None:
+            return hit[1]
+        if e.is_Symbol:
+            out = e == self.bn.eps or (e in self.bn.nodes and e != self.bn.f
+                                       and self._has_eps(self.bn.nodes[e].definition))
+        else:
+            out = any(self._has_eps(a) for a in e.args)
+        known[id(e)] = (e, out)
         return out
 
     def _node(self, e, mode, memo, deadline) -> _Frac:
@@ -215,6 +257,14 @@ class Algebra:
     # -- deciding ------------------------------------------------------------------------
     def difference(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None = None):
         """(lhs - rhs as num/den, mode) after eliminating eps."""
+        lhs, rhs = self.bn.compose(lhs), self.bn.compose(rhs)  # every node down to the leaves
+        self._refs = _parent_counts(sp.Add(lhs, rhs, evaluate=False))
+        try:
+            return self._difference(lhs, rhs, deadline)
+        finally:
+            self._refs = {}
+
+    def _difference(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None):
         mode = self._mode_for(sp.Add(lhs, -rhs, evaluate=False), deadline)
         diff = self.convert(lhs, mode, deadline) + self.convert(rhs, mode, deadline) * \
             self._const(sp.Integer(-1))
@@ -225,6 +275,12 @@ class Algebra:
         """proved / disproved (with witness) / unknown, for lhs = rhs on eps > 0."""
         if sp.sympify(lhs) == sp.sympify(rhs):  # the same expression tree
             return Outcome(PROVED, "identical")
+        dys = {bn_dy for bn_dy in self.symbols if str(bn_dy).startswith("dy[")}
+        if dys and not self.bn.support(sp.Add(lhs, rhs, evaluate=False)) & dys:
+            # fewer variables make every monomial of the canonical form shorter
+            if self._dy_free is None:
+                self._dy_free = Algebra(self.bn, [s for s in self.symbols if s not in dys])
+            return self._dy_free.decide(lhs, rhs, deadline, seed)
         try:
             diff, mode = self.difference(lhs, rhs, deadline)
         except Budget:
@@ -285,9 +341,247 @@ class Algebra:
         return None
 
 
+def _parent_counts(expr: sp.Expr) -> dict:
+    """id of each subexpression -> how many parents it has in the expression graph."""
+    counts: dict = {id(expr): 2}  # the root is kept
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        for a in e.args:
+            seen = id(a) in counts
+            counts[id(a)] = counts.get(id(a), 0) + 1
+            if not seen:
+                stack.append(a)
+    return counts
+
+
 def _degree(poly, index: int) -> int:
-    return max((m[index] for m in poly.monoms()), default=0)
+    return 0 if poly.is_zero() else int(poly.degrees()[index])
 
 
 def _fmt(q: Fraction) -> str:
     return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
+
+
+# ---------------------------------------------------------------------------------------
+# structure: linearity in dy
+# ---------------------------------------------------------------------------------------
+
+
+def linear_in(bn: BatchNorm, expr: sp.Expr, variables: set) -> bool:
+    """Whether every term of `expr` carries exactly one factor from `variables`.
+
+    A sufficient, exact criterion for `expr` = sum_k v_k * expr|_(v = e_k) (a linear form):
+    by induction on the expression, a variable is degree 1, anything free of them degree 0,
+    a sum needs all its terms of one degree, a product adds degrees (at most 1), and a power
+    or a node definition must be free of the variables.  Sharing is visited once.
+
+    >>> bn = BatchNorm(2)
+    >>> dy = {bn.dy(1), bn.dy(2)}
+    >>> linear_in(bn, bn.gamma() * (bn.dy(1) - bn.xhat(1) * bn.dy(2)), dy)
+    True
+    >>> linear_in(bn, bn.dy(1) + 1, dy), linear_in(bn, bn.dy(1) * bn.dy(2), dy)
+    (False, False)
+    """
+    known: dict = {}
+
+    def degree(e) -> int | None:
+        hit = known.get(id(e))
+        if hit is not None:
+            return hit[1]
+        if e.is_Symbol:
+            out = 1 if e in variables else 0
+            if e in bn.nodes and e != bn.f and bn.support(e) & variables:
+                out = None
+        elif e.is_Number:
+            out = 0
+        elif e.is_Add:
+            ds = {degree(a) for a in e.args}
+            out = ds.pop() if len(ds) == 1 else None
+        elif e.is_Mul:
+            ds = [degree(a) for a in e.args]
+            out = None if None in ds or sum(ds) > 1 else sum(ds)
+        else:
+            out = 0 if all(degree(a) == 0 for a in e.args) else None
+        known[id(e)] = (e, out)
+        return out
+
+    return degree(sp.sympify(expr)) == 1
+
+
+# ---------------------------------------------------------------------------------------
+# the randomized method: exact values at random points (Schwartz-Zippel)
+# ---------------------------------------------------------------------------------------
+
+METHOD_RANDOM = "random points, exact"
+
+
+class RandomTester:
+    """Probabilistic identity testing by exact rational evaluation at random points.
+
+    Both sides are evaluated with Fractions at k points.  After eps = s**2 - v(x), lhs - rhs
+    is P/Q with polynomials P, Q in (x, dy, gamma, beta, s); `degree_bound` bounds deg P and
+    deg Q from the expression itself.  x, dy, gamma, beta are drawn from R consecutive
+    integers and s from R consecutive integers above sqrt(v(x)) (so eps > 0 and sqrt(v + eps)
+    = s is rational).  Schwartz-Zippel, applied with s drawn after x, gives: if P is not the
+    zero polynomial, a point where both sides are defined and agree has probability at most
+    (deg P + deg Q) / R, so k agreeing points leave probability <= ((deg P + deg Q) / R)**k.
+    A disagreeing point is a disproof, re-evaluated with SymPy before it is reported.
+
+    >>> bn = BatchNorm(3)
+    >>> t = RandomTester(bn, points=4)
+    >>> t.decide(bn.xhat(1) + bn.xhat(2) + bn.xhat(3), sp.Integer(0)).verdict
+    'probable'
+    >>> t.decide(bn.xhat(1), bn.xhat(2)).verdict
+    'disproved'
+    """
+
+    def __init__(self, bn: BatchNorm, points: int = 8, bits: int = 64, seed: int = 0):
+        self.bn, self.points, self.range = bn, points, 1 << bits
+        self.rng = random.Random(seed)
+
+    # -- the degree of the numerator and denominator, from the expression ----------------
+    def degree_bound(self, expr: sp.Expr) -> tuple[int, int]:
+        """(bound on deg P, bound on deg Q) for expr = P/Q after eps = s**2 - v(x)."""
+        known: dict = {}
+        return self._degree(sp.sympify(expr), known)
+
+    def _degree(self, e, known) -> tuple[int, int]:
+        hit = known.get(id(e))
+        if hit is not None:
+            return hit[1]
+        bn = self.bn
+        if e.is_Number:
+            out = (0, 0)
+        elif e.is_Symbol:
+            if e == bn.eps:
+                out = (2, 0)  # s**2 - v(x), v of degree 2
+            elif e in bn.nodes and e != bn.f:
+                out = self._degree(bn.nodes[e].definition, known)
+            elif e in bn.leaves:
+                out = (1, 0)
+            else:
+                raise _Unsupported(f"unknown symbol {e}")
+        elif e.is_Add:
+            n, d = self._degree(e.args[0], known)
+            for a in e.args[1:]:
+                n2, d2 = self._degree(a, known)
+                n, d = max(n + d2, n2 + d), d + d2
+        elif e.is_Mul:
+            n = d = 0
+            for a in e.args:
+                n2, d2 = self._degree(a, known)
+                n, d = n + n2, d + d2
+        elif e.is_Pow and e.exp.is_Integer:
+            n, d = self._degree(e.base, known)
+            k = int(e.exp)
+            out = (k * n, k * d) if k >= 0 else (-k * d, -k * n)
+        elif e.is_Pow and e.exp.is_Rational and e.exp.q == 2:
+            p = int(e.exp.p)  # the base is checked to be v + eps = s**2 when evaluated
+            out = (p, 0) if p >= 0 else (0, -p)
+        else:
+            raise _Unsupported(f"{type(e).__name__} is outside the rational fragment: {e}")
+        if e.is_Add or e.is_Mul:
+            out = (n, d)
+        known[id(e)] = (e, out)
+        return out
+
+    # -- exact evaluation ---------------------------------------------------------------
+    def sample(self) -> tuple[dict, Fraction]:
+        """A random point: every leaf, with eps = s**2 - v(x) > 0; returns (point, s)."""
+        bn, rng, r = self.bn, self.rng, self.range
+        pt = {}
+        for leaf in bn.leaves:
+            if leaf != bn.eps:
+                pt[leaf] = Fraction(rng.randrange(-(r // 2), r - r // 2))
+        out = []
+        for c in bn.columns():
+            xs = [pt[bn.x(i, c)] for i in bn.rows()]
+            mu = sum(xs, Fraction(0)) / bn.n
+            v = sum(((x - mu) ** 2 for x in xs), Fraction(0)) / bn.n
+            out.append(v)
+        if bn.d > 1:
+            raise _Unsupported("the random method is for one column (D = 1)")
+        v = out[0]
+        s = Fraction(math.isqrt(v.numerator // v.denominator) + 1 + rng.randrange(r))
+        pt[bn.eps] = s * s - v
+        return pt, s
+
+    def evaluate(self, expr: sp.Expr, point: dict, s: Fraction, known: dict) -> Fraction:
+        """Exact value of `expr`; sqrt is taken only of v + eps (= s**2)."""
+        e = expr
+        hit = known.get(id(e))
+        if hit is not None:
+            return hit[1]
+        bn = self.bn
+        if e.is_Rational:
+            out = Fraction(int(e.p), int(e.q))
+        elif e.is_Symbol:
+            if e in point:
+                out = point[e]
+            elif e in bn.nodes and e != bn.f:
+                out = self.evaluate(bn.nodes[e].definition, point, s, known)
+            else:
+                raise _Unsupported(f"unknown symbol {e}")
+        elif e.is_Add:
+            out = Fraction(0)
+            for a in e.args:
+                out += self.evaluate(a, point, s, known)
+        elif e.is_Mul:
+            out = Fraction(1)
+            for a in e.args:
+                out *= self.evaluate(a, point, s, known)
+        elif e.is_Pow and e.exp.is_Integer:
+            out = self.evaluate(e.base, point, s, known) ** int(e.exp)
+        elif e.is_Pow and e.exp.is_Rational and e.exp.q == 2:
+            if self.evaluate(e.base, point, s, known) != s * s:
+                raise _Unsupported(f"a square root other than sqrt(v + eps): {e}")
+            out = s ** int(e.exp.p)
+        else:
+            raise _Unsupported(f"{type(e).__name__} is outside the rational fragment: {e}")
+        known[id(e)] = (e, out)
+        return out
+
+    def decide(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None = None) -> Outcome:
+        """probable (with the bound) / disproved (with witness) / unknown."""
+        lhs, rhs = sp.sympify(lhs), sp.sympify(rhs)
+        try:
+            (n1, d1), (n2, d2) = self.degree_bound(lhs), self.degree_bound(rhs)
+        except _Unsupported as err:
+            return Outcome(UNKNOWN, METHOD_RANDOM, note=str(err))
+        deg_p, deg_q = max(n1 + d2, n2 + d1), d1 + d2
+        agreed, tries = 0, 0
+        while agreed < self.points:
+            if deadline is not None and time.monotonic() > deadline:
+                return Outcome(UNKNOWN, METHOD_RANDOM, note="time budget exhausted")
+            tries += 1
+            if tries > 4 * self.points + 8:
+                return Outcome(UNKNOWN, METHOD_RANDOM, note="too many undefined points")
+            point, s = self.sample()
+            known: dict = {}
+            try:
+                left = self.evaluate(lhs, point, s, known)
+                right = self.evaluate(rhs, point, s, known)
+            except ZeroDivisionError:
+                continue  # Q vanishes here: resampled, accounted for in the bound
+            except _Unsupported as err:
+                return Outcome(UNKNOWN, METHOD_RANDOM, note=str(err))
+            if left != right:
+                return self._disproof(lhs, rhs, point)
+            agreed += 1
+        bound = Fraction(deg_p + deg_q, self.range) ** self.points
+        note = (f"{self.points} points from 2^{self.range.bit_length() - 1} integers; "
+                f"deg P <= {deg_p}, deg Q <= {deg_q}; "
+                f"error probability <= (({deg_p} + {deg_q}) / 2^{self.range.bit_length() - 1})"
+                f"^{self.points} < 2^{math.floor(math.log2(bound)) + 1}")
+        return Outcome(PROBABLE, METHOD_RANDOM, note=note)
+
+    def _disproof(self, lhs, rhs, point) -> Outcome:
+        support = self.bn.support(sp.Add(lhs, rhs, evaluate=False))
+        pt = {k: q for k, q in point.items() if k in support}
+        left, right = self.bn.evaluate(lhs, pt), self.bn.evaluate(rhs, pt)  # independent check
+        if not (left.is_Rational and right.is_Rational) or left == right:
+            return Outcome(UNKNOWN, METHOD_RANDOM, note="evaluations disagree; not reported")
+        witness = {"point": {str(k): _fmt(v) for k, v in pt.items()},
+                   "lhs": str(left), "rhs": str(right)}
+        return Outcome(DISPROVED, METHOD_RANDOM, witness=witness)

@@ -20,52 +20,91 @@ from .differentiate import backward_gradient, forward_gradient, local_partial, p
     total_derivative
 from .errors import SymbnError
 from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, estimate_seconds
-from .prove import DISPROVED, PROVED, UNKNOWN, Algebra
+from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN, Algebra, Outcome, RandomTester, \
+    linear_in
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
+METHODS = ("exact", "random")
+METHOD_LINEAR = "structural induction"
+RANDOM_NOTE = ("random method: both sides evaluated exactly (Fractions) at random points; "
+               "'probable' carries the Schwartz-Zippel bound ((deg P + deg Q) / range)^k, "
+               "P/Q = lhs - rhs after eps = s^2 - v; never 'proved'")
 MAX_CELLS = 1 << 16
-SYMMETRY_NOTE = ("rows are exchangeable: permuting (x_i, dy_i) together maps the model and "
-                 "every claim to itself, so the instances i = j and i != j at j = 1 stand for "
-                 "all N^2 index pairs (--all-pairs checks each pair)")
+SYMMETRY_NOTE = (
+    "rows are exchangeable: a permutation p of 1..N applied to the rows (x_i -> x_p(i), dy_i -> "
+    "dy_p(i)) fixes mu, v and eps and sends xhat_i, y_i to xhat_p(i), y_p(i); so the "
+    "dy_i-coefficient c_ij of df/dx_j (forward, backward and closed form alike) obeys "
+    "c_p(i)p(j)(p x) = c_ij(x).  Every pair with i = j is the image of (1, 1) and every pair "
+    "with i != j the image of (2, 1), so those two instances stand for all N^2 pairs; both "
+    "sides being linear in dy (closed/dx-linear), equal coefficients give equal sums.  The "
+    "dy_i-coefficient of df/dgamma has one index, so i = 1 stands for all rows "
+    "(closed/dgamma-linear).  --all-pairs checks each pair and whole sums instead")
 
 Instance = tuple[str, Callable[[], sp.Expr], Callable[[], sp.Expr]]
+Claim = tuple[str, "list[Instance] | Callable[[], Outcome]"]
 
 
 def verify(n: int, d: int = 1, timeout: float | None = None,
-           all_pairs: bool | None = None) -> Report:
+           all_pairs: bool | None = None, method: str = "exact", points: int = 8,
+           seed: int = 0, progress: Callable[[str], None] | None = None) -> Report:
     """Prove the BatchNorm backward derivation for an N x D batch.
+
+    `method="random"` evaluates both sides exactly at `points` random points instead and
+    reports `probable` with the Schwartz-Zippel error bound.  `progress`, if given, receives
+    one line per claim.
 
     >>> report = verify(n=2)
     >>> report.ok, report["forward/dx"].verdict
     (True, 'proved')
+    >>> verify(n=2, method="random", points=2)["forward/dx"].verdict
+    'probable'
     """
-    check_size(n, d, timeout)
+    if method not in METHODS:
+        raise SymbnError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    check_size(n, d, timeout, method)
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     bn = BatchNorm(n, d)
     exhaustive = n <= EXHAUSTIVE_MAX_N if all_pairs is None else all_pairs
-    checker = _Checker(bn, Algebra(bn), deadline)
+    decider = Algebra(bn) if method == "exact" else RandomTester(bn, points=points, seed=seed)
+    checker = _Checker(bn, decider, deadline)
     claims = _scalar_claims(bn, exhaustive) + (_matrix_claims(bn, exhaustive) if d > 1 else [])
-    results = [_graph_result(bn)] + [checker.run(cid, inst) for cid, inst in claims]
+    results = [_graph_result(bn)]
+    for k, (cid, inst) in enumerate(claims):
+        if progress is not None:
+            done = time.monotonic() - start
+            eta = f", about {done / k * (len(claims) - k):.0f} s left" if k else ""
+            progress(f"[{k + 1}/{len(claims)}] {cid} ({done:.0f} s so far{eta})")
+        results.append(checker.run(cid, inst))
     notes = [f"paths from f back to x_j (N = {n}: {len(paths(bn, bn.x(1)))} paths per j):"]
     notes += ["  " + family for family in path_families(bn)]
     if not exhaustive:
         notes.append(SYMMETRY_NOTE)
-    info = {"n": n, "d": d, "exhaustive": exhaustive, "paths": path_families(bn),
-            "seconds": round(time.monotonic() - start, 3)}
+    if method == "random":
+        notes.append(RANDOM_NOTE)
+    info = {"n": n, "d": d, "method": method, "exhaustive": exhaustive,
+            "paths": path_families(bn), "seconds": round(time.monotonic() - start, 3)}
     title = f"symbn verify: BatchNorm backward, N = {n}" + (f", D = {d}" if d > 1 else "")
+    if method == "random":
+        title += f" (random method, {points} points)"
     return Report(title, results, info, notes)
 
 
-def check_size(n: int, d: int, timeout: float | None) -> None:
-    """Refuse sizes whose exact proof would take far too long, with the estimate."""
+def check_size(n: int, d: int, timeout: float | None, method: str = "exact") -> None:
+    """Refuse sizes whose proof would take far too long, with the estimate."""
     if n * d > MAX_CELLS:
         raise SymbnError(f"N x D = {n * d} is beyond the exact method (limit {MAX_CELLS}, "
                          f"estimated {estimate_seconds(n, d):.2g} s); use a smaller --n")
+    if method == "random":
+        if d > 1:
+            raise SymbnError(f"--method random works on one column, got --d {d}; "
+                             "use --method exact for D > 1")
+        return
     if timeout is None and n > MAX_N_WITHOUT_TIMEOUT:
         raise SymbnError(f"--n {n} would take about {estimate_seconds(n, d):.2g} s to prove "
-                         f"exactly; use --n <= {MAX_N_WITHOUT_TIMEOUT} or set --timeout")
+                         f"exactly; use --n <= {MAX_N_WITHOUT_TIMEOUT}, set --timeout, or "
+                         "use --method random")
 
 
 def path_families(bn: BatchNorm) -> list[str]:
@@ -92,28 +131,41 @@ def _generic(name: str, bn: BatchNorm) -> str:
 
 
 class _Checker:
-    def __init__(self, bn: BatchNorm, alg: Algebra, deadline: float | None):
-        self.bn, self.alg, self.deadline = bn, alg, deadline
+    def __init__(self, bn: BatchNorm, decider, deadline: float | None):
+        self.bn, self.decider, self.deadline = bn, decider, deadline
 
-    def run(self, cid: str, instances: list[Instance]) -> Result:
+    def run(self, cid: str, instances: list[Instance] | Callable[[], Outcome]) -> Result:
         start = time.monotonic()
-        method, notes = "", []
+        if callable(instances):  # a structural claim decided on its own
+            outcome = instances()
+            return Result(cid, outcome.verdict, outcome.method, time.monotonic() - start,
+                          outcome.witness, outcome.note)
+        method, notes, verdict = "", [], PROVED
         for label, lhs, rhs in instances:
             if self.deadline is not None and time.monotonic() > self.deadline:
-                return Result(cid, UNKNOWN, "exact", time.monotonic() - start,
+                return Result(cid, UNKNOWN, method or "exact", time.monotonic() - start,
                               note="time budget exhausted")
-            outcome = self.alg.decide(lhs(), rhs(), self.deadline)
+            outcome = self.decider.decide(lhs(), rhs(), self.deadline)
             method = outcome.method
-            if outcome.verdict != PROVED:
+            if outcome.verdict not in (PROVED, PROBABLE):
                 witness = outcome.witness
                 if witness is not None:
                     witness = {"instance": label, **witness}
                 note = f"{label}: {outcome.note}" if outcome.note else label
                 return Result(cid, outcome.verdict, method, time.monotonic() - start,
                               witness, note)
+            if outcome.verdict == PROBABLE:
+                verdict = PROBABLE
+                notes.append(outcome.note)
         note = f"{len(instances)} instances" if len(instances) > 2 else \
             ", ".join(label for label, _, _ in instances)
-        return Result(cid, PROVED, method, time.monotonic() - start, note=note)
+        if notes:  # the weakest bound among the instances
+            note += "; " + max(notes, key=_bound_exponent)
+        return Result(cid, verdict, method, time.monotonic() - start, note=note)
+
+
+def _bound_exponent(note: str) -> int:
+    return int(note.rsplit("< 2^", 1)[1]) if "< 2^" in note else 0
 
 
 def _graph_result(bn: BatchNorm) -> Result:
@@ -152,25 +204,40 @@ def _scalar_claims(bn: BatchNorm, exhaustive: bool) -> list[tuple[str, list[Inst
                     for i, j in pairs]
         fwd_bwd = [(_pair_label(i, j), lambda i=i, j=j: coeff(forward_gradient, i, j),
                     lambda i=i, j=j: coeff(backward_gradient, i, j)) for i, j in pairs]
-        linear = [("closed/dx-linear", [(
-            "j=1", lambda: closed_form.dx(bn, 1),
-            lambda: sp.Add(*[bn.dy(k) * closed_form.unit_dy(bn, closed_form.dx(bn, 1), k)
-                             for k in bn.rows()]))])]
+        linear = [("closed/dx-linear", lambda: _linear(bn, closed_form.dx(bn, 1))),
+                  ("closed/dgamma-linear", lambda: _linear(bn, closed_form.dgamma(bn)))]
+
+        def gamma_coeff(grad):
+            return closed_form.unit_dy(bn, grad(bn, bn.gamma(), ys=[bn.y(1)]), 1)
+
+        dgamma = {grad: [("dy_1 coefficient", lambda grad=grad: gamma_coeff(grad),
+                          lambda: closed_form.unit_dy(bn, closed_form.dgamma(bn), 1))]
+                  for grad in (forward_gradient, backward_gradient)}
+    if exhaustive:
+        dgamma = {grad: [("", lambda grad=grad: grad(bn, bn.gamma()),
+                          lambda: closed_form.dgamma(bn))]
+                  for grad in (forward_gradient, backward_gradient)}
     return [
         ("backward/dv-dmu", [("", lambda: local_partial(bn, bn.v(), bn.mu()), lambda: zero)]),
         *linear,
         ("forward/dx", dx_instances(forward_gradient)),
         ("backward/dx", dx_instances(backward_gradient)),
         ("forward=backward/dx", fwd_bwd),
-        ("forward/dgamma", [("", lambda: forward_gradient(bn, bn.gamma()),
-                             lambda: closed_form.dgamma(bn))]),
-        ("backward/dgamma", [("", lambda: backward_gradient(bn, bn.gamma()),
-                              lambda: closed_form.dgamma(bn))]),
+        ("forward/dgamma", dgamma[forward_gradient]),
+        ("backward/dgamma", dgamma[backward_gradient]),
         ("forward/dbeta", [("", lambda: forward_gradient(bn, bn.beta()),
                             lambda: closed_form.dbeta(bn))]),
         ("backward/dbeta", [("", lambda: backward_gradient(bn, bn.beta()),
                              lambda: closed_form.dbeta(bn))]),
     ]
+
+
+def _linear(bn: BatchNorm, expr: sp.Expr) -> Outcome:
+    """A closed form is a linear form in dy, so its dy_i-coefficients decide it."""
+    dys = {bn.dy(i) for i in bn.rows()}
+    if linear_in(bn, expr, dys):
+        return Outcome(PROVED, METHOD_LINEAR, note="every term has exactly one dy factor")
+    return Outcome(UNKNOWN, METHOD_LINEAR, note="not syntactically linear in dy")
 
 
 def _pair_label(i: int, j: int) -> str:
