@@ -19,7 +19,7 @@ import sympy as sp
 from .derivation import Derivation, Step, _Instantiate, load
 from .errors import SymbnError
 from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm
-from .prove import DISPROVED, PROVED, UNKNOWN, Algebra
+from .prove import PROVED, UNKNOWN, Algebra
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8

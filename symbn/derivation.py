@@ -11,7 +11,8 @@ sees what was written:
 
     x[i]         Indexed(IndexedBase('x'), i), i, j, k integer symbols; x[2] has Integer(2)
     mu, v, ...   plain symbols mu, v, eps, gamma, beta, f, sigma;  N a positive integer symbol
-    Sum(e, (k, 1, N)), KroneckerDelta(a, b)   unevaluated SymPy objects
+    Sum(e, (k, 1, N)), KroneckerDelta(a, b)   unevaluated SymPy objects (SymPy merges
+                 nested sums into one Sum with several limits)
     D(a, b)      total derivative of a with respect to the leaf b (or b = y[i])
     P(a, b)      local partial of node a with respect to its direct parent b
 
@@ -54,7 +55,7 @@ MAX_DEPTH = 40            # nesting of the expression tree
 MAX_DERIVATIVE_DEPTH = 3  # D or P inside D or P
 MAX_INTEGER = 10 ** 12    # size of an integer literal
 MAX_EXPONENT = 8          # |p/q| of an exponent; q must be 1 or 2
-MAX_WEIGHT = 64            # bound on the polynomial degree a claim can reach, see _Weight
+MAX_WEIGHT = 64           # bound on the polynomial degree a claim can reach, see _Weight
 
 MODELS = ("batchnorm",)
 INDEX = {name: sp.Symbol(name, integer=True) for name in ("i", "j", "k")}
@@ -254,12 +255,13 @@ def _step(table: dict, number: int, path: str) -> Step:
     links = _parse_claim(claim, where_at)
     conditions = _parse_where(where, where_at)
     step = Step(sid, claim, where, text, links, conditions)
-    free = set(step.free_indices)
+    free = step.free_indices
     for cond in conditions:
         for sym in cond.args:
             if sym not in free:
+                names = ", ".join(map(str, free)) or "none"
                 raise SymbnError(f"{where_at}: where names {sym}, which is not a free index "
-                                 f"of the claim (free: {', '.join(map(str, sorted(free, key=str))) or 'none'})")
+                                 f"of the claim (free: {names})")
     return step
 
 
@@ -363,8 +365,8 @@ class _Builder:
     def _Constant(self, node: ast.Constant, depth: int) -> sp.Expr:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int):
-            hint = " use exact rationals such as 1/2" if isinstance(value, float) else ""
-            raise self.fail(f"is not allowed ({type(value).__name__} constant);{hint or ' use integers'}",
+            hint = "exact rationals such as 1/2" if isinstance(value, float) else "integers"
+            raise self.fail(f"is not allowed ({type(value).__name__} constant); use {hint}",
                             node)
         if value > MAX_INTEGER:
             raise self.fail(f"is larger than {MAX_INTEGER}", node)
@@ -601,8 +603,9 @@ def instantiate(expr: sp.Expr, bn: BatchNorm, assignment: dict) -> sp.Expr:
     """The template `expr` as an expression of the concrete model `bn`.
 
     `assignment` maps each free index (a Symbol in `INDEX`, or its name) to a row 1..N.
-    Sums are expanded over 1..N, D becomes `total_derivative`, P `local_partial`,
-    sigma = sqrt(v + eps) and dy[i] the leaf df/dy_i.
+    Sums are expanded over 1..N, D becomes `total_derivative`, P `local_partial` (a P
+    whose second argument is not a direct parent of the first raises `SymbnError` naming
+    the node's parents), sigma = sqrt(v + eps) and dy[i] the leaf df/dy_i.
 
     >>> x, j = INDEXED["x"], INDEX["j"]
     >>> instantiate(sp.Sum(x[j], (j, 1, N)), BatchNorm(3), {})
