@@ -5,9 +5,10 @@ the closed form (written out here, independent of the generated code) on the sam
 inputs, N = 256, D = 64; "normal" X ~ N(0, 1), "hard" X = 1e4 + N(0, 1e-2).
 
 Speed: one process, candidates interleaved, median of --repeats after warm-up: generated
-NumPy, generated numba, a straightforward hand-written NumPy backward, torch CPU
-forward+backward and backward only (2 threads), and a memory-bandwidth floor (1.5 x the time
-of np.copyto of one array: reading X and dY and writing dX is 1.5 copies).
+NumPy (allocating, and with out=/scratch= buffers), generated numba, a straightforward
+("textbook") hand-written NumPy backward, torch CPU forward+backward and backward only
+(2 threads), and a memory-bandwidth floor (1.5 x the time of np.copyto of one array: reading
+X and dY and writing dX is 1.5 copies).
 
     python scripts/bench_numeric.py [--repeats 20] [--skip-precision] [--skip-speed]
 """
@@ -126,22 +127,25 @@ def precision(candidates: dict) -> None:
 
 # -- speed ----------------------------------------------------------------------------------
 
-def speed(candidates: dict, repeats: int) -> None:
+def speed(candidates: dict, repeats: int, shapes=SHAPES) -> None:
+    """Candidates take (dY, X, gamma, out, scratch); `out`/`scratch` are None or buffers."""
     import torch
 
     torch.set_num_threads(2)
-    print(f"median ms of {repeats} interleaved repeats (torch: {torch.get_num_threads()} threads)")
-    names = list(candidates) + ["torch fwd+bwd", "torch bwd", "floor"]
-    print(f"{'shape':<20}" + "".join(f"{n:>15}" for n in names))
+    print(f"median ms of {repeats} interleaved repeats after warm-up "
+          f"(torch and numba: {torch.get_num_threads()} threads)")
+    names = list(candidates) + ["torch f+b", "torch bwd", "floor"]
+    print(f"{'shape':<19}" + "".join(f"{n:>11}" for n in names))
+    ratios = []
     for dtype in (np.float32, np.float64):
-        for shape in SHAPES:
+        for shape in shapes:
             dY, X, gamma = inputs("normal", dtype, shape)
             x = torch.tensor(X, requires_grad=True)
             g = torch.tensor(gamma, requires_grad=True)
             b = torch.zeros_like(g, requires_grad=True)
             tdy = torch.tensor(dY)
             y_kept = torch.nn.functional.batch_norm(x, None, None, g, b, training=True, eps=EPS)
-            scratch = np.empty_like(X)
+            out, scratch = np.empty_like(X), np.empty_like(X)
 
             def torch_fwd_bwd(x=x, g=g, b=b, tdy=tdy):
                 y = torch.nn.functional.batch_norm(x, None, None, g, b, training=True, eps=EPS)
@@ -150,9 +154,9 @@ def speed(candidates: dict, repeats: int) -> None:
             def torch_bwd(y=y_kept, x=x, g=g, b=b, tdy=tdy):
                 torch.autograd.grad(y, (x, g, b), tdy, retain_graph=True)
 
-            runs = {name: (lambda fn=fn, a=(dY, X, gamma): fn(*a))
+            runs = {name: (lambda fn=fn, a=(dY, X, gamma, out, scratch): fn(*a))
                     for name, fn in candidates.items()}
-            runs["torch fwd+bwd"], runs["torch bwd"] = torch_fwd_bwd, torch_bwd
+            runs["torch f+b"], runs["torch bwd"] = torch_fwd_bwd, torch_bwd
             runs["copy"] = lambda s=scratch, a=X: np.copyto(s, a)
             times = {name: [] for name in runs}
             for _ in range(3):
@@ -166,15 +170,21 @@ def speed(candidates: dict, repeats: int) -> None:
             ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
             ms["floor"] = 1.5 * ms.pop("copy")
             label = f"{shape[0]}x{shape[1]} {np.dtype(dtype).name}"
-            print(f"{label:<20}" + "".join(f"{ms[n]:>15.3f}" for n in names))
-            gen = ms["generated numpy"]
-            ratios = [f"numpy/straightforward {gen / ms['straightforward']:.2f}",
-                      f"numpy/torch fwd+bwd {gen / ms['torch fwd+bwd']:.2f}"]
-            if "generated numba" in ms:
-                fused = ms["generated numba"]
-                ratios += [f"numba/torch fwd+bwd {fused / ms['torch fwd+bwd']:.2f}",
-                           f"numba/floor {fused / ms['floor']:.2f}"]
-            print(f"{'':<20}" + ", ".join(ratios))
+            print(f"{label:<19}" + "".join(f"{ms[n]:>11.3f}" for n in names))
+            row = [label, ms["numpy"] / ms["textbook"], ms["numpy"] / ms["torch f+b"]]
+            if "numba" in ms:
+                best = min(ms["numba"], ms["numba+out"], ms["numba 1thr"])
+                row += [ms["numba"] / ms["torch f+b"], ms["numba"] / ms["floor"],
+                        best / ms["floor"]]
+            ratios.append(row)
+    print()
+    print("ratios (targets: numpy/textbook <= 0.7, numpy/torch f+b <= 2, "
+          "numba/torch f+b < 1, numba/floor <= 2)")
+    head = ["numpy/textbook", "numpy/torch f+b", "numba/torch f+b", "numba/floor",
+            "best numba/floor"]
+    print(f"{'shape':<19}" + "".join(f"{h:>17}" for h in head[:len(ratios[0]) - 1]))
+    for label, *r in ratios:
+        print(f"{label:<19}" + "".join(f"{v:>17.2f}" for v in r))
     print()
 
 
@@ -187,16 +197,36 @@ def main(argv=None) -> int:
     print(f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, NumPy {np.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
-        candidates = {"generated numpy": load_generated("numpy", tmp).batchnorm_backward}
+        gen = load_generated("numpy", tmp)
+        candidates = {
+            "numpy": lambda dY, X, gamma, out, scratch: gen.batchnorm_backward(dY, X, gamma),
+            "numpy+out": lambda dY, X, gamma, out, scratch: gen.batchnorm_backward(
+                dY, X, gamma, out=out, scratch=scratch),
+        }
         try:
             import numba
 
-            fused = load_generated("numba", tmp).batchnorm_backward
-            candidates["generated numba"] = fused
-            print(f"numba {numba.__version__}")
+            fused = load_generated("numba", tmp)
+            candidates["numba"] = lambda dY, X, gamma, out, scratch: \
+                fused.batchnorm_backward(dY, X, gamma)
+            candidates["numba+out"] = lambda dY, X, gamma, out, scratch: \
+                fused.batchnorm_backward(dY, X, gamma, out=out)
+
+            def one_thread(dY, X, gamma, out, scratch):
+                threads = numba.get_num_threads()
+                numba.set_num_threads(1)
+                try:
+                    return fused.batchnorm_backward(dY, X, gamma, out=out)
+                finally:
+                    numba.set_num_threads(threads)
+
+            candidates["numba 1thr"] = one_thread
+            numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+            print(f"numba {numba.__version__}, {numba.get_num_threads()} threads")
         except ImportError:
             print("numba not installed: the fused target is skipped")
-        candidates["straightforward"] = straightforward_backward
+        candidates["textbook"] = lambda dY, X, gamma, out, scratch: \
+            straightforward_backward(dY, X, gamma)
         try:
             import torch
 
@@ -206,7 +236,11 @@ def main(argv=None) -> int:
             return 1
         print()
         if not args.skip_precision:
-            precision({**candidates, "torch": torch_backward})
+            accurate = {"generated numpy": gen.batchnorm_backward,
+                        "textbook numpy": straightforward_backward, "torch": torch_backward}
+            if "numba" in candidates:
+                accurate["generated numba"] = fused.batchnorm_backward
+            precision(accurate)
         if not args.skip_speed:
             speed(candidates, args.repeats)
     return 0
