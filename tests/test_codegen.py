@@ -77,7 +77,7 @@ def test_module_text_comes_from_the_closed_form(sources):
     assert "numpy.einsum('ij,ij->j', D, dY)" in text
     assert "s1 = dY.sum(axis=0).astype(numpy.float64)" in text
     assert "coef_D = -gamma*s2*t0/t1**(3/2)" in text
-    assert "dX (every row j), dgamma, dbeta and Y below = closed form / model, N = 1..6" in text
+    assert "dX (every row j), dgamma, dbeta and Y above = closed form / model, N = 1..6" in text
     assert f"with SymPy {sp.__version__}" in text
     code = text.split('"""', 2)[2]
     assert "sympy" not in code and "import numpy" in code
