@@ -670,46 +670,54 @@ def _unrolled_module(n: int, proved: list[str]) -> str:
     for i in bn.rows():
         rename[bn.x(i)] = sp.Symbol(f"x_{i}")
         rename[bn.dy(i)] = sp.Symbol(f"dy_{i}")
+    xs = [f"x_{i}" for i in bn.rows()]
+    dys = [f"dy_{i}" for i in bn.rows()]
 
-    def body(keys: list[str]) -> tuple[list[str], list[str]]:
-        flat = [e.xreplace(rename) for k in keys for e in exprs[k]]
+    def function(name: str, args: list[str], key: str, doc: str) -> list[str]:
+        flat = [e.xreplace(rename) for e in exprs[key]]
         reps, reduced = sp.cse(flat, symbols=sp.numbered_symbols("t"))
         p = NumPyPrinter()
-        return [f"    {s} = {p.doprint(e)}" for s, e in reps], [p.doprint(e) for e in reduced]
+        values = [p.doprint(e) for e in reduced]
+        result = f"[{', '.join(values)}]" if key in ("dx", "y") else values[0]
+        return ["", "", f"def {name}({', '.join(args)}):", f'    """{doc}"""',
+                *[f"    {s} = {p.doprint(e)}" for s, e in reps], f"    return {result}"]
 
-    xs = ", ".join(f"x_{i}" for i in bn.rows()) + ("," if n == 1 else "")
-    dys = ", ".join(f"dy_{i}" for i in bn.rows()) + ("," if n == 1 else "")
-    fwd_lines, fwd = body(["y"])
-    bwd_lines, bwd = body(["dx", "dgamma", "dbeta"])
-    plan = [f"Unrolled for N = {n}: the closed form composed to the leaves, one expression per",
-            "row, printed by SymPy's NumPyPrinter after common-subexpression elimination.",
-            "Each row is a vector over the D columns.  Not shifted or centred: for badly",
+    scalar = ", ".join(xs + dys + ["gamma", "eps"])
+    plan = [f"Unrolled for N = {n}: the closed form composed to the leaves, printed by SymPy's",
+            "NumPyPrinter after common-subexpression elimination, as scalar functions of",
+            f"({scalar})",
+            "(floats, or arrays over the columns).  Not shifted or centred: for badly",
             "conditioned data use the vectorised module."]
     check = [f"    if X.shape[0] != {n}:",
              (f"        raise ValueError(f\"this module is unrolled for N = {n}; X has shape "
               "{X.shape}\")")]
     lines = [_header(f"BatchNorm forward and backward, unrolled for N = {n}.", proved, plan,
                      "numpy only"),
-             "import numpy", _CHECKS, "",
-             "def batchnorm_forward(X, gamma, beta, eps=1e-5):",
-             '    """Y = gamma * (X - mu) / sqrt(v + eps) + beta, per column."""',
-             "    X, gamma, eps, dtype = _check([('X', X)], 'gamma', gamma, eps)",
-             "    beta = _as_float('beta', beta, 1, X.shape[1:], f'X {X.shape}').astype(numpy.float64)",
-             *check,
-             f"    {xs} = X.astype(numpy.float64)",
-             *fwd_lines,
-             f"    return numpy.stack([{', '.join(fwd)}]).astype(dtype)", "", "",
-             "def batchnorm_backward(dY, X, gamma, eps=1e-5):",
-             '    """(dX, dgamma, dbeta): the gradients of f given dY = df/dY."""',
-             "    dY, X, gamma, eps, dtype = _check([('dY', dY), ('X', X)], 'gamma', gamma, eps)",
-             *check,
-             f"    {xs} = X.astype(numpy.float64)",
-             f"    {dys} = dY.astype(numpy.float64)",
-             *bwd_lines,
-             f"    dX = numpy.stack([{', '.join(f'{e} + 0 * x_1' for e in bwd[:n])}])",
-             f"    dgamma = {bwd[n]} + 0 * x_1",
-             f"    dbeta = {bwd[n + 1]} + 0 * x_1",
-             "    return dX.astype(dtype), dgamma.astype(dtype), dbeta.astype(dtype)", ""]
+             "import numpy", _CHECKS.rstrip("\n")]
+    lines += function("dx", xs + dys + ["gamma", "eps"], "dx",
+                      f"[df/dx_1, ..., df/dx_{n}] at N = {n}.")
+    lines += function("dgamma", xs + dys + ["gamma", "eps"], "dgamma", f"df/dgamma at N = {n}.")
+    lines += function("dbeta", xs + dys + ["gamma", "eps"], "dbeta", f"df/dbeta at N = {n}.")
+    lines += function("y", xs + ["gamma", "beta", "eps"], "y", f"[y_1, ..., y_{n}] at N = {n}.")
+    lines += ["", "",
+              "def _rows(values, X, dtype):",
+              ("    return numpy.stack([numpy.broadcast_to(v, X.shape[1:]) for v in values])"
+              ".astype(dtype)"), "", "",
+              "def batchnorm_forward(X, gamma, beta, eps=1e-5):",
+              '    """Y = gamma * (X - mu) / sqrt(v + eps) + beta, per column."""',
+              "    X, gamma, eps, dtype = _check([('X', X)], 'gamma', gamma, eps)",
+              ("    beta = _as_float('beta', beta, 1, X.shape[1:], f'X {X.shape}')"
+              ".astype(numpy.float64)"),
+              *check,
+              "    return _rows(y(*X.astype(numpy.float64), gamma, beta, eps), X, dtype)", "", "",
+              "def batchnorm_backward(dY, X, gamma, eps=1e-5):",
+              '    """(dX, dgamma, dbeta): the gradients of f given dY = df/dY."""',
+              "    dY, X, gamma, eps, dtype = _check([('dY', dY), ('X', X)], 'gamma', gamma, eps)",
+              *check,
+              "    args = (*X.astype(numpy.float64), *dY.astype(numpy.float64), gamma, eps)",
+              "    dX = _rows(dx(*args), X, dtype)",
+              "    return dX, _rows([dgamma(*args)], X, dtype)[0], _rows([dbeta(*args)], X, dtype)[0]",
+              ""]
     return "\n".join(lines)
 
 

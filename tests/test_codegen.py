@@ -163,6 +163,11 @@ def test_unrolled_module_matches_and_checks_n(files, gen):
     for got, ref in zip(u4.batchnorm_backward(dY, X, gamma), gen.batchnorm_backward(dY, X, gamma)):
         assert _rel(got, ref) < 1e-12
     assert _rel(u4.batchnorm_forward(X, gamma, beta), gen.batchnorm_forward(X, gamma, beta)) < 1e-13
+    scalars = (1.0, 2.0, 4.0, -0.5, 0.5, -1.0, 0.25, 2.0, 1.5, 1e-3)  # x_1..x_4, dy_1..dy_4
+    g = lambdify_backward(4)
+    assert np.allclose(u4.dx(*scalars), g.dx(*scalars), rtol=1e-14)
+    assert np.isclose(u4.dgamma(*scalars), g.dgamma(*scalars), rtol=1e-14)
+    assert u4.dbeta(*scalars) == g.dbeta(*scalars) == 0.5 - 1.0 + 0.25 + 2.0
     with pytest.raises(ValueError, match=r"unrolled for N = 4; X has shape \(5, 3\)"):
         u4.batchnorm_backward(np.ones((5, 3)), np.ones((5, 3)), gamma)
 
