@@ -559,14 +559,15 @@ def _numba_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
 
 _NUMBA_WRAPPERS = '''
 
-# below this many elements one thread is faster than waking the others
-PARALLEL_MIN = 1 << 19
+# From this many elements on, use numba.get_num_threads() threads; None: one thread.  On a
+# 2-vCPU machine shared with other work the threaded kernel measured slower at every size.
+PARALLEL_MIN = None
 
 
 def _plan(kernel, X):
     """(the serial or parallel kernel, row chunks (one per thread), rows per cache tile)."""
     N, C = X.shape
-    threads = numba.get_num_threads() if X.size >= PARALLEL_MIN else 1
+    threads = 1 if PARALLEL_MIN is None or X.size < PARALLEL_MIN else numba.get_num_threads()
     tile = max(1, (1 << 18) // (2 * C * X.itemsize))
     return kernel[threads > 1], max(1, min(N, threads)), tile
 
