@@ -55,13 +55,35 @@ def _emit(report, as_json: bool) -> int:
     return report.exit_code
 
 
+def _progress():
+    """A progress callback writing to stderr, only on a terminal and after a few seconds."""
+    import time
+
+    if not sys.stderr.isatty():
+        return None
+    start = time.monotonic()
+
+    def show(line: str) -> None:
+        if time.monotonic() - start > 2.0:
+            sys.stderr.write(f"symbn: {line}\n")
+            sys.stderr.flush()
+    return show
+
+
 def _verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    n = _positive_int("--n", args.n)
+    n = _positive_int("--n", args.n, allow_all=True)
     d = _positive_int("--d", args.d)
     timeout = _timeout(args.timeout)
-    report = verify(n=n, d=d, timeout=timeout, all_pairs=args.all_pairs or None)
+    if n == "all":
+        from .general import verify_all
+
+        return _emit(verify_all(timeout=timeout, progress=_progress()), args.json)
+    report = verify(n=n, d=d, timeout=timeout, all_pairs=args.all_pairs or None,
+                    method=args.method, progress=_progress())
+    if args.method != "exact":  # derivation steps are checked exactly, by `symbn check`
+        return _emit(report, args.json)
     from .check import append_shipped
 
     left = None if timeout is None else max(timeout - report.info.get("seconds", 0), 1e-3)
@@ -115,11 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("verify", help="prove the BatchNorm backward derivation for N (x D)")
-    p.add_argument("--n", default="4", help="batch size N, a positive integer (default 4)")
+    p.add_argument("--n", default="4",
+                   help="batch size N, a positive integer, or 'all' for every N (default 4)")
     p.add_argument("--d", default="1", help="number of columns D (default 1)")
     p.add_argument("--timeout", help="seconds; claims left when it runs out are 'unknown'")
     p.add_argument("--all-pairs", action="store_true",
                    help="check every index pair instead of using row symmetry")
+    p.add_argument("--method", choices=["exact", "random"], default="exact",
+                   help="exact canonical forms (proved), or exact values at random points "
+                        "(probable, with the Schwartz-Zippel bound)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=_verify)
 

@@ -135,11 +135,11 @@ def _dy_of(bn: BatchNorm, y: sp.Symbol) -> sp.Symbol:
 
 
 def _index_of(bn: BatchNorm, y: sp.Symbol) -> tuple[int, int]:
-    for i in bn.rows():
-        for c in bn.columns():
-            if bn.y(i, c) == y:
-                return i, c
-    raise SymbnError(f"{y} is not a y node of the model")
+    if "y_index" not in bn.cache:
+        bn.cache["y_index"] = {bn.y(i, c): (i, c) for i in bn.rows() for c in bn.columns()}
+    if y not in bn.cache["y_index"]:
+        raise SymbnError(f"{y} is not a y node of the model")
+    return bn.cache["y_index"][y]
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,17 +180,20 @@ def paths(bn: BatchNorm, source: sp.Symbol, target: sp.Symbol | None = None) -> 
     target = bn.f if target is None else target
     found: list[tuple] = []
     on_a_path = bn.descendants(source) | {source}  # nodes that can lead back to source
+    leads_back: dict = {}  # node -> its parents on a path, listed once per node
 
     def walk(node: sp.Symbol, suffix: tuple) -> None:  # reverse traversal: node back to parents
         if node == source:
             found.append((node,) + suffix)
             return
-        for parent in bn.nodes[node].parents if node in bn.nodes else ():
-            if parent in on_a_path:
-                walk(parent, (node,) + suffix)
+        if node not in leads_back:
+            parents = bn.nodes[node].parents if node in bn.nodes else ()
+            leads_back[node] = [p for p in parents if p in on_a_path]
+        for parent in leads_back[node]:
+            walk(parent, (node,) + suffix)
 
     walk(target, ())
-    return sorted(found, key=lambda p: [str(s) for s in p])
+    return sorted(found, key=lambda p: [s.name for s in p])
 
 
 def backward_gradient(bn: BatchNorm, wrt: sp.Symbol, ys=None) -> sp.Expr:

@@ -169,9 +169,10 @@ class BatchNorm:
                 if s not in keep:
                     mapping[s] = rebuild(self.nodes[s].definition, mapping, {})
             return rebuild(expr, mapping, {})
-        for s in self.nodes:  # dict order is topological: parents are composed first
-            if s not in self._composed and s != self.f:
-                self._composed[s] = rebuild(self.nodes[s].definition, self._composed, {})
+        if len(self._composed) < len(self.nodes) - 1:
+            for s in self.nodes:  # dict order is topological: parents are composed first
+                if s not in self._composed and s != self.f:
+                    self._composed[s] = rebuild(self.nodes[s].definition, self._composed, {})
         mapping = dict(self._composed)
         if self.f not in self._composed:
             mapping[self.f] = self.nodes[self.f].definition

@@ -391,7 +391,7 @@ def linear_in(bn: BatchNorm, expr: sp.Expr, variables: set) -> bool:
             return hit[1]
         if e.is_Symbol:
             out = 1 if e in variables else 0
-            if e in bn.nodes and e != bn.f and bn.support(e) & variables:
+            if e in bn.nodes and e != bn.f and degree(bn.nodes[e].definition) != 0:
                 out = None
         elif e.is_Number:
             out = 0
@@ -419,7 +419,7 @@ METHOD_RANDOM = "random points, exact"
 class RandomTester:
     """Probabilistic identity testing by exact rational evaluation at random points.
 
-    Both sides are evaluated with Fractions at k points.  After eps = s**2 - v(x), lhs - rhs
+    Both sides are evaluated with exact rationals (FLINT fmpq) at k points.  After eps = s**2 - v(x), lhs - rhs
     is P/Q with polynomials P, Q in (x, dy, gamma, beta, s); `degree_bound` bounds deg P and
     deg Q from the expression itself.  x, dy, gamma, beta are drawn from R consecutive
     integers and s from R consecutive integers above sqrt(v(x)) (so eps > 0 and sqrt(v + eps)
@@ -438,6 +438,8 @@ class RandomTester:
 
     def __init__(self, bn: BatchNorm, points: int = 8, bits: int = 64, seed: int = 0):
         self.bn, self.points, self.range = bn, points, 1 << bits
+        self._leaves = set(bn.leaves)
+        self._radicand = bn.compose(bn.v() + bn.eps)  # the one square root: sqrt(v + eps) = s
         self.rng = random.Random(seed)
 
     # -- the degree of the numerator and denominator, from the expression ----------------
@@ -458,7 +460,7 @@ class RandomTester:
                 out = (2, 0)  # s**2 - v(x), v of degree 2
             elif e in bn.nodes and e != bn.f:
                 out = self._degree(bn.nodes[e].definition, known)
-            elif e in bn.leaves:
+            elif e in self._leaves:
                 out = (1, 0)
             else:
                 raise _Unsupported(f"unknown symbol {e}")
@@ -477,7 +479,9 @@ class RandomTester:
             k = int(e.exp)
             out = (k * n, k * d) if k >= 0 else (-k * d, -k * n)
         elif e.is_Pow and e.exp.is_Rational and e.exp.q == 2:
-            p = int(e.exp.p)  # the base is checked to be v + eps = s**2 when evaluated
+            if bn.compose(e.base) != self._radicand:
+                raise _Unsupported(f"a square root other than sqrt(v + eps): {e}")
+            p = int(e.exp.p)
             out = (p, 0) if p >= 0 else (0, -p)
         else:
             raise _Unsupported(f"{type(e).__name__} is outside the rational fragment: {e}")
@@ -487,35 +491,29 @@ class RandomTester:
         return out
 
     # -- exact evaluation ---------------------------------------------------------------
-    def sample(self) -> tuple[dict, Fraction]:
+    def sample(self) -> tuple[dict, flint.fmpq]:
         """A random point: every leaf, with eps = s**2 - v(x) > 0; returns (point, s)."""
         bn, rng, r = self.bn, self.rng, self.range
         pt = {}
         for leaf in bn.leaves:
             if leaf != bn.eps:
-                pt[leaf] = Fraction(rng.randrange(-(r // 2), r - r // 2))
-        out = []
-        for c in bn.columns():
-            xs = [pt[bn.x(i, c)] for i in bn.rows()]
-            mu = sum(xs, Fraction(0)) / bn.n
-            v = sum(((x - mu) ** 2 for x in xs), Fraction(0)) / bn.n
-            out.append(v)
-        if bn.d > 1:
-            raise _Unsupported("the random method is for one column (D = 1)")
-        v = out[0]
-        s = Fraction(math.isqrt(v.numerator // v.denominator) + 1 + rng.randrange(r))
+                pt[leaf] = flint.fmpq(rng.randrange(-(r // 2), r - r // 2))
+        xs = [pt[bn.x(i)] for i in bn.rows()]
+        mu = sum(xs, flint.fmpq(0)) / bn.n
+        v = sum(((x - mu) ** 2 for x in xs), flint.fmpq(0)) / bn.n
+        s = flint.fmpq(math.isqrt(int(v.p) // int(v.q)) + 1 + rng.randrange(r))
         pt[bn.eps] = s * s - v
         return pt, s
 
-    def evaluate(self, expr: sp.Expr, point: dict, s: Fraction, known: dict) -> Fraction:
-        """Exact value of `expr`; sqrt is taken only of v + eps (= s**2)."""
+    def evaluate(self, expr: sp.Expr, point: dict, s, known: dict):
+        """Exact rational value of `expr` (FLINT fmpq); sqrt only of v + eps (= s**2)."""
         e = expr
         hit = known.get(id(e))
         if hit is not None:
             return hit[1]
         bn = self.bn
         if e.is_Rational:
-            out = Fraction(int(e.p), int(e.q))
+            out = flint.fmpq(int(e.p), int(e.q))
         elif e.is_Symbol:
             if e in point:
                 out = point[e]
@@ -524,11 +522,11 @@ class RandomTester:
             else:
                 raise _Unsupported(f"unknown symbol {e}")
         elif e.is_Add:
-            out = Fraction(0)
+            out = flint.fmpq(0)
             for a in e.args:
                 out += self.evaluate(a, point, s, known)
         elif e.is_Mul:
-            out = Fraction(1)
+            out = flint.fmpq(1)
             for a in e.args:
                 out *= self.evaluate(a, point, s, known)
         elif e.is_Pow and e.exp.is_Integer:
@@ -578,7 +576,7 @@ class RandomTester:
 
     def _disproof(self, lhs, rhs, point) -> Outcome:
         support = self.bn.support(sp.Add(lhs, rhs, evaluate=False))
-        pt = {k: q for k, q in point.items() if k in support}
+        pt = {k: Fraction(int(q.p), int(q.q)) for k, q in point.items() if k in support}
         left, right = self.bn.evaluate(lhs, pt), self.bn.evaluate(rhs, pt)  # independent check
         if not (left.is_Rational and right.is_Rational) or left == right:
             return Outcome(UNKNOWN, METHOD_RANDOM, note="evaluations disagree; not reported")

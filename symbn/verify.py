@@ -19,7 +19,7 @@ from . import closed_form
 from .differentiate import backward_gradient, forward_gradient, local_partial, paths, \
     total_derivative
 from .errors import SymbnError
-from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, estimate_seconds
+from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, estimate_seconds, rebuild
 from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN, Algebra, Outcome, RandomTester, \
     linear_in
 from .report import Report, Result
@@ -196,11 +196,11 @@ def _scalar_claims(bn: BatchNorm, exhaustive: bool) -> list[tuple[str, list[Inst
         pairs = [(1, 1), (2, 1)] if n > 1 else [(1, 1)]
 
         def coeff(grad, i, j):
-            return closed_form.unit_dy(bn, grad(bn, bn.x(j), ys=[bn.y(i)]), i)
+            return _unit_dy(bn, grad(bn, bn.x(j), ys=[bn.y(i)]), i)
 
         def dx_instances(grad):
             return [(_pair_label(i, j), lambda i=i, j=j: coeff(grad, i, j),
-                     lambda i=i, j=j: closed_form.unit_dy(bn, closed_form.dx(bn, j), i))
+                     lambda i=i, j=j: _unit_dy(bn, closed_form.dx(bn, j), i))
                     for i, j in pairs]
         fwd_bwd = [(_pair_label(i, j), lambda i=i, j=j: coeff(forward_gradient, i, j),
                     lambda i=i, j=j: coeff(backward_gradient, i, j)) for i, j in pairs]
@@ -208,10 +208,10 @@ def _scalar_claims(bn: BatchNorm, exhaustive: bool) -> list[tuple[str, list[Inst
                   ("closed/dgamma-linear", lambda: _linear(bn, closed_form.dgamma(bn)))]
 
         def gamma_coeff(grad):
-            return closed_form.unit_dy(bn, grad(bn, bn.gamma(), ys=[bn.y(1)]), 1)
+            return _unit_dy(bn, grad(bn, bn.gamma(), ys=[bn.y(1)]), 1)
 
         dgamma = {grad: [("dy_1 coefficient", lambda grad=grad: gamma_coeff(grad),
-                          lambda: closed_form.unit_dy(bn, closed_form.dgamma(bn), 1))]
+                          lambda: _unit_dy(bn, closed_form.dgamma(bn), 1))]
                   for grad in (forward_gradient, backward_gradient)}
     if exhaustive:
         dgamma = {grad: [("", lambda grad=grad: grad(bn, bn.gamma()),
@@ -238,6 +238,12 @@ def _linear(bn: BatchNorm, expr: sp.Expr) -> Outcome:
     if linear_in(bn, expr, dys):
         return Outcome(PROVED, METHOD_LINEAR, note="every term has exactly one dy factor")
     return Outcome(UNKNOWN, METHOD_LINEAR, note="not syntactically linear in dy")
+
+
+def _unit_dy(bn: BatchNorm, expr: sp.Expr, i: int) -> sp.Expr:
+    """`expr` at dy = e_i: its dy_i-coefficient when it is linear in dy (shared parts kept)."""
+    unit = {bn.dy(k): sp.Integer(int(k == i)) for k in bn.rows()}
+    return rebuild(sp.sympify(expr), unit, {}, evaluate=True)
 
 
 def _pair_label(i: int, j: int) -> str:
