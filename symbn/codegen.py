@@ -2,7 +2,7 @@
 unrolled concrete-N functions.
 
 The vectorised module is planned from `closed_form` itself.  The closed form at a concrete N
-(N = 7 and N = 11, which must agree) is abstracted into a row-generic form: a sum of N row
+(N = 23 and N = 29, which must agree) is abstracted into a row-generic form: a sum of N row
 terms becomes `ColSum(term)` (a reduction over the batch axis), the row j of the result
 becomes the arrays X, dY, and 1/N becomes a symbol N.  For accuracy the code then works with
 the centred array D = X - mu, computed in two passes on a shifted copy,
@@ -37,7 +37,8 @@ from .prove import PROVED, Algebra
 
 TARGETS = ("numpy", "numba")
 PROOF_NS = tuple(range(1, 7))
-_ABSTRACT_NS = (7, 11)  # prime batch sizes: 1/N cannot be confused with other constants
+# prime batch sizes larger than any coefficient: 1/N cannot be confused with other constants
+_ABSTRACT_NS = (23, 29)
 MAX_UNROLLED_N = 16
 
 # per-element arrays (one value per row and column) and per-column values
@@ -85,7 +86,7 @@ def _row_table(bn: BatchNorm) -> dict:
 def generic(bn: BatchNorm, expr: sp.Expr, j: int = 1) -> sp.Expr:
     """The row-generic form of an expression about row j of an N-row model.
 
-    >>> bn = BatchNorm(7)
+    >>> bn = BatchNorm(23)
     >>> generic(bn, bn.nodes[bn.mu()].definition)
     ColSum(X)/N
     """
@@ -94,14 +95,27 @@ def generic(bn: BatchNorm, expr: sp.Expr, j: int = 1) -> sp.Expr:
     def rows_of(e):
         return {table[s][1] for s in e.free_symbols if s in table}
 
+    def template(a, rs):
+        return a.xreplace({s: el for s, (el, r) in table.items() if {r} == rs})
+
     def walk(e):
-        if e.is_Add and n > 1 and len(e.args) == n:
-            rows = [rows_of(a) for a in e.args]
-            if all(len(r) == 1 for r in rows) and set().union(*rows) == set(bn.rows()):
-                terms = {a.xreplace({s: el for s, (el, r) in table.items() if {r} == rs})
-                         for a, rs in zip(e.args, rows)}
-                if len(terms) == 1:
-                    return ColSum(walk(terms.pop()))
+        if e.is_Add and n > 1:  # terms t(x_1, dy_1), ..., t(x_N, dy_N) form a sum over rows
+            groups: dict = {}
+            for a in e.args:
+                rs = rows_of(a)
+                key = template(a, rs) if len(rs) == 1 else a
+                groups.setdefault(key, []).append((a, rs))
+            out = []
+            for key, members in groups.items():
+                rows = [next(iter(rs)) for _, rs in members if len(rs) == 1]
+                if sorted(rows) == list(bn.rows()):
+                    out.append(ColSum(walk(key)))
+                elif sorted(rows + [j]) == list(bn.rows()):
+                    # SymPy merged the row-j term into a term of the result: sum over i != j
+                    out.append(ColSum(walk(key)) - walk(key))
+                else:
+                    out += [walk(a) for a, _ in members]
+            return sp.Add(*out)
         if e in table:
             el, r = table[e]
             if r != j:
@@ -114,6 +128,9 @@ def generic(bn: BatchNorm, expr: sp.Expr, j: int = 1) -> sp.Expr:
             p, q, k = e.p, e.q, 0
             while q % n == 0:
                 q, k = q // n, k + 1
+            if k == 1 and q == 1:  # p/N, or a + b/N after SymPy merged terms, as 1 - 1/N
+                a = (p + n // 2) // n
+                return a + sp.Integer(p - a * n) / N
             return sp.Rational(p, q) * N ** -k
         if not e.args:
             return e
@@ -150,7 +167,13 @@ def _centred(expr: sp.Expr, model: dict) -> sp.Expr:
         expr = expr.xreplace(nodes)
     if expr.has(*nodes):
         raise SymbnError("node definitions are cyclic; cannot vectorise")
-    return expr.xreplace({X: D + MU})
+    centred = expr.xreplace({X: D + MU})
+    if centred.has(MU):  # mu may cancel only after multiplying out, as in x*a - mu*a
+        centred = sp.expand(centred)
+    if centred.has(MU):
+        raise SymbnError("the closed form uses mu other than through X - mu; the centred "
+                         "two-pass plan cannot compute it")
+    return centred
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,7 +196,7 @@ class Plan:
 def _plan(outputs: dict[str, sp.Expr], element_name: str) -> Plan:
     sums = sorted(set().union(*[e.atoms(ColSum) for e in outputs.values()]), key=sp.default_sort_key)
     names = {c: sp.Symbol(f"s{k}") for k, c in enumerate(sums)}
-    if any(c.has(MU) for c in sums) or any(e.has(X) for e in outputs.values()):
+    if any(e.has(X) for e in outputs.values()):
         raise SymbnError("the closed form uses X other than through X - mu; the centred "
                          "two-pass plan cannot compute it")
     flat = {k: e.xreplace(names) for k, e in outputs.items()}
