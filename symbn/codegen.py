@@ -189,7 +189,7 @@ class Plan:
     columns: list[tuple[sp.Symbol, sp.Expr]]     # per-column values, after CSE
     element: list[tuple[sp.Symbol, sp.Symbol]]   # (coefficient, array): sum of coef * array
     const: sp.Symbol | None                      # per-column term added to every row
-    outputs: dict[str, sp.Expr]                  # name -> row-generic expression proved
+    outputs: dict[str, sp.Expr]                  # name -> the row-generic form planned
     column_outputs: dict[str, sp.Symbol]         # per-column results (dgamma, dbeta)
 
 
@@ -354,10 +354,6 @@ class ScalarPrinter(PythonCodePrinter):
     """
 
 
-def _numpy_print(e) -> str:
-    return BatchPrinter().doprint(e)
-
-
 # ---------------------------------------------------------------------------------------
 # module text
 # ---------------------------------------------------------------------------------------
@@ -433,14 +429,9 @@ def _plan_lines(all_plans: dict[str, Plan]) -> list[str]:
            "on the shift K = X[0]):"]
     for plan, names in ((f, ["Y"]), (b, ["dX", "dgamma", "dbeta"])):
         for name in names:
-            text = sp.sstr(_stored(plan, name))
+            text = sp.sstr(_computed(plan, name))
             out.append(f"    {name} = {text}")
     return out
-
-
-def _stored(plan: Plan, name: str) -> sp.Expr:
-    """The proved output, with reductions kept as ColSum and per-column values substituted."""
-    return _computed(plan, name)
 
 
 def _version() -> str:
@@ -450,9 +441,9 @@ def _version() -> str:
 
 
 def _numpy_body(plan: Plan, ind: str) -> list[str]:
-    out = [f"{ind}{s} = {_numpy_print(ColSum(e))}.astype(numpy.float64)"
+    out = [f"{ind}{s} = {BatchPrinter().doprint(ColSum(e))}.astype(numpy.float64)"
            for s, e in plan.reductions]
-    out += [f"{ind}{s} = {_numpy_print(e)}" for s, e in plan.columns]
+    out += [f"{ind}{s} = {BatchPrinter().doprint(e)}" for s, e in plan.columns]
     return out
 
 
