@@ -268,6 +268,7 @@ def test_precision_against_mpmath(gen, kind, dtype):
     assert dX.dtype == dgamma.dtype == dbeta.dtype == dtype
     assert _rel(dX, ref_dx) <= TARGETS[kind, dtype]
     assert _rel(dgamma, ref_dg) <= 10 * TARGETS[kind, dtype]
+    assert _rel(dbeta, dY.astype(np.float64).sum(axis=0)) <= 10 * TARGETS[kind, dtype]
 
 
 @pytest.mark.parametrize("kind,dtype", list(TARGETS))
@@ -278,7 +279,7 @@ def test_numba_target_precision(fused, kind, dtype):
     assert dX.dtype == dtype
     assert _rel(dX, ref_dx) <= TARGETS[kind, dtype]
     assert _rel(dgamma, ref_dg) <= 10 * TARGETS[kind, dtype]
-    assert np.array_equal(dbeta, fused.batchnorm_backward(dY, X, gamma)[2])
+    assert _rel(dbeta, dY.astype(np.float64).sum(axis=0)) <= TARGETS[kind, dtype]
 
 
 @pytest.mark.parametrize("parallel_min", [None, 0], ids=["serial", "parallel"])
