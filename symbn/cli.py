@@ -93,7 +93,12 @@ def _verify(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from .check import check
 
-    n = _positive_int("--n", args.n)
+    n = _positive_int("--n", args.n, allow_all=True)
+    if n == "all":
+        from .general import check_all
+
+        return _emit(check_all(args.derivation, timeout=_timeout(args.timeout),
+                               progress=_progress()), args.json)
     report = check(args.derivation, n, timeout=_timeout(args.timeout),
                    all_assignments=args.all_assignments or None)
     return _emit(report, args.json)
@@ -151,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check every step of a derivation file for N")
     p.add_argument("derivation", help="a .toml derivation file, or a shipped name (batchnorm)")
-    p.add_argument("--n", default="4", help="batch size N, a positive integer (default 4)")
+    p.add_argument("--n", default="4",
+                   help="batch size N, a positive integer, or 'all' for every N (default 4)")
     p.add_argument("--timeout", help="seconds; steps left when it runs out are 'unknown'")
     p.add_argument("--all-assignments", action="store_true",
                    help="check every index assignment instead of using row symmetry")

@@ -129,3 +129,48 @@ def test_cli_verify_all_json():
     assert doc["ok"] is True and doc["n"] == "all"
     assert all(r["verdict"] == "proved" for r in doc["results"])
     assert run.stderr == ""  # no progress when stderr is not a terminal
+
+
+# -- derivation files for every N ----------------------------------------------------------
+
+def test_every_step_of_the_shipped_derivation_for_every_n(report):
+    from symbn.derivation import load
+
+    steps = [s.id for s in load("batchnorm").steps]
+    for sid in steps:
+        assert report["note/" + sid].verdict == PROVED, (sid, report["note/" + sid].note)
+    assert "if i != j" in report["note/fw-dvterm-dx-other"].note  # `where` is carried
+
+
+def _one_step(claim, where=""):
+    from symbn.derivation import parse
+
+    extra = f'where = "{where}"\n' if where else ""
+    return parse(f'title = "t"\nmodel = "batchnorm"\n[[step]]\nid = "s"\n'
+                 f'claim = "{claim}"\n{extra}')
+
+
+def test_wrong_step_is_disproved_at_a_concrete_n_with_witness():
+    d = _one_step("D(v, x[j]) = 1/N*(x[j] - mu)")  # the factor 2 dropped
+    result = g.check_all(d)["s"]
+    assert result.verdict == DISPROVED and result.witness["N"] >= 1
+    assert result.witness["lhs"] != result.witness["rhs"]
+
+
+def test_step_naming_a_concrete_row_is_unknown_not_proved():
+    result = g.check_all(_one_step("D(mu, x[2]) = 1/N"))["s"]
+    assert result.verdict == UNKNOWN and "concrete row" in result.note
+
+
+def test_where_condition_is_needed_and_used():
+    claim = "D((x[i] - mu)**2, x[j]) = -2/N*(x[i] - mu)"
+    assert g.check_all(_one_step(claim, "i != j"))["s"].verdict == PROVED
+    assert g.check_all(_one_step(claim))["s"].verdict == DISPROVED  # false for i = j
+
+
+def test_cli_check_all():
+    run = subprocess.run([sys.executable, "-m", "symbn", "check", "batchnorm", "--n", "all",
+                          "--json"], cwd=REPO, text=True, capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["n"] == "all" and all(r["verdict"] == "proved" for r in doc["results"])
