@@ -13,7 +13,9 @@ because X - K is exact when the rows are close (Sterbenz) and the mean is then t
 numbers.  Every expression the module computes — dX as a linear combination of dY and D with
 per-column coefficients, dgamma, dbeta and the forward Y — is instantiated back at N = 1..6
 and proved equal to the closed form (and the closed form to both derivatives, by `verify`)
-with the exact `Algebra`, in the same run that writes the code.  The module header records it.
+with the exact `Algebra`, in the same run that writes the code; the same expressions for
+symbolic N are proved equal to the derivatives themselves by `symbn.general`.  The module
+header records both.
 
 >>> source = generate("numpy")
 >>> "import numpy" in source and "sympy" not in source.split('\"\"\"', 2)[2]
@@ -313,14 +315,62 @@ def prove_plans(all_plans: dict[str, Plan], ns=PROOF_NS) -> list[str]:
             if outcome.verdict != PROVED:
                 raise SymbnError(f"the generated {label} is {outcome.verdict} equal to the "
                                  f"closed form at N = {n}; refusing to write the code")
-    span = f"N = {ns[0]}..{ns[-1]}"
     return [
-        f"closed form = forward mode = backward mode (symbn verify), {span}",
-        f"dX (every row j), dgamma, dbeta and Y above = closed form / model, {span},",
-        "  exactly, with D = (X - X[0]) - ColSum(X - X[0])/N as computed;",
-        "  N = 1: dX = 0, dgamma = 0, dbeta = dY",
-        "(the square root eliminated by eps = s^2 - v; canonical polynomials over QQ)",
+        (f"N = {ns[0]}..{ns[-1]}, symbn.prove.Algebra (eps = s^2 - v, canonical polynomials "
+        "over QQ):"),
+        "  closed form = forward mode = backward mode (symbn verify);",
+        "  dX (every row j), dgamma, dbeta and Y above = closed form / model, with",
+        "  D = (X - X[0]) - ColSum(X - X[0])/N as computed; N = 1: dX = 0, dgamma = 0, dbeta = dY",
+        *prove_plans_all_n(all_plans),
     ]
+
+
+def to_symbolic_n(expr: sp.Expr, row: sp.Symbol) -> sp.Expr:
+    """The row-generic `expr` in `symbn.general`'s language: sums over i = 1..N, x[row],
+    and D computed on the shift row k, D_i = (x_i - x_k) - (1/N) sum_p (x_p - x_k).
+
+    >>> from symbn import general as G
+    >>> to_symbolic_n(ColSum(DY), G.j)
+    Sum(dy[i], (i, 1, N))
+    """
+    from . import general as G
+
+    shift = sp.Sum(G.x[G.p] - G.x[G.k], (G.p, 1, G.N)) / G.N
+
+    def walk(e, r):
+        if isinstance(e, ColSum):
+            return sp.Sum(walk(e.args[0], G.i), (G.i, 1, G.N))
+        table = {X: G.x[r], DY: G.dy[r], D: (G.x[r] - G.x[G.k]) - shift, MU: G.x[G.k] + shift,
+                 N: G.N}
+        if e in table:
+            return table[e]
+        if not e.args:
+            return e
+        return e.func(*[walk(a, r) for a in e.args])
+
+    return walk(expr, row)
+
+
+def prove_plans_all_n(all_plans: dict[str, Plan]) -> list[str]:
+    """The plan against the derivatives themselves (SymPy `diff` of the composed y_i) for
+    symbolic N, by `symbn.general.decide`; header lines saying what was or was not proved."""
+    from . import general as G
+
+    backward, forward = all_plans["backward"], all_plans["forward"]
+    claims = [("dX", _computed(backward, "dX"), G.forward_dx()),
+              ("dgamma", _computed(backward, "dgamma"), G.forward_param(G.gamma)),
+              ("dbeta", _computed(backward, "dbeta"), G.forward_param(G.beta)),
+              ("Y", _computed(forward, "Y"), G.y(G.j))]
+    conditions: set[str] = set()
+    for name, plan, truth in claims:
+        verdict, note, nz = G.decide(to_symbolic_n(plan, G.j), truth)
+        if verdict != PROVED:
+            return [f"for symbolic N, {name} is {verdict} ({note}): proved for the N above only"]
+        conditions |= nz.conditions
+    where = ", ".join(sorted(conditions | {"N >= 1", "1 <= k <= N"}))
+    return ["every N, symbn.general (symbolic N, summation rules R1-R3, power sums):",
+            "  dX, dgamma, dbeta, Y above = df/dx_j, df/dgamma, df/dbeta (SymPy diff of the",
+            f"  composed model) and y_j, with the shift on any row k; where {where}"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -418,7 +468,7 @@ def _header(title: str, proved: list[str], plan_lines: list[str], imports: str,
              f"    batchnorm_backward(dY, X, gamma, eps=1e-5{buffers}) -> (dX, dgamma, dbeta)",
              "",
              "X, dY: (N, D) float32 or float64; gamma, beta: (D,); results in the input dtype.",
-             "", *plan_lines, "", "Proved (exact, symbn.prove.Algebra):",
+             "", *plan_lines, "", "Proved (exact arithmetic, no floating point):",
              *[f"  {p}" for p in proved], "", f"Imports: {imports}.", '"""', ""]
     return "\n".join(lines)
 

@@ -77,7 +77,10 @@ def test_module_text_comes_from_the_closed_form(sources):
     assert "numpy.einsum('ij,ij->j', D, dY)" in text
     assert "s1 = dY.sum(axis=0).astype(numpy.float64)" in text
     assert "coef_D = -gamma*s2*t0/t1**(3/2)" in text
-    assert "dX (every row j), dgamma, dbeta and Y above = closed form / model, N = 1..6" in text
+    assert "N = 1..6, symbn.prove.Algebra" in text
+    assert "dX (every row j), dgamma, dbeta and Y above = closed form / model, with" in text
+    assert "every N, symbn.general (symbolic N" in text
+    assert "with the shift on any row k; where 1 <= j <= N, 1 <= k <= N, N >= 1" in text
     assert f"with SymPy {sp.__version__}" in text
     code = text.split('"""', 2)[2]
     assert "sympy" not in code and "import numpy" in code
@@ -111,6 +114,17 @@ def _variant(bn, j, c=1, expand_mu=False):
         return (first - g * bn.x(j, c) * inv ** sp.Rational(-3, 2) * mean_xdy
                 + g * bn.mu(c) * inv ** sp.Rational(-3, 2) * mean_xdy)
     return first - g * (bn.x(j, c) - bn.mu(c)) * inv ** sp.Rational(-3, 2) * mean_xdy
+
+
+def test_symbolic_n_proof_rejects_a_wrong_plan():
+    import dataclasses
+
+    plans = codegen.plans()
+    assert codegen.prove_plans_all_n(plans)[0].startswith("every N, symbn.general")
+    wrong = dict(plans, backward=dataclasses.replace(plans["backward"], const=None))
+    assert codegen.prove_plans_all_n(wrong) == [
+        ("for symbolic N, dX is unknown (canonical form nonzero in the power-sum "
+        "indeterminates): proved for the N above only")]
 
 
 @pytest.mark.parametrize("expand_mu", [False, True])
