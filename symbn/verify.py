@@ -25,9 +25,11 @@ from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN, Algebra, Outcome, Rando
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
+EXACT_MAX_N_WITHOUT_TIMEOUT = 1024  # the variance's canonical form costs O(N^3)
 METHODS = ("exact", "random")
 METHOD_LINEAR = "structural induction"
-RANDOM_NOTE = ("random method: both sides evaluated exactly (Fractions) at random points; "
+RANDOM_NOTE = ("random method: both sides evaluated exactly (rationals, FLINT fmpq) at random "
+               "points; "
                "'probable' carries the Schwartz-Zippel bound ((deg P + deg Q) / range)^k, "
                "P/Q = lhs - rhs after eps = s^2 - v; never 'proved'")
 MAX_CELLS = 1 << 16
@@ -101,10 +103,10 @@ def check_size(n: int, d: int, timeout: float | None, method: str = "exact") -> 
             raise SymbnError(f"--method random works on one column, got --d {d}; "
                              "use --method exact for D > 1")
         return
-    if timeout is None and n > MAX_N_WITHOUT_TIMEOUT:
+    limit = min(MAX_N_WITHOUT_TIMEOUT, EXACT_MAX_N_WITHOUT_TIMEOUT)
+    if timeout is None and n > limit:
         raise SymbnError(f"--n {n} would take about {estimate_seconds(n, d):.2g} s to prove "
-                         f"exactly; use --n <= {MAX_N_WITHOUT_TIMEOUT}, set --timeout, or "
-                         "use --method random")
+                         f"exactly; use --n <= {limit}, set --timeout, or use --method random")
 
 
 def path_families(bn: BatchNorm) -> list[str]:
@@ -158,9 +160,9 @@ class _Checker:
                 verdict = PROBABLE
                 notes.append(outcome.note)
         note = f"{len(instances)} instances" if len(instances) > 2 else \
-            ", ".join(label for label, _, _ in instances)
+            ", ".join(label for label, _, _ in instances if label)
         if notes:  # the weakest bound among the instances
-            note += "; " + max(notes, key=_bound_exponent)
+            note = "; ".join(filter(None, [note, max(notes, key=_bound_exponent)]))
         return Result(cid, verdict, method, time.monotonic() - start, note=note)
 
 
