@@ -57,7 +57,11 @@ class Unsupported(Exception):
 
 
 def mu() -> sp.Expr:
-    """mu = (1/N) sum_p x_p."""
+    """mu = (1/N) sum_p x_p.
+
+    >>> mu()
+    Sum(x[p], (p, 1, N))/N
+    """
     return sp.Sum(x[p], (p, 1, N)) / N
 
 
@@ -67,7 +71,11 @@ def v() -> sp.Expr:
 
 
 def compose(expr: sp.Expr) -> sp.Expr:
-    """Replace the node names mu, v by their definitions (v first: it contains mu)."""
+    """Replace the node names mu, v by their definitions (v first: it contains mu).
+
+    >>> compose(2 * mu_node)
+    2*Sum(x[p], (p, 1, N))/N
+    """
     return expr.xreplace({v_node: v()}).xreplace({mu_node: mu()})
 
 
@@ -107,7 +115,11 @@ def forward_param(p: sp.Symbol) -> sp.Expr:
 
 
 def local_partial(node: str, parent: str) -> sp.Expr:
-    """d node / d parent with the node's other parents held fixed (SymPy `diff`)."""
+    """d node / d parent with the node's other parents held fixed (SymPy `diff`).
+
+    >>> local_partial("xhat_i", "mu")
+    -1/sqrt(eps + v)
+    """
     definition, parents = DEFINITIONS[node]
     if parent not in parents:
         raise Unsupported(f"{parent} is not a direct parent of {node}")
@@ -115,7 +127,11 @@ def local_partial(node: str, parent: str) -> sp.Expr:
 
 
 def path_families(source: str = "x_j") -> list[tuple[str, ...]]:
-    """Paths f -> y_i -> ... -> source through the generic graph, listed source first."""
+    """Paths f -> y_i -> ... -> source through the generic graph, listed source first.
+
+    >>> path_families("gamma")
+    [('gamma', 'y_i', 'f')]
+    """
     found = []
 
     def walk(node: str, suffix: tuple) -> None:
@@ -260,6 +276,10 @@ def decide(lhs: sp.Expr, rhs: sp.Expr, distinct=()) -> tuple[str, str, Normalize
     """(verdict, note, normalizer) for lhs = rhs for every N; proved or unknown here.
 
     `distinct` holds pairs of indices known to differ (delta_ij = 0 for them).
+
+    >>> verdict, note, nz = decide(sp.diff(mu(), x[j]), 1 / N)
+    >>> verdict, sorted(nz.rules), nz.conditions
+    ('proved', ['R1', 'R3'], {'1 <= j <= N'})
     """
     nz = Normalizer(distinct)
     try:

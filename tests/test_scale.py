@@ -184,3 +184,20 @@ def test_cli_random_method_json():
     assert doc["method"] == "random" and doc["ok"] is True
     assert {r["verdict"] for r in doc["results"]} == {"proved", "probable"}
     assert run.stderr == ""
+
+
+def test_progress_lines_one_per_claim():
+    lines = []
+    report = symbn.verify(n=3, progress=lines.append)
+    assert len(lines) == len(report) - 1  # every claim but the graph count
+    assert lines[0].startswith("[1/") and "s so far" in lines[0]
+    assert "left" in lines[-1]  # an estimate once something has been timed
+
+
+def test_exact_refuses_sizes_it_cannot_finish_and_points_to_random():
+    with pytest.raises(symbn.SymbnError, match="--method random"):
+        symbn.verify(n=2048)
+    with pytest.raises(symbn.SymbnError, match="one column"):
+        symbn.verify(n=4, d=2, method="random")
+    with pytest.raises(symbn.SymbnError, match="unknown method"):
+        symbn.verify(n=4, method="simplify")
