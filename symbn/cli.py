@@ -77,8 +77,12 @@ def _verify(args: argparse.Namespace) -> int:
     d = _positive_int("--d", args.d)
     timeout = _timeout(args.timeout)
     if n == "all":
+        from .errors import SymbnError
         from .general import verify_all
 
+        if d != 1 or args.method != "exact":
+            raise SymbnError("--n all proves the one-column derivation exactly for every N; "
+                             "drop --d and --method (columns: --n N --d D)")
         return _emit(verify_all(timeout=timeout, progress=_progress()), args.json)
     report = verify(n=n, d=d, timeout=timeout, all_pairs=args.all_pairs or None,
                     method=args.method, progress=_progress())

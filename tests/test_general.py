@@ -174,3 +174,11 @@ def test_cli_check_all():
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
     assert doc["n"] == "all" and all(r["verdict"] == "proved" for r in doc["results"])
+
+
+@pytest.mark.parametrize("extra", [["--d", "2"], ["--method", "random"]])
+def test_cli_verify_all_refuses_concrete_only_options(extra):
+    run = subprocess.run([sys.executable, "-m", "symbn", "verify", "--n", "all", *extra],
+                         cwd=REPO, text=True, capture_output=True, timeout=60)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.startswith("symbn: error: --n all") and len(run.stderr.splitlines()) == 1
