@@ -233,7 +233,11 @@ class Normalizer:
             raise Unsupported(f"{var} occurs in a denominator: {den}")
         self.rules.add("R1")
         out = sp.Integer(0)
-        for monom, coeff in sp.Poly(sp.expand(num), *deps).terms():
+        try:
+            terms = sp.Poly(sp.expand(num), *deps).terms()
+        except sp.PolynomialError:
+            raise Unsupported(f"the summand is not a polynomial in {deps}") from None
+        for monom, coeff in terms:
             powers = dict(zip(deps, monom))
             deltas = [t for t in deps if t in self._delta and powers[t] > 0]
             if deltas:  # R3: the delta picks the row var = other
@@ -289,6 +293,8 @@ def decide(lhs: sp.Expr, rhs: sp.Expr, distinct=()) -> tuple[str, str, Normalize
         zero = sp.expand(numerator) == 0
     except Unsupported as err:
         return UNKNOWN, str(err), nz
+    except (sp.PolynomialError, NotImplementedError, TypeError, ValueError) as err:
+        return UNKNOWN, f"outside the symbolic fragment ({type(err).__name__})", nz
     if zero:
         return PROVED, "", nz
     return UNKNOWN, "canonical form nonzero in the power-sum indeterminates", nz

@@ -182,3 +182,9 @@ def test_cli_verify_all_refuses_concrete_only_options(extra):
                          cwd=REPO, text=True, capture_output=True, timeout=60)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.startswith("symbn: error: --n all") and len(run.stderr.splitlines()) == 1
+
+
+def test_non_polynomial_summand_is_unknown():
+    verdict, note, _ = g.decide(sp.Sum(sp.sqrt(g.x[g.i] ** 2 + 1), (g.i, 1, g.N)),
+                                sp.Sum(sp.sqrt(g.x[g.i] ** 2 + 1), (g.i, 1, g.N)) + 1)
+    assert verdict == UNKNOWN
