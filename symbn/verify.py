@@ -4,8 +4,12 @@ Each claim is a list of instances (lhs, rhs); a claim is proved when every insta
 Above `EXHAUSTIVE_MAX_N` the instances are chosen by row symmetry: permuting the rows
 (x_i, dy_i) together maps the model, both derivatives and the closed form to themselves, so
 a claim about the dy_i-coefficient of df/dx_j needs only j = 1 with i = 1 (i = j) and i = 2
-(i != j).  That reduction needs the closed form to be linear in dy, which is itself proved
-(claim closed/dx-linear).  `all_pairs=True` checks every j with whole sums instead.
+(i != j), and one about the dy_i-coefficient of df/dgamma only i = 1.  That reduction needs
+the closed forms to be linear in dy, which is itself proved by structural induction (claims
+closed/dx-linear, closed/dgamma-linear).  `all_pairs=True` checks every j with whole sums.
+
+`method="random"` decides the same instances by exact evaluation at random points
+(`prove.RandomTester`): verdict `probable` with the Schwartz-Zippel bound, never `proved`.
 """
 
 from __future__ import annotations
