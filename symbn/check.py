@@ -19,7 +19,7 @@ import sympy as sp
 from .derivation import Derivation, Step, _Instantiate, load
 from .errors import SymbnError
 from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm
-from .prove import PROVED, UNKNOWN, Algebra
+from .prove import PROVED, UNKNOWN, Algebra, Budget, alarm
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
@@ -118,6 +118,13 @@ class _StepChecker:
 
     def run(self, step: Step) -> Result:
         start = time.monotonic()
+        try:
+            with alarm(self.deadline):
+                return self._run(step, start)
+        except Budget:
+            return self._unknown(step, start)
+
+    def _run(self, step: Step, start: float) -> Result:
         todo = assignments(step, self.bn.n, self.exhaustive)
         texts = step.link_texts()
         methods = set()

@@ -15,8 +15,11 @@ Rationals, independently of the polynomial code.  Only a point where they differ
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,12 +45,67 @@ class Outcome:
     note: str = ""
 
 
-class Budget(Exception):
-    """The time budget ran out."""
+class Budget(BaseException):
+    """The time budget ran out.
+
+    A BaseException, so that no `except Exception` inside SymPy can swallow the alarm.
+    """
+
+
+@contextlib.contextmanager
+def alarm(deadline: float | None):
+    """Raise `Budget` wherever the work is when `deadline` (time.monotonic) passes.
+
+    The cooperative checks between prover operations cannot interrupt one long SymPy or
+    FLINT call; SIGALRM can.  Only in the main thread of a POSIX process; elsewhere the
+    cooperative checks alone apply.
+
+    >>> import time
+    >>> with alarm(time.monotonic() + 60):
+    ...     pass
+    """
+    usable = (deadline is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def ring(signum, frame):
+        raise Budget
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class _Unsupported(Exception):
     """The expression leaves the fragment the exact method decides."""
+
+
+# One FLINT multiplication is a single C call that no alarm can interrupt; past this many
+# term-by-term products (about a second on this class of machine) the claim is `unknown`.
+MAX_TERM_PRODUCTS = 5 * 10**7
+
+
+def _times(a, b):
+    if len(a) * len(b) > MAX_TERM_PRODUCTS:
+        raise Budget(f"a product of {len(a)} by {len(b)} terms exceeds the size budget")
+    return a * b
+
+
+def _power(a, k: int):
+    result, square = None, a
+    while k:
+        if k & 1:
+            result = square if result is None else _times(result, square)
+        k >>= 1
+        if k:
+            square = _times(square, square)
+    return result if result is not None else a ** 0
 
 
 class _Frac:
@@ -63,10 +121,10 @@ class _Frac:
             return _Frac(self.num + other.num, self.den)
         g = self.den.gcd(other.den)
         a, b = self.den / g, other.den / g
-        return _Frac(self.num * b + other.num * a, a * other.den)
+        return _Frac(_times(self.num, b) + _times(other.num, a), _times(a, other.den))
 
     def __mul__(self, other: "_Frac") -> "_Frac":
-        return _Frac(self.num * other.num, self.den * other.den)
+        return _Frac(_times(self.num, other.num), _times(self.den, other.den))
 
     def inverse(self) -> "_Frac":
         if self.num.is_zero():
@@ -75,7 +133,7 @@ class _Frac:
 
     def __pow__(self, k: int) -> "_Frac":
         base = self if k >= 0 else self.inverse()
-        return _Frac(base.num ** abs(k), base.den ** abs(k))
+        return _Frac(_power(base.num, abs(k)), _power(base.den, abs(k)))
 
     def is_zero(self) -> bool:
         return self.num.is_zero()
@@ -283,8 +341,8 @@ class Algebra:
             return self._dy_free.decide(lhs, rhs, deadline, seed)
         try:
             diff, mode = self.difference(lhs, rhs, deadline)
-        except Budget:
-            return Outcome(UNKNOWN, "exact", note="time budget exhausted")
+        except Budget as err:
+            return Outcome(UNKNOWN, "exact", note=str(err) or "time budget exhausted")
         except _Unsupported as err:
             from .separate import separating_point
 

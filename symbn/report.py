@@ -95,10 +95,17 @@ class Report:
         for r in self.results:
             if r.witness:
                 lines += ["", f"  {r.id}: counterexample"]
-                lines += [f"    {k} = {v}" for k, v in r.witness.items() if k != "point"]
+                lines += [f"    {k} = {_show(v)}" for k, v in r.witness.items() if k != "point"]
                 lines += [f"    {k} = {v}" for k, v in r.witness.get("point", {}).items()]
-        lines += [""] + [f"  {n}" for n in self.notes]
+        lines += [""] * bool(self.notes) + [f"  {n}" for n in self.notes]
         counts = {v: sum(r.verdict == v for r in self.results)
                   for v in (PROVED, PROBABLE, DISPROVED, UNKNOWN)}
         lines += ["", "  " + ", ".join(f"{k} {v}" for k, v in counts.items() if v)]
         return "\n".join(lines)
+
+
+def _show(value) -> str:
+    """A witness field on one line: an index assignment reads `i = 1, j = 2`."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} = {v}" for k, v in value.items())
+    return str(value)

@@ -24,8 +24,8 @@ from .differentiate import backward_gradient, forward_gradient, local_partial, p
     total_derivative
 from .errors import SymbnError
 from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, estimate_seconds, rebuild
-from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN, Algebra, Outcome, RandomTester, \
-    linear_in
+from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN, Algebra, Budget, Outcome, \
+    RandomTester, alarm, linear_in
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
@@ -142,6 +142,14 @@ class _Checker:
 
     def run(self, cid: str, instances: list[Instance] | Callable[[], Outcome]) -> Result:
         start = time.monotonic()
+        try:
+            with alarm(self.deadline):
+                return self._run(cid, instances, start)
+        except Budget:
+            return Result(cid, UNKNOWN, "exact", time.monotonic() - start,
+                          note="time budget exhausted")
+
+    def _run(self, cid: str, instances, start: float) -> Result:
         if callable(instances):  # a structural claim decided on its own
             outcome = instances()
             return Result(cid, outcome.verdict, outcome.method, time.monotonic() - start,
