@@ -316,14 +316,14 @@ class Algebra:
     def difference(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None = None):
         """(lhs - rhs as num/den, mode) after eliminating eps."""
         lhs, rhs = self.bn.compose(lhs), self.bn.compose(rhs)  # every node down to the leaves
-        self._refs = _parent_counts(sp.Add(lhs, rhs, evaluate=False))
+        self._refs = _parent_counts(sp.Tuple(lhs, rhs))
         try:
             return self._difference(lhs, rhs, deadline)
         finally:
             self._refs = {}
 
     def _difference(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None):
-        mode = self._mode_for(sp.Add(lhs, -rhs, evaluate=False), deadline)
+        mode = self._mode_for(sp.Tuple(lhs, rhs), deadline)
         diff = self.convert(lhs, mode, deadline) + self.convert(rhs, mode, deadline) * \
             self._const(sp.Integer(-1))
         return diff, mode
@@ -334,7 +334,7 @@ class Algebra:
         if sp.sympify(lhs) == sp.sympify(rhs):  # the same expression tree
             return Outcome(PROVED, "identical")
         dys = {bn_dy for bn_dy in self.symbols if str(bn_dy).startswith("dy[")}
-        if dys and not self.bn.support(sp.Add(lhs, rhs, evaluate=False)) & dys:
+        if dys and not self.bn.support(sp.Tuple(lhs, rhs)) & dys:
             # fewer variables make every monomial of the canonical form shorter
             if self._dy_free is None:
                 self._dy_free = Algebra(self.bn, [s for s in self.symbols if s not in dys])
@@ -365,7 +365,7 @@ class Algebra:
                 deadline: float | None = None, tries: int = 60) -> dict | None:
         """An exact point with eps > 0 where lhs != rhs, checked by independent evaluation."""
         rng = random.Random(seed)
-        support = self.bn.support(sp.Add(lhs, rhs, evaluate=False))
+        support = self.bn.support(sp.Tuple(lhs, rhs))
         needed = [s for s in self.symbols if s in support] or self.symbols
         for attempt in range(tries):
             if deadline is not None and time.monotonic() > deadline:
@@ -633,7 +633,7 @@ class RandomTester:
         return Outcome(PROBABLE, METHOD_RANDOM, note=note)
 
     def _disproof(self, lhs, rhs, point) -> Outcome:
-        support = self.bn.support(sp.Add(lhs, rhs, evaluate=False))
+        support = self.bn.support(sp.Tuple(lhs, rhs))
         pt = {k: Fraction(int(q.p), int(q.q)) for k, q in point.items() if k in support}
         left, right = self.bn.evaluate(lhs, pt), self.bn.evaluate(rhs, pt)  # independent check
         if not (left.is_Rational and right.is_Rational) or left == right:

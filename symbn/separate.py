@@ -65,7 +65,7 @@ def separating_point(bn: BatchNorm, lhs: sp.Expr, rhs: sp.Expr, seed: int = 0,
                      tries: int = 40) -> dict | None:
     """A rational point with eps > 0 where lhs and rhs certainly differ, or None."""
     rng = random.Random(seed)
-    support = bn.support(sp.Add(lhs, rhs, evaluate=False))
+    support = bn.support(sp.Tuple(lhs, rhs))
     leaves = [s for s in bn.leaves if s in support]
     for attempt in range(tries):
         radius = 3 if attempt < 20 else 50

@@ -192,3 +192,19 @@ def test_closed_form_matches_central_differences():
         subs.update({bn.gamma(): sp.Float("1.7", 60), bn.eps: sp.Float("0.01", 60)})
         symbolic = sp.N(bn.compose(expr).xreplace(subs), 50)
         assert abs(mpmath.mpf(str(symbolic)) - numeric) < mpmath.mpf("1e-30")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_equivalent_closed_form_with_cancelling_terms(n):
+    """Terms of the right side that cancel each other (mu = x_1 when N = 1) must not hide
+    its square roots from the prover."""
+    bn = BatchNorm(n)
+    base = bn.v() + bn.eps
+    mean = sp.Add(*[(bn.x(i) - bn.mu()) * bn.dy(i) for i in bn.rows()]) / n
+    alt = (bn.gamma() * base ** sp.Rational(-1, 2)
+           * (bn.dy(1) - sp.Add(*[bn.dy(i) for i in bn.rows()]) / n)
+           - bn.gamma() * bn.x(1) * base ** sp.Rational(-3, 2) * mean
+           + bn.gamma() * bn.mu() * base ** sp.Rational(-3, 2) * mean)
+    alg = Algebra(bn)
+    for grad in (forward_gradient, backward_gradient):
+        assert alg.decide(grad(bn, bn.x(1)), alt).verdict == PROVED
