@@ -203,7 +203,7 @@ def append_shipped(report: Report, n: int, timeout: float | None = None,
     for result in extra:
         result.id = prefix + result.id
         report.results.append(result)
-    report.notes.append(f"{prefix}*: every step of {extra.info['derivation']} "
-                        f"(symbn check {name})")
+    report.notes.append(f"{prefix}*: every step of the shipped derivation "
+                        f"'{name}' (symbn check {name})")
     report.notes.extend(extra.notes)
     return report

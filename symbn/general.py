@@ -684,7 +684,7 @@ def append_every_n(report: Report, n: int, name: str = "batchnorm",
     for result in extra:
         result.id = prefix + result.id
         report.results.append(result)
-    report.notes.append(f"{prefix}*: every step of {extra.info['derivation']}, proved for every "
+    report.notes.append(f"{prefix}*: every step of the shipped derivation '{name}', proved for every "
                         f"N (symbolic), hence for N = {n}; `symbn check {name} --n {n}` "
                         "checks them at this N directly")
     return report
