@@ -107,5 +107,5 @@ class Report:
 def _show(value) -> str:
     """A witness field on one line: an index assignment reads `i = 1, j = 2`."""
     if isinstance(value, dict):
-        return ", ".join(f"{k} = {v}" for k, v in value.items())
+        return ", ".join(f"{k} = {v}" for k, v in value.items()) or "none"
     return str(value)
