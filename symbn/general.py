@@ -352,25 +352,42 @@ def concrete_disproof(lhs: sp.Expr, rhs: sp.Expr, sizes=(1, 2, 3, 4)) -> dict | 
 # ---------------------------------------------------------------------------------------
 
 
+def rule_equations() -> dict[str, tuple[sp.Expr, sp.Expr]]:
+    """The rules R1-R3 as (lhs, rhs), the expressions `_rules` checks with SymPy's summation.
+
+    >>> rule_equations()["rule/R2-constant"]
+    (Sum(c, (i, 1, N)), N*c)
+    """
+    a, b, c = sp.symbols("a b c")
+    u, w = sp.IndexedBase("u"), sp.IndexedBase("w")
+    return {
+        "rule/R1-linearity": (sp.Sum(a * u[i] + b * w[i], (i, 1, N)),
+                              a * sp.Sum(u[i], (i, 1, N)) + b * sp.Sum(w[i], (i, 1, N))),
+        "rule/R2-constant": (sp.Sum(c, (i, 1, N)), N * c),
+        "rule/R3-delta": (sp.Sum(sp.KroneckerDelta(i, j) * u[i], (i, 1, N)), u[j]),
+    }
+
+
 def _rules() -> list[Result]:
     """R1-R3, each checked by SymPy's own summation code (independent of the normalizer)."""
-    a, b = sp.symbols("a b")
-    u, w = sp.IndexedBase("u"), sp.IndexedBase("w")
+    eqs = rule_equations()
     out = []
     start = time.monotonic()
-    r1 = sp.factor_terms(sp.Sum(a * u[i] + b * w[i], (i, 1, N)).expand())
-    ok1 = r1 == a * sp.Sum(u[i], (i, 1, N)) + b * sp.Sum(w[i], (i, 1, N))
+    lhs1, rhs1 = eqs["rule/R1-linearity"]
+    ok1 = sp.factor_terms(lhs1.expand()) == rhs1
     out.append(Result("rule/R1-linearity", PROVED if ok1 else UNKNOWN, "SymPy Sum.expand",
                       time.monotonic() - start,
                       note="sum_i (a u_i + b w_i) = a sum_i u_i + b sum_i w_i; a, b free of i"))
     start = time.monotonic()
-    ok2 = sp.Sum(a, (i, 1, N)).doit() == N * a
+    lhs2, rhs2 = eqs["rule/R2-constant"]
+    ok2 = lhs2.doit() == rhs2
     out.append(Result("rule/R2-constant", PROVED if ok2 else UNKNOWN, "SymPy summation",
                       time.monotonic() - start, note="sum_{i=1}^N c = N c; c free of i"))
     start = time.monotonic()
-    r3 = deltasummation(sp.KroneckerDelta(i, j) * u[i], (i, 1, N))
+    lhs3, rhs3 = eqs["rule/R3-delta"]
+    r3 = deltasummation(lhs3.function, lhs3.limits[0])
     # SymPy answers Piecewise((u_j, j <= N), (0, True)); with 1 <= j <= N it is u_j
-    ok3 = isinstance(r3, sp.Piecewise) and r3.args[0].expr == u[j] and \
+    ok3 = isinstance(r3, sp.Piecewise) and r3.args[0].expr == rhs3 and \
         r3.args[0].cond.subs(j, N) is sp.true and r3.args[0].cond.subs(j, N + 1) is sp.false
     out.append(Result("rule/R3-delta", PROVED if ok3 else UNKNOWN, "SymPy delta summation",
                       time.monotonic() - start,
@@ -396,6 +413,15 @@ def _claim(cid: str, lhs: sp.Expr, rhs: sp.Expr, statement: str) -> Result:
     if note:
         parts.append(note)
     return Result(cid, verdict, METHOD, time.monotonic() - start, witness, "; ".join(parts))
+
+
+def prove(cid: str, lhs: sp.Expr, rhs: sp.Expr, statement: str) -> Result:
+    """lhs = rhs for every N, as a Result whose note lists the conditions and rules used.
+
+    >>> prove("dmu", sp.diff(mu(), x[j]), 1 / N, "d mu / d x_j = 1/N").note
+    'd mu / d x_j = 1/N; if 1 <= j <= N; by R1, R3'
+    """
+    return _claim(cid, lhs, rhs, statement)
 
 
 def claims() -> list[tuple[str, Callable[[], sp.Expr], Callable[[], sp.Expr], str]]:
@@ -570,6 +596,16 @@ class _Translate:
         held = {"mu": mu_node, "v": v_node}
         target = x[self.row(parent.indices[0])] if pk == "x" else held[pk]
         return compose(sp.diff(definitions[ck], target))
+
+
+def translate(template: sp.Expr) -> sp.Expr:
+    """A derivation template (symbn.derivation's names, D and P) in the symbolic-N model.
+
+    >>> from symbn.derivation import SCALARS
+    >>> translate(SCALARS["mu"])
+    Sum(x[p], (p, 1, N))/N
+    """
+    return _Translate().run(template)
 
 
 def _step_links(step, translate: _Translate):
