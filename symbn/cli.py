@@ -115,17 +115,18 @@ def _latex(args: argparse.Namespace) -> int:
     from .errors import SymbnError
     from .latex import export
 
-    if args.n == "all":
-        raise SymbnError("--n all needs the proof for every N, which 'symbn latex' cannot "
-                         "typeset yet; give a concrete size such as --n 3")
+    if args.n == "all" and args.expand:
+        raise SymbnError("--expand prints concrete-N expressions and has no meaning with "
+                         "--n all; drop --expand or give a size such as --n 3")
     import time
 
-    n = _positive_int("--n", args.n)
+    n = "all" if args.n == "all" else _positive_int("--n", args.n)
     start = time.monotonic()
     doc, out = export(args.output, derivation=args.derivation, n=n, expand=args.expand,
                       timeout=_timeout(args.timeout))
     failed = [r for rep in doc.reports.values() for r in rep if r.verdict != "proved"]
-    print(f"wrote {out} (N = {n}, {len(doc.equations)} equations, {len(failed)} not "
+    size = "every N, symbolic" if n == "all" else f"N = {n}"
+    print(f"wrote {out} ({size}, {len(doc.equations)} equations, {len(failed)} not "
           f"proved; checked in {doc.seconds:.1f} s, {time.monotonic() - start:.1f} s in all)")
     return 1 if any(r.verdict == "disproved" for r in failed) else (3 if failed else 0)
 
@@ -174,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("latex", help="typeset the checked derivation as LaTeX or PDF")
     p.add_argument("derivation", nargs="?", default=None,
                    help="a .toml derivation file or a shipped name (default: batchnorm)")
-    p.add_argument("--n", default="3", help="batch size N, a positive integer (default 3)")
+    p.add_argument("--n", default="3",
+                   help="batch size N, a positive integer (default 3), or all for every N")
     p.add_argument("-o", "--output", required=True,
                    help="out.tex for LaTeX source, out.pdf to compile with pdflatex")
     p.add_argument("--expand", action="store_true",

@@ -5,7 +5,9 @@ SymPy's `LatexPrinter` that speaks the note's notation (x̂_i, μ, σ, ε, ∂f/
 The expressions printed are the ones symbn proved: derivation steps come from the derivation
 file and are judged by `symbn.check`, the graph's local partials are proved equal to
 `differentiate.local_partial`, the final results are `closed_form`'s expressions judged by
-`verify`.  `Document.equations` records, for each displayed equation, the expressions that
+`verify`.  For every N at once (``n="all"``, `build_all`) the verdicts come from
+`symbn.general` instead, which proves the same templates with N a symbol.
+`Document.equations` records, for each displayed equation, the expressions that
 went into the printer, so the correspondence can be tested.
 """
 
@@ -233,7 +235,7 @@ class Document:
     """The LaTeX source and what went into it."""
 
     tex: str
-    n: int
+    n: int | str
     equations: list[Equation] = field(default_factory=list)
     reports: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -265,6 +267,8 @@ _PREAMBLE = r"""\documentclass[11pt,a4paper]{article}
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{0.5ex}
 """
+
+ALL = "all"  # the document's N when the derivation is proved for every N (symbolic N)
 
 _MARKS = {PROVED: r"\proved", PROBABLE: r"\proved", DISPROVED: r"\disproved",
           UNKNOWN: r"\undecided"}
@@ -315,20 +319,23 @@ def _visible_length(tex: str) -> int:
     return len(re.sub(r"\\[A-Za-z]+|[{}^_\s]", "", tex))
 
 
-def verdict_latex(result, n: int, printer: Printer | None = None, what: str = "") -> str:
+def verdict_latex(result, n: int | str, printer: Printer | None = None, what: str = "") -> str:
     """The verdict line of one result: mark, words, and a typeset witness for a disproof."""
     printer = printer or Printer()
     mark = _MARKS.get(result.verdict, r"\undecided")
     method = "exact" if result.method.startswith("exact") or result.method == "identical" \
         else escape(result.method)
+    size = "every $N$" if n == ALL else f"$N = {n}$"
     if result.verdict == PROVED:
-        words = rf"proved for $N = {n}$ ({method})"
+        words = rf"proved for {size} ({method})"
+        if n == ALL:
+            words = r"proved for every $N$ (exact, symbolic $N$)" + _conditions_latex(result.note)
     elif result.verdict == PROBABLE:
-        words = rf"probable for $N = {n}$ ({escape(result.method)})"
+        words = rf"probable for {size} ({escape(result.method)})"
     elif result.verdict == DISPROVED:
-        words = rf"disproved for $N = {n}$"
+        words = rf"disproved for {size}"
     else:
-        words = rf"undecided for $N = {n}$"
+        words = rf"undecided for {size}"
     if what:
         words = f"{what}: {words}"
     if result.note and result.verdict != PROVED and not result.witness:
@@ -339,12 +346,40 @@ def verdict_latex(result, n: int, printer: Printer | None = None, what: str = ""
     return out + "\n"
 
 
+_RELATIONS = [("<=", r"\leq"), (">=", r"\geq"), ("!=", r"\neq"), ("==", "=")]
+
+
+def _conditions_latex(note: str | None) -> str:
+    r"""The conditions and rules of an every-N note, typeset: ``if 1 <= j <= N; by R1``.
+
+    >>> print(_conditions_latex("2 link(s) for every N; if i == j, 1 <= i <= N; by R1, R3"))
+    , if $i = j$, $1 \leq i \leq N$; by R1, R3
+    """
+    out = ""
+    for part in (note or "").split("; "):
+        if part.startswith("if "):
+            conds = []
+            for cond in part[3:].split(", "):
+                if not re.fullmatch(r"[A-Za-z0-9 <=>!]+", cond):
+                    conds.append(escape(cond))
+                    continue
+                for op, tex in _RELATIONS:
+                    cond = cond.replace(op, f" {tex} ")
+                conds.append("$" + " ".join(cond.split()) + "$")
+            out += ", if " + ", ".join(conds)
+        elif part.startswith("by "):
+            out += "; " + escape(part)
+    return out
+
+
 def witness_latex(witness: dict, printer: Printer | None = None) -> str:
     """A counterexample: the exact point and both sides' values, typeset."""
     printer = printer or Printer()
     point = witness.get("point", {})
     parts = [f"{_name_latex(k, printer)} = {_value_latex(v, printer)}" for k, v in point.items()]
     out = r"\quad counterexample"
+    if witness.get("N") is not None:
+        out += rf" for $N = {int(witness['N'])}$"
     if witness.get("assignment"):
         out += " at $" + r",\ ".join(f"{_name_latex(str(k), printer)} = "
                                      f"{_value_latex(v, printer)}"
@@ -649,7 +684,7 @@ def _combined(results, *ids) -> str:
 
 def build(derivation=None, n: int = 3, expand: bool = False,
           timeout: float | None = None) -> Document:
-    """The LaTeX document of the derivation for N = n.
+    """The LaTeX document of the derivation for N = n (``n="all"``: for every N, `build_all`).
 
     `derivation` is a path or a shipped name (default: the note, ``batchnorm``); False leaves
     out the step-by-step section.
@@ -664,6 +699,11 @@ def build(derivation=None, n: int = 3, expand: bool = False,
     from .prove import Algebra
     from .verify import verify
 
+    if n == ALL:
+        if expand:
+            raise SymbnError("--expand prints concrete-N expressions and has no meaning with "
+                             "--n all; drop --expand or give a size such as --n 3")
+        return build_all(derivation, timeout=timeout)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SymbnError(f"N must be a positive integer, got {n!r}; try --n 3")
     start = time.monotonic()
@@ -720,7 +760,141 @@ def build(derivation=None, n: int = 3, expand: bool = False,
     return Document(tex, n, b.equations, reports, seconds)
 
 
-def _summary(reports: dict, n: int) -> str:
+def build_all(derivation=None, timeout: float | None = None) -> Document:
+    """The LaTeX document of the derivation proved for every N (N a symbol), by symbn.general.
+
+    Same sections as for one N, with verdicts from `general.check_all` (steps) and
+    `general.verify_all` (rules, lemmas, theorems); nothing specific to one N is printed.
+
+    >>> doc = build_all(derivation=False)
+    >>> doc.n, doc.equation("claim:backward/dx").verdict, "every $N$" in doc.tex
+    ('all', 'proved', True)
+    """
+    import flint
+
+    from . import __version__, general
+
+    start = time.monotonic()
+    deriv = _load(derivation)
+    printer = Printer()
+    b = _Builder(ALL, printer)
+    reports: dict = {}
+    title = deriv.title if deriv is not None else "Backpropagation through BatchNorm"
+    source = getattr(deriv, "source", None) if deriv is not None else None
+
+    def left() -> float | None:
+        return None if timeout is None else max(timeout - (time.monotonic() - start), 1e-3)
+
+    # the note's definitions are the symbolic-N model's (general.translate composes nodes)
+    setup = [general.prove(f"setup/{lhs}", general.translate(lhs), general.translate(rhs),
+                           f"{lhs} as defined") for lhs, rhs in SETUP]
+    reports["setup"] = setup
+    _setup_all(b, setup)
+
+    b.add(r"\section{The computation graph}")
+    edges = [general.prove(f"edge/{child}<-{parent}", general.translate(value),
+                           general.translate(_derivation_partial(child, parent)),
+                           f"d {child} / d {parent}") for child, parent, value in EDGES]
+    reports["edges"] = edges
+    b.add(graph_figure(printer, edges))
+    ok = all(r.verdict == PROVED for r in edges)
+    b.add(r"Figure~\ref{fig:graph} shows the graph.  Every local partial on its edges is "
+          r"proved equal to the derivative of the node's definition with respect to that "
+          r"parent, for every $N$ (symbolic) and every $i$, $j$ with $1 \leq i, j \leq N$: "
+          + (r"\proved." if ok else r"\disproved\ (edges drawn in red)."))
+    _paths_section_all(b)
+
+    if deriv is not None:
+        report = general.check_all(deriv, timeout=left())
+        reports["check"] = report
+        _steps_section(b, deriv, report)
+    vreport = general.verify_all(timeout=left(), steps=None)
+    reports["verify"] = vreport
+    _claims_section(b, vreport)
+
+    seconds = time.monotonic() - start
+    b.add(r"\section*{Colophon}")
+    b.add(rf"Generated by symbn {escape(__version__)} with SymPy {escape(sp.__version__)} "
+          rf"and python-flint {escape(flint.__version__)} for every $N$ (symbolic) on "
+          rf"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; proving and "
+          rf"building this document took {seconds:.1f}\,s.  Every equation above was printed "
+          r"from the SymPy expression that symbn decided, by SymPy's \LaTeX{} printer.")
+    head = [_PREAMBLE, rf"\title{{{escape(title)}}}",
+            r"\author{checked by symbn}", r"\date{}", r"\begin{document}", r"\maketitle"]
+    if source:
+        head.append(rf"\begin{{center}}\small Source: {escape(source)}\end{{center}}")
+    head.append(_summary(reports, ALL))
+    tex = "\n".join(head + b.body + [r"\end{document}", ""])
+    return Document(tex, ALL, b.equations, reports, seconds)
+
+
+def _derivation_partial(child, parent) -> sp.Expr:
+    from .derivation import P
+
+    return P(child, parent)
+
+
+def _setup_all(b: _Builder, results: list) -> None:
+    p = b.p
+    b.add(r"\section{Setup}")
+    b.add(r"Because the columns of $X$ are independent, consider one column $x \in "
+          r"\mathbb{R}^N$ of the batch, for any batch size $N \geq 1$.  The forward "
+          r"computation is")
+    b.align_group([(f"setup:{lhs}", (lhs, rhs), result.verdict)
+                   for (lhs, rhs), result in zip(SETUP, results)])
+    b.add(rf"with ${p.doprint(EPS)} > 0$ a small constant that keeps the division defined, and "
+          rf"$f$ an arbitrary differentiable scalar function of $y$ whose gradient "
+          rf"${p.doprint(DY[i])}$ is given.  Wanted: ${p.partial(F, X[j])}$, "
+          rf"${p.partial(F, GAMMA)}$ and ${p.partial(F, BETA)}$.")
+    mark = r"\proved" if all(r.verdict == PROVED for r in results) else r"\disproved"
+    b.add(r"Each definition agrees with symbn's model of the graph for symbolic $N$ "
+          rf"(exact, every $i$): {mark}.")
+
+
+def _paths_section_all(b: _Builder) -> None:
+    from . import general
+
+    p = b.p
+    nodes = {"x_j": X[j], "mu": MU, "v": V, "xhat_i": XHAT[i], "y_i": Y[i], "f": F}
+    families = sorted(general.path_families(), key=len, reverse=True)
+    b.add(rf"From $f$ back to $x_j$ there are {len(families)} families of paths, each "
+          r"taken once per row $i$ (symbn walks the graph for symbolic $N$); each contributes "
+          r"the product of the local partials along it, summed over $i = 1, \ldots, N$:")
+    b.add(r"\begin{center}\renewcommand{\arraystretch}{2.4}\begin{tabular}{lll}")
+    for family in families:
+        path = [nodes[name] for name in reversed(family)]
+        arrows = r" \to ".join(p.doprint(s) for s in path)
+        product = " ".join(p.partial(a, c) for a, c in zip(path, path[1:]))
+        where = r"only $i = j$ contributes" if len(path) == 4 else r"one per $i$"
+        b.add(rf"${arrows}$ & $\displaystyle {product}$ & ({where}) \\")
+    b.add(r"\end{tabular}\end{center}")
+
+
+def _claims_section(b: _Builder, report) -> None:
+    """The rules R1-R3, then every lemma and theorem of `general.verify_all`, typeset."""
+    from . import general
+
+    rules = general.rule_equations()
+    claims = {cid: (lhs, rhs) for cid, lhs, rhs, _ in general.claims()}
+    b.add(r"\section{Rules, lemmas and theorems for every \texorpdfstring{$N$}{N}}")
+    b.add(r"symbn decides an identity for symbolic $N$ by bringing both sides to a canonical "
+          r"form with three summation rules, each checked by SymPy's own summation code:")
+    for r in report:
+        if r.id in rules:
+            b.align(f"claim:{r.id}", rules[r.id], verdict=r.verdict)
+            b.verdict(r, rf"\texttt{{{escape(r.id)}}}")
+    b.add(r"With them it proves the lemmas, forward mode (SymPy's \texttt{diff} of the "
+          r"composed expressions), backward mode (the sum over the path families above) and "
+          r"the closed forms, each side printed as the expression symbn decided:")
+    for r in report:
+        if r.id in claims:
+            lhs, rhs = claims[r.id]
+            b.add(rf"\paragraph{{\texttt{{{escape(r.id)}}}}}")
+            b.align(f"claim:{r.id}", (lhs(), rhs()), verdict=r.verdict)
+            b.verdict(r, "")
+
+
+def _summary(reports: dict, n: int | str) -> str:
     """One line under the title: how many claims of each kind, and their verdicts."""
     parts = []
     for key, what in (("check", "steps of the derivation"), ("edges", "local partials"),
@@ -731,7 +905,8 @@ def _summary(reports: dict, n: int) -> str:
             parts.append(f"{proved} of {len(results)} {what}")
     total = [r for rep in reports.values() for r in rep]
     mark = r"\proved" if all(r.verdict == PROVED for r in total) else r"\disproved"
-    return (rf"\begin{{center}}{mark}\ proved for $N = {n}$ (exact): "
+    size = r"every $N$ (exact, symbolic $N$)" if n == ALL else rf"$N = {n}$ (exact)"
+    return (rf"\begin{{center}}{mark}\ proved for {size}: "
             + ", ".join(parts) + r".\end{center}")
 
 
@@ -743,8 +918,9 @@ def _load(derivation):
 
 def _steps_section(b: _Builder, deriv, report) -> None:
     b.add(r"\section{The derivation, step by step}")
+    size = r"every $N$ (symbolic)" if b.n == ALL else f"$N = {b.n}$"
     b.add(rf"Each step of the derivation file is one displayed equation; symbn checked every "
-          rf"link of every step for $N = {b.n}$.")
+          rf"link of every step for {size}.")
     for step in deriv.steps:
         try:
             result = report[step.id]

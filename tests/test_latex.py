@@ -318,7 +318,7 @@ BAD = [
     (["latex", "--n", "3", "-o", "/nonexistent/dir/out.tex"], "does not exist"),
     (["latex", "--n", "3", "-o", "out.docx"], "must end in .tex or .pdf"),
     (["latex", "--n", "0", "-o", "out.tex"], "--n must be a positive integer"),
-    (["latex", "--n", "all", "-o", "out.tex"], "--n all"),
+    (["latex", "--n", "all", "--expand", "-o", "out.tex"], "--n all"),
     (["latex", "nosuch.toml", "-o", "out.tex"], "nosuch.toml"),
     (["latex", "--n", "3"], "-o/--output"),
 ]
@@ -363,3 +363,94 @@ def test_cli_writes_tex(tmp_path):
     tex = out.read_text()
     assert tex.startswith("\\documentclass") and tex.rstrip().endswith("\\end{document}")
     assert "\\subsection*{Expanded}" in tex and "symbn 0.1.0" in tex
+
+
+# -- the document for every N (symbolic N) --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def general_doc():
+    return build(n="all")
+
+
+def test_every_n_document_prints_every_step_with_its_symbolic_verdict(general_doc):
+    from symbn.general import check_all
+
+    d = derivation.load("batchnorm")
+    report = check_all(d)
+    steps = [eq for eq in general_doc.equations if eq.label.startswith("step:")]
+    assert [eq.label for eq in steps] == [f"step:{s.id}" for s in d.steps]
+    for eq, step in zip(steps, d.steps):
+        assert eq.exprs == step.links, step.id  # the printer's input is what check_all judged
+        assert eq.verdict == report[step.id].verdict == "proved", step.id
+        assert eq.latex in general_doc.tex
+    tex = general_doc.tex
+    assert "every $N$" in tex and "$N = " not in tex  # nothing of one concrete N
+    assert r"\proved\ proved for every $N$ (exact, symbolic $N$), if $1 \leq j \leq N$; " \
+        r"by R1, R2, R3" in tex
+    assert r"if $i = j$, $1 \leq i \leq N$; by R1, R3" in tex  # fw-dvterm-dx-same
+    assert "for every $N$ (symbolic) on" in tex  # the colophon
+
+
+def test_every_n_document_prints_the_proved_rules_and_claims(general_doc):
+    from symbn import general
+
+    report = general_doc.reports["verify"]
+    assert report.ok and len(report.results) == 17
+    for cid, (lhs, rhs) in general.rule_equations().items():
+        eq = general_doc.equation(f"claim:{cid}")
+        assert eq.exprs == (lhs, rhs) and eq.verdict == "proved"
+    assert r"\sum_{i=1}^{N} c" in general_doc.equation("claim:rule/R2-constant").latex
+    for cid, lhs, rhs, _ in general.claims():
+        eq = general_doc.equation(f"claim:{cid}")
+        assert eq.exprs == (lhs(), rhs()) and eq.verdict == report[cid].verdict == "proved"
+    # setup and edges: the templates, proved equal to the symbolic-N model
+    assert [eq.exprs for eq in general_doc.equations if eq.label.startswith("setup:")] == \
+        [tuple(pair) for pair in SETUP]
+    assert [r.verdict for r in general_doc.reports["edges"]] == ["proved"] * len(EDGES)
+    assert "if 1 <= j <= N" in general_doc.reports["edges"][0].note  # d mu / d x_j = 1/N
+
+
+def test_a_wrong_edge_is_not_proved_for_every_n():
+    import symbn.latex as mod
+
+    saved = list(mod.EDGES)
+    try:
+        mod.EDGES[1] = (V, X[j], 2 / (N - 1) * (X[j] - MU))  # Bessel's N - 1
+        doc = build(derivation=False, n="all")
+    finally:
+        mod.EDGES[:] = saved
+    edge = doc.reports["edges"][1]
+    assert edge.verdict == "disproved" and edge.witness["N"] >= 2
+    assert r"\draw[edge,red]" in doc.tex
+
+
+def test_disproved_step_for_every_n_typesets_its_concrete_witness(tmp_path):
+    path = tmp_path / "wrong.toml"
+    path.write_text('title = "wrong"\nmodel = "batchnorm"\n[[step]]\nid = "bessel"\n'
+                    'claim = "D(v, x[j]) = 2/(N-1)*(x[j] - mu)"\n')
+    run = symbn("latex", str(path), "--n", "all", "-o", str(tmp_path / "w.tex"))
+    assert run.returncode == 1, run.stderr
+    tex = (tmp_path / "w.tex").read_text()
+    result = build(str(path), n="all").reports["check"]["bessel"]
+    assert result.verdict == "disproved"
+    assert r"\disproved\ disproved for every $N$" in tex
+    assert rf"counterexample for $N = {result.witness['N']}$" in tex
+
+
+def test_cli_every_n_tex_and_pdf(tmp_path):
+    out = tmp_path / "general.tex"
+    run = symbn("latex", "--n", "all", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"wrote {out} (every N, symbolic,")
+    tex = out.read_text()
+    assert tex.startswith("\\documentclass") and "every $N$" in tex
+    for step in derivation.load("batchnorm").steps:
+        assert f"\\label{{eq:step:{step.id}}}" in tex
+    if not HAS_PDFLATEX:
+        pytest.skip("pdflatex is not installed (apt-get install texlive-latex-base "
+                    "texlive-latex-recommended texlive-pictures)")
+    pdf = tmp_path / "general.pdf"
+    run = symbn("latex", "--n", "all", "-o", str(pdf))
+    assert run.returncode == 0, run.stderr
+    assert pdf.read_bytes().startswith(b"%PDF") and _pages(pdf) == 9
