@@ -7,6 +7,7 @@ Exit codes: 0 all proved (or success), 1 something disproved, 2 bad input or usa
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -44,7 +45,7 @@ def _timeout(text: str | None) -> float | None:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0 or value != value or value == float("inf"):
+    if not value > 0 or math.isnan(value) or value == float("inf"):
         raise SymbnError(f"--timeout must be a positive number of seconds, got {text!r}; "
                          "try --timeout 60")
     return value

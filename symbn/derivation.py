@@ -40,6 +40,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import sympy as sp
 
@@ -566,7 +567,7 @@ class _Weight:
 
     SUM_TERMS = 8
 
-    NODE = {"mu": 1, "v": 2, "sigma": 2, "eps": 1, "gamma": 1, "beta": 1, "f": 1,
+    NODE: ClassVar[dict[str, int]] = {"mu": 1, "v": 2, "sigma": 2, "eps": 1, "gamma": 1, "beta": 1, "f": 1,
             "x": 1, "dy": 1, "xhat": 4, "y": 5, "N": 0}
 
     def of(self, e: sp.Expr) -> int:

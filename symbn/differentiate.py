@@ -12,6 +12,8 @@ Both speak of f only through its partials df/dy[i] = dy[i]: f is an arbitrary fu
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import sympy as sp
 
 from .errors import SymbnError
@@ -211,7 +213,7 @@ def backward_gradient(bn: BatchNorm, wrt: sp.Symbol, ys=None) -> sp.Expr:
         if through is not None and not through.intersection(path):
             continue
         product = sp.Integer(1)
-        for parent, child in zip(path, path[1:]):
+        for parent, child in pairwise(path):
             product *= local_partial(bn, child, parent)
         terms.append(product)
     return sp.Add(*terms)

@@ -27,11 +27,13 @@ witness there, `unknown` otherwise.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
+from itertools import pairwise
 
 import sympy as sp
 from sympy.concrete.delta import deltasummation
 
+from .errors import SymbnError
 from .model import BatchNorm
 from .prove import DISPROVED, PROVED, UNKNOWN, Algebra
 from .report import Report, Result
@@ -152,7 +154,7 @@ def backward(source: str = "x_j") -> sp.Expr:
     total = sp.Integer(0)
     for path in path_families(source):
         product = sp.Integer(1)
-        for parent, child in zip(path, path[1:]):
+        for parent, child in pairwise(path):
             if child != "f":  # d f / d y_i = dy_i, outside the product
                 product *= local_partial(child, parent)
         total += product
@@ -483,12 +485,12 @@ def verify_all(timeout: float | None = None,
         results.append(_claim(cid, lhs(), rhs(), statement))
     notes = [
         f"every result holds for all {CONDITION} (N a symbol, not a sample)",
-        "canonical form: numerator of lhs - rhs as a polynomial over QQ in N, s = sqrt(v + eps),"
+        ("canonical form: numerator of lhs - rhs as a polynomial over QQ in N, s = sqrt(v + eps),"
         " gamma, x_j, dy_j and the power sums S(x^a dy^b) = sum_i x_i^a dy_i^b, obtained "
-        "with the rules R1-R3 (each proved above by SymPy's summation code)",
+        "with the rules R1-R3 (each proved above by SymPy's summation code)"),
         "paths from f back to x_j: " + "; ".join(" -> ".join(p) for p in path_families()),
-        "unknown means the canonical form did not vanish and no counterexample was found at "
-        "N = 1..4; disproved carries a concrete N and an exact witness",
+        ("unknown means the canonical form did not vanish and no counterexample was found at "
+        "N = 1..4; disproved carries a concrete N and an exact witness"),
     ]
     if steps is not None:
         left = None if timeout is None else max(timeout - (time.monotonic() - start), 1e-3)
@@ -636,7 +638,7 @@ def check_step(step, derivation=None) -> Result:
     except Unsupported as err:
         return Result(step.id, UNKNOWN, METHOD, time.monotonic() - start, note=str(err))
     rules, conditions = set(), set()
-    for n_link, (a, b) in enumerate(zip(links, links[1:]), 1):
+    for n_link, (a, b) in enumerate(pairwise(links), 1):
         verdict, note, nz = decide(a, b, distinct)
         rules |= nz.rules
         conditions |= nz.conditions
@@ -669,7 +671,7 @@ def _concrete_step_disproof(step, derivation) -> dict | None:
             continue
         try:
             result = check(single, n)[0]
-        except Exception:  # the concrete checker refuses this N (rows out of range, ...)
+        except SymbnError:  # the concrete checker refuses this N (rows out of range, ...)
             continue
         if result.verdict == DISPROVED:
             return {"N": n, **(result.witness or {})}
@@ -697,11 +699,11 @@ def check_all(derivation, timeout: float | None = None,
             progress(f"[{n_done + 1}/{len(d.steps)}] {step.id} "
                      f"({time.monotonic() - start:.0f} s so far)")
         results.append(check_step(step, d))
-    notes = [f"every step for all N >= 1 and rows 1 <= i, j, k <= N, eps > 0 (N a symbol)",
-             "canonical form as in `symbn verify --n all`: rules R1-R3, power sums "
-             "S(x^a dy^b) as indeterminates, sqrt(v + eps) = s",
-             "unknown: outside the symbolic fragment (a concrete row, an unsupported "
-             "derivative) or not decided; such a step can still be checked for a given N"]
+    notes = ["every step for all N >= 1 and rows 1 <= i, j, k <= N, eps > 0 (N a symbol)",
+             ("canonical form as in `symbn verify --n all`: rules R1-R3, power sums "
+             "S(x^a dy^b) as indeterminates, sqrt(v + eps) = s"),
+             ("unknown: outside the symbolic fragment (a concrete row, an unsupported "
+             "derivative) or not decided; such a step can still be checked for a given N")]
     info = {"n": "all", "derivation": d.path, "seconds": round(time.monotonic() - start, 3)}
     return Report(f"symbn check: {d.title}, every N (symbolic)", results, info, notes)
 

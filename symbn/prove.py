@@ -21,7 +21,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import flint
@@ -111,27 +111,27 @@ def _power(a, k: int):
 class _Frac:
     """num/den with FLINT polynomials; never reduced, since only num == 0 is ever asked."""
 
-    __slots__ = ("num", "den")
+    __slots__ = ("den", "num")
 
     def __init__(self, num, den):
         self.num, self.den = num, den
 
-    def __add__(self, other: "_Frac") -> "_Frac":
+    def __add__(self, other: _Frac) -> _Frac:
         if self.den == other.den:
             return _Frac(self.num + other.num, self.den)
         g = self.den.gcd(other.den)
         a, b = self.den / g, other.den / g
         return _Frac(_times(self.num, b) + _times(other.num, a), _times(a, other.den))
 
-    def __mul__(self, other: "_Frac") -> "_Frac":
+    def __mul__(self, other: _Frac) -> _Frac:
         return _Frac(_times(self.num, other.num), _times(self.den, other.den))
 
-    def inverse(self) -> "_Frac":
+    def inverse(self) -> _Frac:
         if self.num.is_zero():
             raise ZeroDivisionError("division by an expression that is identically zero")
         return _Frac(self.den, self.num)
 
-    def __pow__(self, k: int) -> "_Frac":
+    def __pow__(self, k: int) -> _Frac:
         base = self if k >= 0 else self.inverse()
         return _Frac(_power(base.num, abs(k)), _power(base.den, abs(k)))
 

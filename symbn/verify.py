@@ -15,17 +15,32 @@ closed/dx-linear, closed/dgamma-linear).  `all_pairs=True` checks every j with w
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import sympy as sp
 
 from . import closed_form
-from .differentiate import backward_gradient, forward_gradient, local_partial, paths, \
-    total_derivative
+from .differentiate import (
+    backward_gradient,
+    forward_gradient,
+    local_partial,
+    paths,
+    total_derivative,
+)
 from .errors import SymbnError
 from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, estimate_seconds, rebuild
-from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN, Algebra, Budget, Outcome, \
-    RandomTester, alarm, linear_in
+from .prove import (
+    DISPROVED,
+    PROBABLE,
+    PROVED,
+    UNKNOWN,
+    Algebra,
+    Budget,
+    Outcome,
+    RandomTester,
+    alarm,
+    linear_in,
+)
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8

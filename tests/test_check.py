@@ -105,30 +105,30 @@ WRONG = [
     ("sign", "D(v, x[j]) = -2/N*(x[j] - mu)", ""),
     ("n-minus-1", "D(v, x[j]) = 2/(N - 1)*(x[j] - mu)", ""),
     ("missing-eps", "P(xhat[i], mu) = -v**(-1/2)", ""),
-    ("missing-eps-in-dxhat", "D(xhat[i], x[j]) = -1/N*sqrt(v)**(-1)*(1 + (x[i] - mu)*"
-                             "(x[j] - mu)*(v + eps)**(-1))", "i != j"),
+    ("missing-eps-in-dxhat", ("D(xhat[i], x[j]) = -1/N*sqrt(v)**(-1)*(1 + (x[i] - mu)*"
+                             "(x[j] - mu)*(v + eps)**(-1))"), "i != j"),
     ("wrong-exponent", "P(xhat[i], v) = (x[i] - mu)*(-1/2)*(v + eps)**(-1/2)", ""),
     ("x-for-xhat", "D(f, gamma) = Sum(D(f, y[i])*x[i], (i, 1, N))", ""),
     ("kronecker-case", "D(x[i], x[j]) = 1 - KroneckerDelta(i, j)", ""),
     ("note-literal-dxhat-dx", "P(xhat[i], x[j]) = 1", "i == j"),
-    ("factored-reading-of-i-eq-j", "D(xhat[i], x[j]) = (1 - 1/N)*(v + eps)**(-1/2)*"
-                                   "(1 + (x[i] - mu)*(x[j] - mu)*(v + eps)**(-1))", "i == j"),
-    ("i-ne-j-form-for-i-eq-j", "D(xhat[i], x[j]) = -1/N*(v + eps)**(-1/2)*"
-                               "(1 + (x[i] - mu)*(x[j] - mu)*(v + eps)**(-1))", "i == j"),
+    ("factored-reading-of-i-eq-j", ("D(xhat[i], x[j]) = (1 - 1/N)*(v + eps)**(-1/2)*"
+                                   "(1 + (x[i] - mu)*(x[j] - mu)*(v + eps)**(-1))"), "i == j"),
+    ("i-ne-j-form-for-i-eq-j", ("D(xhat[i], x[j]) = -1/N*(v + eps)**(-1/2)*"
+                               "(1 + (x[i] - mu)*(x[j] - mu)*(v + eps)**(-1))"), "i == j"),
     ("missing-1-over-n", "D(mu, x[j]) = 1", ""),
     ("dv-dmu-without-mu", "P(v, mu) = -2/N*Sum(x[i], (i, 1, N))", ""),
     ("dbeta-times-gamma", "D(f, beta) = Sum(D(f, y[i])*gamma, (i, 1, N))", ""),
-    ("final-sign", "D(f, x[j]) = gamma*(v + eps)**(-1/2)*(-1/N*Sum(D(f, y[i]), (i, 1, N)) "
+    ("final-sign", ("D(f, x[j]) = gamma*(v + eps)**(-1/2)*(-1/N*Sum(D(f, y[i]), (i, 1, N)) "
                    "+ (x[j] - mu)*(v + eps)**(-1)*1/N*Sum((x[i] - mu)*D(f, y[i]), (i, 1, N)) "
-                   "+ D(f, y[j]))", ""),
-    ("final-sum-not-mean", "D(f, x[j]) = gamma*(v + eps)**(-1/2)*(-Sum(D(f, y[i]), (i, 1, N))"
+                   "+ D(f, y[j]))"), ""),
+    ("final-sum-not-mean", ("D(f, x[j]) = gamma*(v + eps)**(-1/2)*(-Sum(D(f, y[i]), (i, 1, N))"
                            " - (x[j] - mu)*(v + eps)**(-1)*1/N*Sum((x[i] - mu)*D(f, y[i]), "
-                           "(i, 1, N)) + D(f, y[j]))", ""),
+                           "(i, 1, N)) + D(f, y[j]))"), ""),
     ("chain-middle-link", "Sum(x[i] - mu, (i, 1, N)) = Sum(x[i], (i, 1, N)) - mu = 0", ""),
     ("concrete-row", "D(x[2], x[i]) = 0", ""),
     ("sigma-squared", "P(xhat[i], mu) = -1/sigma**2", ""),
-    ("path-sum-without-mu", "D(f, x[j]) = Sum(D(f, y[i])*P(y[i], xhat[i])*(KroneckerDelta(i, j)"
-                            "*P(xhat[i], x[i]) + P(xhat[i], v)*P(v, x[j])), (i, 1, N))", ""),
+    ("path-sum-without-mu", ("D(f, x[j]) = Sum(D(f, y[i])*P(y[i], xhat[i])*(KroneckerDelta(i, j)"
+                            "*P(xhat[i], x[i]) + P(xhat[i], v)*P(v, x[j])), (i, 1, N))"), ""),
 ]
 
 
@@ -220,8 +220,8 @@ def test_cli_refuses_sizes_beyond_the_exact_method():
 
 CHECK_TIME_ERRORS = [
     ("x[5] = x[5]", "", "step 's1': row 5 is outside 1..N = 3; use --n 5 or more"),
-    ("P(xhat[i], x[j]) = 0", "", "step 's1' (i=1, j=2): x[2] is not a direct parent of "
-                                 "xhat[1]; its parents are x[1], mu, v"),
+    ("P(xhat[i], x[j]) = 0", "", ("step 's1' (i=1, j=2): x[2] is not a direct parent of "
+                                 "xhat[1]; its parents are x[1], mu, v")),
 ]
 
 

@@ -257,7 +257,7 @@ def test_round_trip_through_parse_latex(doc):
 def _pages(pdf: Path) -> int:
     if shutil.which("pdfinfo"):
         out = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
-        return int(re.search(r"^Pages:\s+(\d+)", out, re.M).group(1))
+        return int(re.search(r"^Pages:\s+(\d+)", out, re.MULTILINE).group(1))
     return len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
 
 

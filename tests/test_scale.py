@@ -135,9 +135,8 @@ def test_random_method_disproves_a_wrong_closed_form(monkeypatch):
     assert report["forward=backward/dx"].verdict == PROBABLE  # independent of the closed form
     # independent check with plain Fractions: the true df/dx_j at the witness point
     pt = {k: Fraction(v) for k, v in bad.witness["point"].items()}
-    get = lambda name: pt.get(name, Fraction(0))  # noqa: E731
+    get = lambda name: pt.get(name, Fraction(0))
     xs = [get(f"x[{i}]") for i in range(1, n + 1)]
-    dys = [get(f"dy[{i}]") for i in range(1, n + 1)]
     mu = sum(xs, Fraction(0)) / n
     v = sum(((x - mu) ** 2 for x in xs), Fraction(0)) / n
     sq = v + pt["eps"]

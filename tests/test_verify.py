@@ -74,11 +74,11 @@ def _wrong_dx(bn, j, *, mean=True, denom=None, eps=True, sign=1, power=-1):
 
 
 WRONG = {
-    "mean term dropped": dict(mean=False),
-    "1/(N-1) instead of 1/N": dict(denom=sp.Integer(2)),
-    "eps dropped": dict(eps=False),
-    "wrong sign": dict(sign=-1),
-    "exponent -3/2 instead of -1": dict(power=sp.Rational(-3, 2)),
+    "mean term dropped": {"mean": False},
+    "1/(N-1) instead of 1/N": {"denom": sp.Integer(2)},
+    "eps dropped": {"eps": False},
+    "wrong sign": {"sign": -1},
+    "exponent -3/2 instead of -1": {"power": sp.Rational(-3, 2)},
 }
 
 
