@@ -34,7 +34,7 @@ import sympy as sp
 from sympy.concrete.delta import deltasummation
 
 from .errors import SymbnError
-from .model import BatchNorm
+from .model import BatchNorm, as_expr
 from .prove import DISPROVED, PROVED, UNKNOWN, Algebra
 from .report import Report, Result
 
@@ -185,7 +185,7 @@ class Normalizer:
         self._delta: dict[sp.Symbol, tuple] = {}
 
     def normal(self, expr: sp.Expr) -> sp.Expr:
-        return sp.expand(self._norm(sp.sympify(expr)))
+        return sp.expand(self._norm(as_expr(expr)))
 
     def _norm(self, e: sp.Expr) -> sp.Expr:
         if e.is_Number or e.is_Symbol:
@@ -330,7 +330,7 @@ def _eliminate_sqrt(e: sp.Expr) -> sp.Expr:
 def instantiate(expr: sp.Expr, n: int, bn: BatchNorm, index: dict | None = None) -> sp.Expr:
     """`expr` at N = n with free indices fixed (default j = 1), in the symbols of `bn`."""
     index = {j: 1, i: min(2, n)} if index is None else index
-    e = sp.sympify(expr).xreplace({N: sp.Integer(n)})
+    e = as_expr(expr).xreplace({N: sp.Integer(n)})
     e = e.subs({a: sp.Integer(b) for a, b in index.items()}).doit()  # free indices only
     table = {}
     for t in e.atoms(sp.Indexed):

@@ -30,7 +30,7 @@ from sympy.printing.latex import LatexPrinter
 
 from .derivation import INDEX, INDEXED, SCALARS, N, instantiate
 from .errors import SymbnError
-from .model import BatchNorm
+from .model import BatchNorm, as_expr
 from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN
 
 # -- the note's notation ------------------------------------------------------------------
@@ -211,7 +211,7 @@ EDGES: list[tuple[sp.Expr, sp.Expr, sp.Expr]] = [
 
 def _assignments(exprs, n: int) -> list[dict]:
     """Every assignment of the free indices i, j in 1..N."""
-    free = sorted(set().union(*(sp.sympify(e).free_symbols for e in exprs)) & {i, j}, key=str)
+    free = sorted(set().union(*(as_expr(e).free_symbols for e in exprs)) & {i, j}, key=str)
     out = [{}]
     for s in free:
         out = [{**a, s: v} for a in out for v in range(1, n + 1)]

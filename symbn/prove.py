@@ -27,7 +27,7 @@ from fractions import Fraction
 import flint
 import sympy as sp
 
-from .model import BatchNorm
+from .model import BatchNorm, as_expr
 
 PROVED, DISPROVED, UNKNOWN, PROBABLE = "proved", "disproved", "unknown", "probable"
 METHOD_EXACT = "exact"
@@ -172,7 +172,7 @@ class Algebra:
     def convert(self, expr: sp.Expr, mode: int | None, deadline: float | None = None) -> _Frac:
         """`expr` as num/den; mode None keeps eps free and rejects radicals."""
         memo = self._memos.setdefault(-1 if mode is None else mode, {})
-        return self._convert(sp.sympify(expr), mode, memo, deadline)
+        return self._convert(as_expr(expr), mode, memo, deadline)
 
     def _const(self, q) -> _Frac:
         return _Frac(self.one * flint.fmpq(int(q.p), int(q.q)), self.one)
@@ -331,7 +331,7 @@ class Algebra:
     def decide(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None = None,
                seed: int = 0) -> Outcome:
         """proved / disproved (with witness) / unknown, for lhs = rhs on eps > 0."""
-        if sp.sympify(lhs) == sp.sympify(rhs):  # the same expression tree
+        if as_expr(lhs) == as_expr(rhs):  # the same expression tree
             return Outcome(PROVED, "identical")
         dys = {bn_dy for bn_dy in self.symbols if str(bn_dy).startswith("dy[")}
         if dys and not self.bn.support(sp.Tuple(lhs, rhs)) & dys:
@@ -464,7 +464,7 @@ def linear_in(bn: BatchNorm, expr: sp.Expr, variables: set) -> bool:
         known[id(e)] = (e, out)
         return out
 
-    return degree(sp.sympify(expr)) == 1
+    return degree(as_expr(expr)) == 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -504,7 +504,7 @@ class RandomTester:
     def degree_bound(self, expr: sp.Expr) -> tuple[int, int]:
         """(bound on deg P, bound on deg Q) for expr = P/Q after eps = s**2 - v(x)."""
         known: dict = {}
-        return self._degree(sp.sympify(expr), known)
+        return self._degree(as_expr(expr), known)
 
     def _degree(self, e, known) -> tuple[int, int]:
         hit = known.get(id(e))
@@ -600,7 +600,7 @@ class RandomTester:
 
     def decide(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None = None) -> Outcome:
         """probable (with the bound) / disproved (with witness) / unknown."""
-        lhs, rhs = sp.sympify(lhs), sp.sympify(rhs)
+        lhs, rhs = as_expr(lhs), as_expr(rhs)
         try:
             (n1, d1), (n2, d2) = self.degree_bound(lhs), self.degree_bound(rhs)
         except _Unsupported as err:

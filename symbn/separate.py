@@ -15,7 +15,7 @@ from fractions import Fraction
 import sympy as sp
 from mpmath import iv
 
-from .model import BatchNorm
+from .model import BatchNorm, as_expr
 
 
 class _NoEnclosure(Exception):
@@ -31,7 +31,7 @@ def enclose(expr: sp.Expr, prec: int = 256):
     old = iv.prec
     iv.prec = prec
     try:
-        return _enclose(sp.sympify(expr))
+        return _enclose(as_expr(expr))
     finally:
         iv.prec = old
 

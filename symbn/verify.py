@@ -28,7 +28,7 @@ from .differentiate import (
     total_derivative,
 )
 from .errors import SymbnError
-from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, estimate_seconds, rebuild
+from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, as_expr, estimate_seconds, rebuild
 from .prove import (
     DISPROVED,
     PROBABLE,
@@ -272,7 +272,7 @@ def _linear(bn: BatchNorm, expr: sp.Expr) -> Outcome:
 def _unit_dy(bn: BatchNorm, expr: sp.Expr, i: int) -> sp.Expr:
     """`expr` at dy = e_i: its dy_i-coefficient when it is linear in dy (shared parts kept)."""
     unit = {bn.dy(k): sp.Integer(int(k == i)) for k in bn.rows()}
-    return rebuild(sp.sympify(expr), unit, {}, evaluate=True)
+    return rebuild(as_expr(expr), unit, {}, evaluate=True)
 
 
 def _pair_label(i: int, j: int) -> str:
