@@ -10,7 +10,9 @@ the centred array D = X - mu, computed in two passes on a shifted copy,
     K = X[0],   m = ColSum(X - K)/N,   D = (X - K) - m,
 
 because X - K is exact when the rows are close (Sterbenz) and the mean is then taken of small
-numbers.  Every expression the module computes — dX as a linear combination of dY and D with
+numbers.  The numba backward instead writes D = Z - ColSum(Z)/N with Z = X - K and multiplies
+the sums out, so that ColSum(Z), ColSum(Z**2), ColSum(dY), ColSum(Z*dY) are all taken in one
+pass over the data (the "fused" plan, proved like the others).  Every expression the module computes — dX as a linear combination of dY and D with
 per-column coefficients, dgamma, dbeta and the forward Y — is instantiated back at N = 1..6
 and proved equal to the closed form (and the closed form to both derivatives, by `verify`)
 with the exact `Algebra`, in the same run that writes the code; the same expressions for
@@ -43,9 +45,9 @@ PROOF_NS = tuple(range(1, 7))
 _ABSTRACT_NS = (23, 29)
 MAX_UNROLLED_N = 16
 
-# per-element arrays (one value per row and column) and per-column values
-X, DY, D, XHAT, Y = sp.symbols("X dY D Xhat Y")
-ELEMENTS = (X, DY, D, XHAT, Y)
+# per-element arrays (one value per row and column) and per-column values; Z = X - X[0]
+X, DY, D, Z, XHAT, Y = sp.symbols("X dY D Z Xhat Y")
+ELEMENTS = (X, DY, D, Z, XHAT, Y)
 N = sp.Symbol("N", positive=True, integer=True)
 _REF = BatchNorm(1)
 GAMMA, BETA, EPS, MU, V = _REF.gamma(), _REF.beta(), _REF.eps, _REF.mu(), _REF.v()
@@ -203,7 +205,7 @@ def _plan(outputs: dict[str, sp.Expr], element_name: str) -> Plan:
                          "two-pass plan cannot compute it")
     flat = {k: e.xreplace(names) for k, e in outputs.items()}
     main = flat[element_name]
-    arrays = [a for a in (DY, D) if main.has(a)]
+    arrays = [a for a in (DY, D, Z) if main.has(a)]
     coefs, rest = [], main
     for a in arrays:
         coef = sp.diff(main, a)
@@ -227,12 +229,28 @@ def _plan(outputs: dict[str, sp.Expr], element_name: str) -> Plan:
                 {k: sp.Symbol(k) for k in outputs if k != element_name})
 
 
+def _shifted(expr: sp.Expr) -> sp.Expr:
+    """`expr` with D written as Z - ColSum(Z)/N, Z = X - X[0], and every sum multiplied out,
+    so all sums are of products of Z and dY: one pass over the data computes them all.
+
+    >>> _shifted(ColSum(D**2))
+    ColSum(Z**2) - ColSum(Z)**2/N
+    """
+    m = sp.Dummy("m")  # the shifted mean, a per-column value while the sums are expanded
+    expanded = expr.replace(lambda e: isinstance(e, ColSum),
+                            lambda e: ColSum(sp.expand(e.args[0].xreplace({D: Z - m}))))
+    return expanded.xreplace({D: Z - m}).xreplace({m: ColSum(Z) / N})
+
+
 def plans() -> dict[str, Plan]:
-    """The backward and forward plans, from the closed form and the model's definitions."""
+    """The backward and forward plans, from the closed form and the model's definitions;
+    "fused" is the backward computed from one pass of shifted sums (the numba kernel's)."""
     model = _generic_model()
     backward = {k: _centred(model[k], model) for k in ("dX", "dgamma", "dbeta")}
     forward = {"Y": _centred(model[Y], model)}
-    return {"backward": _plan(backward, "dX"), "forward": _plan(forward, "Y")}
+    fused = {k: _shifted(e) for k, e in backward.items()}
+    return {"backward": _plan(backward, "dX"), "forward": _plan(forward, "Y"),
+            "fused": _plan(fused, "dX")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -251,7 +269,7 @@ def instantiate(bn: BatchNorm, expr: sp.Expr, j: int) -> sp.Expr:
 
     def row(i):
         return {X: bn.x(i), DY: bn.dy(i), XHAT: bn.xhat(i), Y: bn.y(i),
-                D: (bn.x(i) - bn.x(1)) - shift}
+                D: (bn.x(i) - bn.x(1)) - shift, Z: bn.x(i) - bn.x(1)}
 
     def walk(e, i):
         if isinstance(e, ColSum):
@@ -294,16 +312,20 @@ def prove_plans(all_plans: dict[str, Plan], ns=PROOF_NS) -> list[str]:
             bad = [r.id for r in report.results if r.verdict != PROVED]
             raise SymbnError(f"the closed form is not proved at N = {n} ({', '.join(bad)}); "
                              "refusing to generate code from it")
-    backward, forward = all_plans["backward"], all_plans["forward"]
+    forward = all_plans["forward"]
+    backwards = [(label, all_plans[k]) for k, label in (("backward", ""), ("fused", "fused "))
+                 if k in all_plans]
     for n in ns:
         bn = BatchNorm(n)
         alg = Algebra(bn)
-        claims = [(f"dX[{j}]", instantiate(bn, _computed(backward, "dX"), j),
-                   closed_form.dx(bn, j)) for j in bn.rows()]
-        claims += [("dgamma", instantiate(bn, _computed(backward, "dgamma"), 1),
-                    closed_form.dgamma(bn)),
-                   ("dbeta", instantiate(bn, _computed(backward, "dbeta"), 1),
-                    closed_form.dbeta(bn))]
+        claims = []
+        for label, backward in backwards:
+            claims += [(f"{label}dX[{j}]", instantiate(bn, _computed(backward, "dX"), j),
+                        closed_form.dx(bn, j)) for j in bn.rows()]
+            claims += [(f"{label}dgamma", instantiate(bn, _computed(backward, "dgamma"), 1),
+                        closed_form.dgamma(bn)),
+                       (f"{label}dbeta", instantiate(bn, _computed(backward, "dbeta"), 1),
+                        closed_form.dbeta(bn))]
         claims += [(f"Y[{j}]", instantiate(bn, _computed(forward, "Y"), j), bn.y(j))
                    for j in bn.rows()]
         if n == 1:  # the code's N = 1 branch returns these constants
@@ -321,6 +343,8 @@ def prove_plans(all_plans: dict[str, Plan], ns=PROOF_NS) -> list[str]:
         "  closed form = forward mode = backward mode (symbn verify);",
         "  dX (every row j), dgamma, dbeta and Y above = closed form / model, with",
         "  D = (X - X[0]) - ColSum(X - X[0])/N as computed; N = 1: dX = 0, dgamma = 0, dbeta = dY",
+        *(["  (and the fused dX, dgamma, dbeta from the shifted sums of Z = X - X[0])"]
+          if "fused" in all_plans else []),
         *prove_plans_all_n(all_plans),
     ]
 
@@ -341,7 +365,7 @@ def to_symbolic_n(expr: sp.Expr, row: sp.Symbol) -> sp.Expr:
         if isinstance(e, ColSum):
             return sp.Sum(walk(e.args[0], G.i), (G.i, 1, G.N))
         table = {X: G.x[r], DY: G.dy[r], D: (G.x[r] - G.x[G.k]) - shift, MU: G.x[G.k] + shift,
-                 N: G.N}
+                 Z: G.x[r] - G.x[G.k], N: G.N}
         if e in table:
             return table[e]
         if not e.args:
@@ -356,11 +380,14 @@ def prove_plans_all_n(all_plans: dict[str, Plan]) -> list[str]:
     symbolic N, by `symbn.general.decide`; header lines saying what was or was not proved."""
     from . import general as G
 
-    backward, forward = all_plans["backward"], all_plans["forward"]
-    claims = [("dX", _computed(backward, "dX"), G.forward_dx()),
-              ("dgamma", _computed(backward, "dgamma"), G.forward_param(G.gamma)),
-              ("dbeta", _computed(backward, "dbeta"), G.forward_param(G.beta)),
-              ("Y", _computed(forward, "Y"), G.y(G.j))]
+    claims = []
+    for key, label in (("backward", ""), ("fused", "fused ")):
+        if key in all_plans:
+            plan = all_plans[key]
+            claims += [(f"{label}dX", _computed(plan, "dX"), G.forward_dx()),
+                       (f"{label}dgamma", _computed(plan, "dgamma"), G.forward_param(G.gamma)),
+                       (f"{label}dbeta", _computed(plan, "dbeta"), G.forward_param(G.beta))]
+    claims.append(("Y", _computed(all_plans["forward"], "Y"), G.y(G.j)))
     conditions: set[str] = set()
     for name, plan, truth in claims:
         verdict, note, nz = G.decide(to_symbolic_n(plan, G.j), truth)
@@ -473,10 +500,14 @@ def _header(title: str, proved: list[str], plan_lines: list[str], imports: str,
     return "\n".join(lines)
 
 
-def _plan_lines(all_plans: dict[str, Plan]) -> list[str]:
-    b, f = all_plans["backward"], all_plans["forward"]
+def _plan_lines(all_plans: dict[str, Plan], fused: bool = False) -> list[str]:
+    b, f = all_plans["fused" if fused else "backward"], all_plans["forward"]
     out = ["Computed as (ColSum = sum over the batch axis, D = X - mu centred in two passes",
            "on the shift K = X[0]):"]
+    if fused:
+        out = ["Computed as (ColSum = sum over the batch axis; Y from D = X - mu centred in two",
+               "passes on the shift K = X[0]; the backward from the sums of Z = X - X[0] and dY,",
+               "all taken in one pass over the data, in float64):"]
     for plan, names in ((f, ["Y"]), (b, ["dX", "dgamma", "dbeta"])):
         for name in names:
             text = sp.sstr(_computed(plan, name))
@@ -557,7 +588,11 @@ def _emit_element(plan: Plan, target: str, ind: str, fresh: bool = False) -> lis
 def _numba_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
     """A fused kernel over row-major data: the shift mean, the reductions (per row chunk,
     tiled so a tile of rows is read from memory once), then the elements; rows in parallel,
-    everything after the exact shift in float64."""
+    everything after the exact shift in float64.  A plan whose sums are all of Z = X - X[0]
+    and dY reads the data once for every sum (see `_one_pass_kernel`)."""
+    if not any(e.has(D) for _, e in plan.reductions) and not any(
+            a == D for _, a in plan.element):
+        return _one_pass_kernel(name, plan, arrays)
     p = ScalarPrinter()
     red = [s for s, _ in plan.reductions]
     outs = list(plan.column_outputs.values())
@@ -621,6 +656,70 @@ def _numba_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
                 f"{name}_parallel = numba.njit(parallel=True, fastmath=False)({name})"]
 
 
+def _one_pass_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
+    """The kernel for a plan of shifted sums: one streaming pass over the rows accumulates
+    every sum in float64 (the per-row loop over columns updates all of them, so X and dY are
+    read from memory once), then one pass writes the elements.  Z = X - X[0] is exact in the
+    input precision when the rows are close (Sterbenz), so the sums lose nothing to the
+    offset; the cancellation left, ColSum(Z**2) - ColSum(Z)**2/N, is relative to the spread
+    of Z around X[0], not around zero."""
+    p = ScalarPrinter()
+    red = [s for s, _ in plan.reductions]
+    outs = list(plan.column_outputs.values())
+    coefs = [c for c, _ in plan.element] + ([plan.const] if plan.const else [])
+    args = ", ".join([f"{a}_" for a in arrays] + ["gamma_", "beta_", "eps", "out"] +
+                     [f"{o}_" for o in outs] + ["chunks", "tile"])
+    summands = [e for _, e in plan.reductions]
+
+    def loads(ind: str, need) -> list[str]:
+        lines = []
+        if any(e.has(Z) for e in need):
+            lines.append(f"{ind}Z = X_[i, c] - K[c]")
+        if any(e.has(DY) for e in need):
+            lines.append(f"{ind}dY = numpy.float64(dY_[i, c])")
+        return lines
+
+    L = ["", "", f"def {name}({args}):",
+         "    N, C = X_.shape",
+         "    step = -(-N // chunks)",
+         "    K = numpy.empty(C)",
+         "    for c in range(C):",
+         "        K[c] = X_[0, c]"]
+    L += [f"    S{s} = numpy.zeros((chunks, C))" for s in red]
+    # blocks of 32 rows summed apart, then added: the rounding error of a sum grows with
+    # 32 + N/32 terms instead of N, which matters because ColSum(Z**2) - ColSum(Z)**2/N
+    # magnifies it; one accumulator update per sum and element keeps the row loop streaming
+    L += ["    for t in numba.prange(chunks):"]
+    L += [f"        a{s} = S{s}[t]" for s in red]
+    L += [f"        b{s} = numpy.empty(C)" for s in red]
+    L += ["        for i0 in range(t * step, min(N, (t + 1) * step), 32):"]
+    L += [f"            b{s}[:] = 0.0" for s in red]
+    L += ["            for i in range(i0, min(N, (t + 1) * step, i0 + 32)):",
+          "                for c in range(C):"]
+    L += loads("                    ", summands)
+    L += [f"                    b{s}[c] += {p.doprint(e)}" for s, e in plan.reductions]
+    L += ["            for c in range(C):"]
+    L += [f"                a{s}[c] += b{s}[c]" for s in red]
+    L += [f"    A{c} = numpy.empty(C)" for c in coefs]
+    used = set().union(*[e.free_symbols for _, e in plan.columns])
+    L += ["    for c in range(C):"]
+    L += [f"        {g} = {g}_[c]" for g in (GAMMA, BETA) if g in used]
+    L += [f"        {s} = 0.0" for s in red]
+    L += ["        for t in range(chunks):"]
+    L += [f"            {s} += S{s}[t, c]" for s in red]
+    L += [f"        {s} = {p.doprint(e)}" for s, e in plan.columns]
+    L += [f"        A{c}[c] = {c}" for c in coefs]
+    L += [f"        {o}_[c] = {o}" for o in outs]
+    element = sp.Add(*[sp.Symbol(f"A{c}[c]") * a for c, a in plan.element])
+    if plan.const is not None:
+        element += sp.Symbol(f"A{plan.const}[c]")
+    L += ["    for i in numba.prange(N):", "        for c in range(C):"]
+    L += loads("            ", [element])
+    L += [f"            out[i, c] = {p.doprint(element)}"]
+    return L + ["", "", f"{name}_serial = numba.njit(fastmath=False)({name})",
+                f"{name}_parallel = numba.njit(parallel=True, fastmath=False)({name})"]
+
+
 _NUMBA_WRAPPERS = '''
 
 # From this many elements on, use numba.get_num_threads() threads; None: one thread.  On a
@@ -668,7 +767,8 @@ def _numba_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
     if list(b.column_outputs) != ["dgamma", "dbeta"]:
         raise SymbnError("unexpected backward outputs; cannot emit numba kernels")
     lines = [_header("BatchNorm (training mode) forward and backward, fused numba loops.",
-                     proved, _plan_lines(all_plans), "numpy and numba (pip install numba)",
+                     proved, _plan_lines(all_plans, fused=True),
+                     "numpy and numba (pip install numba)",
                      ", out=None"),
              "import math", "",
              "import numpy", "",
@@ -679,7 +779,7 @@ def _numba_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
              "                      \"or regenerate with --target numpy\") from err",
              _CHECKS.rstrip("\n")]
     lines += _numba_kernel("_forward", f, ["X"])
-    lines += _numba_kernel("_backward", b, ["dY", "X"])
+    lines += _numba_kernel("_backward", all_plans["fused"], ["dY", "X"])
     lines.append(_NUMBA_WRAPPERS.rstrip("\n"))
     lines.append("")
     return "\n".join(lines)
@@ -815,6 +915,8 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
     if n is not None:
         raise SymbnError("--n applies only with --unrolled; the vectorised module takes any N")
     all_plans = plans()
+    if target == "numpy":  # the fused plan is the numba kernel's; prove what is written
+        del all_plans["fused"]
     proved = prove_plans(all_plans)
     return (_numpy_module if target == "numpy" else _numba_module)(all_plans, proved)
 

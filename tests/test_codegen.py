@@ -127,6 +127,21 @@ def test_symbolic_n_proof_rejects_a_wrong_plan():
         "indeterminates): proved for the N above only")]
 
 
+def test_fused_plan_takes_every_sum_in_one_pass_and_is_proved(sources):
+    import dataclasses
+
+    plans = codegen.plans()
+    z = codegen.Z
+    assert [e for _, e in plans["fused"].reductions] == [z, z**2, codegen.DY, z * codegen.DY]
+    kernel = sources["numba"].split("def _backward(", 1)[1].split("\ndef ", 1)[0]
+    assert kernel.count("X_[i, c]") == 2 and kernel.count("dY_[i, c]") == 2  # sums, then dX
+    assert "(and the fused dX, dgamma, dbeta from the shifted sums" in sources["numba"]
+    wrong = dict(plans, fused=dataclasses.replace(plans["fused"], const=None))
+    with pytest.raises(SymbnError, match=r"generated fused dX\[1\] is disproved"):
+        codegen.prove_plans(wrong, ns=(2,))
+    assert codegen.prove_plans_all_n(wrong)[0].startswith("for symbolic N, fused dX is unknown")
+
+
 @pytest.mark.parametrize("expand_mu", [False, True])
 def test_an_equivalent_closed_form_gives_code_computing_the_same(monkeypatch, tmp_path, gen,
                                                                  expand_mu):
