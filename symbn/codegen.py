@@ -596,7 +596,6 @@ def _numba_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
     p = ScalarPrinter()
     red = [s for s, _ in plan.reductions]
     outs = list(plan.column_outputs.values())
-    coefs = [c for c, _ in plan.element] + ([plan.const] if plan.const else [])
     args = ", ".join([f"{a}_" for a in arrays] + ["gamma_", "beta_", "eps", "out"] +
                      [f"{o}_" for o in outs] + ["chunks", "tile"])
 
@@ -633,27 +632,16 @@ def _numba_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
     for s, e in plan.reductions:  # one loop per sum: several accumulators defeat vectorising
         L += [f"            a = S{s}[t]"]
         L += rows("            ", "i0", "i1", [f"a[c] += {p.doprint(e)}"], e)
-    L += [f"    A{c} = numpy.empty(C)" for c in coefs]
-    used = set().union(*[e.free_symbols for _, e in plan.columns])
-    L += ["    for c in range(C):"]
-    L += [f"        {g} = {g}_[c]" for g in (GAMMA, BETA) if g in used]
-    L += [f"        {s} = 0.0" for s in red]
-    L += ["        for t in range(chunks):"]
-    L += [f"            {s} += S{s}[t, c]" for s in red]
-    L += [f"        {s} = {p.doprint(e)}" for s, e in plan.columns]
-    L += [f"        A{c}[c] = {c}" for c in coefs]
-    L += [f"        {o}_[c] = {o}" for o in outs]
-    element = sp.Add(*[sp.Symbol(f"A{c}[c]") * a for c, a in plan.element])
-    if plan.const is not None:
-        element += sp.Symbol(f"A{plan.const}[c]")
-    L += ["    for i in numba.prange(N):", "        for c in range(C):"]
-    if element.has(D):
-        L.append("            D = (X_[i, c] - K[c]) - m[c]")
-    if element.has(DY):
-        L.append("            dY = dY_[i, c]")
-    L += [f"            out[i, c] = {p.doprint(element)}"]
-    return L + ["", "", f"{name}_serial = numba.njit(fastmath=False)({name})",
-                f"{name}_parallel = numba.njit(parallel=True, fastmath=False)({name})"]
+
+    def loads(ind: str, need) -> list[str]:
+        lines = []
+        if any(e.has(D) for e in need):
+            lines.append(f"{ind}D = (X_[i, c] - K[c]) - m[c]")
+        if any(e.has(DY) for e in need):
+            lines.append(f"{ind}dY = dY_[i, c]")
+        return lines
+
+    return L + _kernel_tail(name, plan, p, loads)
 
 
 def _one_pass_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
@@ -666,7 +654,6 @@ def _one_pass_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
     p = ScalarPrinter()
     red = [s for s, _ in plan.reductions]
     outs = list(plan.column_outputs.values())
-    coefs = [c for c, _ in plan.element] + ([plan.const] if plan.const else [])
     args = ", ".join([f"{a}_" for a in arrays] + ["gamma_", "beta_", "eps", "out"] +
                      [f"{o}_" for o in outs] + ["chunks", "tile"])
     summands = [e for _, e in plan.reductions]
@@ -700,7 +687,16 @@ def _one_pass_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
     L += [f"                    b{s}[c] += {p.doprint(e)}" for s, e in plan.reductions]
     L += ["            for c in range(C):"]
     L += [f"                a{s}[c] += b{s}[c]" for s in red]
-    L += [f"    A{c} = numpy.empty(C)" for c in coefs]
+    return L + _kernel_tail(name, plan, p, loads)
+
+
+def _kernel_tail(name: str, plan: Plan, p, loads) -> list[str]:
+    """Both kernels' end: the per-column coefficients from the chunk sums, then one pass
+    writing the elements (`loads` emits the per-element reads they need), compiled twice."""
+    red = [s for s, _ in plan.reductions]
+    outs = list(plan.column_outputs.values())
+    coefs = [c for c, _ in plan.element] + ([plan.const] if plan.const else [])
+    L = [f"    A{c} = numpy.empty(C)" for c in coefs]
     used = set().union(*[e.free_symbols for _, e in plan.columns])
     L += ["    for c in range(C):"]
     L += [f"        {g} = {g}_[c]" for g in (GAMMA, BETA) if g in used]

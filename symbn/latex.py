@@ -453,11 +453,12 @@ def _label(text: str) -> str:
 # -- sections ---------------------------------------------------------------------------------
 
 
-def _setup(b: _Builder, bn: BatchNorm, results: list) -> None:
+def _setup(b: _Builder, results: list, size: str, batch: str = "") -> None:
+    """The note's definitions, each with its verdict against symbn's model for `size`."""
     p = b.p
     b.add(r"\section{Setup}")
     b.add(r"Because the columns of $X$ are independent, consider one column $x \in "
-          r"\mathbb{R}^N$ of the batch.  The forward computation is")
+          rf"\mathbb{{R}}^N$ of the batch{batch}.  The forward computation is")
     b.align_group([(f"setup:{lhs}", (lhs, rhs), result.verdict)
                    for (lhs, rhs), result in zip(SETUP, results)])
     b.add(rf"with ${p.doprint(EPS)} > 0$ a small constant that keeps the division defined, and "
@@ -465,7 +466,7 @@ def _setup(b: _Builder, bn: BatchNorm, results: list) -> None:
           rf"${p.doprint(DY[i])}$ is given.  Wanted: ${p.partial(F, X[j])}$, "
           rf"${p.partial(F, GAMMA)}$ and ${p.partial(F, BETA)}$.")
     mark = r"\proved" if all(r.verdict == PROVED for r in results) else r"\disproved"
-    b.add(rf"Each definition agrees with symbn's model of the graph for $N = {bn.n}$ "
+    b.add(rf"Each definition agrees with symbn's model of the graph for {size} "
           rf"(exact, every $i$): {mark}.")
 
 
@@ -717,7 +718,7 @@ def build(derivation=None, n: int = 3, expand: bool = False,
     source = getattr(deriv, "source", None) if deriv is not None else None
 
     reports["setup"] = setup
-    _setup(b, bn, setup)
+    _setup(b, setup, rf"$N = {bn.n}$")
 
     b.add(r"\section{The computation graph}")
     edges = edge_results(bn, alg)
@@ -774,7 +775,7 @@ def build_all(derivation=None, timeout: float | None = None) -> Document:
     setup = [general.prove(f"setup/{lhs}", general.translate(lhs), general.translate(rhs),
                            f"{lhs} as defined") for lhs, rhs in SETUP]
     reports["setup"] = setup
-    _setup_all(b, setup)
+    _setup(b, setup, "symbolic $N$", r", for any batch size $N \geq 1$")
 
     b.add(r"\section{The computation graph}")
     edges = [general.prove(f"edge/{child}<-{parent}", general.translate(value),
@@ -828,22 +829,6 @@ def _derivation_partial(child, parent) -> sp.Expr:
 
     return P(child, parent)
 
-
-def _setup_all(b: _Builder, results: list) -> None:
-    p = b.p
-    b.add(r"\section{Setup}")
-    b.add(r"Because the columns of $X$ are independent, consider one column $x \in "
-          r"\mathbb{R}^N$ of the batch, for any batch size $N \geq 1$.  The forward "
-          r"computation is")
-    b.align_group([(f"setup:{lhs}", (lhs, rhs), result.verdict)
-                   for (lhs, rhs), result in zip(SETUP, results)])
-    b.add(rf"with ${p.doprint(EPS)} > 0$ a small constant that keeps the division defined, and "
-          rf"$f$ an arbitrary differentiable scalar function of $y$ whose gradient "
-          rf"${p.doprint(DY[i])}$ is given.  Wanted: ${p.partial(F, X[j])}$, "
-          rf"${p.partial(F, GAMMA)}$ and ${p.partial(F, BETA)}$.")
-    mark = r"\proved" if all(r.verdict == PROVED for r in results) else r"\disproved"
-    b.add(r"Each definition agrees with symbn's model of the graph for symbolic $N$ "
-          rf"(exact, every $i$): {mark}.")
 
 
 def _paths_section_all(b: _Builder) -> None:
