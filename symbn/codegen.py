@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
 from . import closed_form
@@ -646,11 +647,16 @@ def _numba_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
 
 def _one_pass_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
     """The kernel for a plan of shifted sums: one streaming pass over the rows accumulates
-    every sum in float64 (the per-row loop over columns updates all of them, so X and dY are
-    read from memory once), then one pass writes the elements.  Z = X - X[0] is exact in the
+    every sum in float64, then one pass writes the elements.  Z = X - X[0] is exact in the
     input precision when the rows are close (Sterbenz), so the sums lose nothing to the
     offset; the cancellation left, ColSum(Z**2) - ColSum(Z)**2/N, is relative to the spread
-    of Z around X[0], not around zero."""
+    of Z around X[0], not around zero.
+
+    The sums pass reads four rows a quarter of the chunk apart and adds their terms before
+    touching the accumulators: each accumulator is loaded and stored once per four rows, and
+    X and dY are read as eight sequential streams (four adjacent rows instead confuse the
+    prefetcher on tall arrays).  Unsigned row and column indices spare numba's negative-index
+    wraparound, which keeps the column loop vectorised."""
     p = ScalarPrinter()
     red = [s for s, _ in plan.reductions]
     outs = list(plan.column_outputs.values())
@@ -658,35 +664,50 @@ def _one_pass_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
                      [f"{o}_" for o in outs] + ["chunks", "tile"])
     summands = [e for _, e in plan.reductions]
 
-    def loads(ind: str, need) -> list[str]:
+    def loads(ind: str, need, k: str = "", row: str = "i") -> list[str]:
         lines = []
         if any(e.has(Z) for e in need):
-            lines.append(f"{ind}Z = X_[i, c] - K[c]")
+            lines.append(f"{ind}Z{k} = X_[{row}, c] - K[c]")
         if any(e.has(DY) for e in need):
-            lines.append(f"{ind}dY = numpy.float64(dY_[i, c])")
+            lines.append(f"{ind}dY{k} = numpy.float64(dY_[{row}, c])")
         return lines
+
+    def term(e: sp.Expr, k: int) -> str:
+        e = e.xreplace({Z: sp.Symbol(f"Z{k}"), DY: sp.Symbol(f"dY{k}")})
+        return p.parenthesize(e, PRECEDENCE["Add"], strict=True)
 
     L = ["", "", f"def {name}({args}):",
          "    N, C = X_.shape",
          "    step = -(-N // chunks)",
+         "    u = numba.uint64",
          "    K = numpy.empty(C)",
          "    for c in range(C):",
          "        K[c] = X_[0, c]"]
     L += [f"    S{s} = numpy.zeros((chunks, C))" for s in red]
-    # blocks of 32 rows summed apart, then added: the rounding error of a sum grows with
-    # 32 + N/32 terms instead of N, which matters because ColSum(Z**2) - ColSum(Z)**2/N
-    # magnifies it; one accumulator update per sum and element keeps the row loop streaming
-    L += ["    for t in numba.prange(chunks):"]
+    # blocks of 32 rows per quarter summed apart, then added: the rounding error of a sum
+    # grows with 128 + N/128 terms instead of N, which matters because
+    # ColSum(Z**2) - ColSum(Z)**2/N magnifies it
+    L += ["    for t in numba.prange(chunks):",
+          "        lo = t * step",
+          "        rows = max(0, min(N, lo + step) - lo)",
+          "        q = rows // 4",
+          "        q1, q2, q3 = u(q), u(2 * q), u(3 * q)"]
     L += [f"        a{s} = S{s}[t]" for s in red]
     L += [f"        b{s} = numpy.empty(C)" for s in red]
-    L += ["        for i0 in range(t * step, min(N, (t + 1) * step), 32):"]
+    L += ["        for r0 in range(lo, lo + q, 32):"]
     L += [f"            b{s}[:] = 0.0" for s in red]
-    L += ["            for i in range(i0, min(N, (t + 1) * step, i0 + 32)):",
-          "                for c in range(C):"]
-    L += loads("                    ", summands)
-    L += [f"                    b{s}[c] += {p.doprint(e)}" for s, e in plan.reductions]
+    L += ["            for r in range(u(r0), u(min(lo + q, r0 + 32))):",
+          "                for c in range(u(C)):"]
+    for k, row in enumerate(["r", "r + q1", "r + q2", "r + q3"]):
+        L += loads("                    ", summands, str(k), row)
+    L += [f"                    b{s}[c] += ({term(e, 0)} + {term(e, 1)}) + "
+          f"({term(e, 2)} + {term(e, 3)})" for s, e in plan.reductions]
     L += ["            for c in range(C):"]
     L += [f"                a{s}[c] += b{s}[c]" for s in red]
+    L += ["        for i in range(lo + 4 * q, lo + rows):  # the last rows % 4 rows",
+          "            for c in range(C):"]
+    L += loads("                ", summands)
+    L += [f"                a{s}[c] += {p.doprint(e)}" for s, e in plan.reductions]
     return L + _kernel_tail(name, plan, p, loads)
 
 

@@ -134,7 +134,11 @@ def test_fused_plan_takes_every_sum_in_one_pass_and_is_proved(sources):
     z = codegen.Z
     assert [e for _, e in plans["fused"].reductions] == [z, z**2, codegen.DY, z * codegen.DY]
     kernel = sources["numba"].split("def _backward(", 1)[1].split("\ndef ", 1)[0]
-    assert kernel.count("X_[i, c]") == 2 and kernel.count("dY_[i, c]") == 2  # sums, then dX
+    # the sums read each row once (four rows a quarter apart, then the last rows % 4),
+    # then dX reads it again
+    for row in ("r", "r + q1", "r + q2", "r + q3"):
+        assert kernel.count(f"X_[{row}, c]") == kernel.count(f"dY_[{row}, c]") == 1, row
+    assert kernel.count("X_[i, c]") == 2 and kernel.count("dY_[i, c]") == 2
     assert "(and the fused dX, dgamma, dbeta from the shifted sums" in sources["numba"]
     wrong = dict(plans, fused=dataclasses.replace(plans["fused"], const=None))
     with pytest.raises(SymbnError, match=r"generated fused dX\[1\] is disproved"):
@@ -314,7 +318,7 @@ def test_numba_target_precision(fused, kind, dtype):
 @pytest.mark.parametrize("parallel_min", [None, 0], ids=["serial", "parallel"])
 def test_numba_target_agrees_with_numpy_target(fused, gen, parallel_min, monkeypatch):
     monkeypatch.setattr(fused, "PARALLEL_MIN", parallel_min)
-    for shape in [(1, 3), (2, 1), (7, 33), (40, 300)]:
+    for shape in [(1, 3), (2, 1), (7, 33), (40, 300), (301, 5)]:
         dY, X, gamma = _inputs("normal", np.float64, shape, seed=shape[0])
         beta = np.linspace(-1, 1, shape[1])
         for a, b in zip(fused.batchnorm_backward(dY, X, gamma), gen.batchnorm_backward(dY, X, gamma)):
