@@ -739,9 +739,11 @@ def _kernel_tail(name: str, plan: Plan, p, loads) -> list[str]:
 
 _NUMBA_WRAPPERS = '''
 
-# From this many elements on, use numba.get_num_threads() threads; None: one thread.  On a
-# 2-vCPU machine shared with other work the threaded kernel measured slower at every size.
-PARALLEL_MIN = None
+# From this many elements on, use numba.get_num_threads() threads (one row chunk each);
+# None: always one thread.  On 2 cores two threads measured 0.6-0.8 x the time of one from
+# about 1e5 elements on (the sums and the dX pass are bound by memory bandwidth, which one
+# core cannot saturate), and slower below, where starting the threads dominates.
+PARALLEL_MIN = 1 << 17
 
 
 def _plan(kernel, X):
