@@ -80,6 +80,7 @@ class BatchNorm:
         nodes[self.f] = Node(self.f, ys, self.f_function(*ys))
         self.nodes = nodes
         self._composed: dict[sp.Symbol, sp.Expr] = {}
+        self._composed_keeping: dict[frozenset, dict] = {}
         self._children: dict | None = None
         self.cache: dict = {}  # per-model memo of derived quantities (local partials)
 
@@ -164,10 +165,12 @@ class BatchNorm:
         """
         expr = as_expr(expr)
         if keep:
-            mapping: dict = {}
-            for s in self.nodes:
-                if s not in keep:
-                    mapping[s] = rebuild(self.nodes[s].definition, mapping, {})
+            mapping = self._composed_keeping.get(keep)
+            if mapping is None:  # the nodes never change: compose them once per `keep`
+                mapping = self._composed_keeping[keep] = {}
+                for s in self.nodes:
+                    if s not in keep:
+                        mapping[s] = rebuild(self.nodes[s].definition, mapping, {})
             return rebuild(expr, mapping, {})
         if len(self._composed) < len(self.nodes) - 1:
             for s in self.nodes:  # dict order is topological: parents are composed first

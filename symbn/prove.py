@@ -108,6 +108,34 @@ def _power(a, k: int):
     return result if result is not None else a ** 0
 
 
+def _push(partial: list, poly) -> None:
+    """Add `poly` to a running sum kept as partial sums of 1, 2, 4, ... terms (a binary
+    counter): each term is copied O(log k) times, not k times as when added one by one to a
+    growing total, and at most log k partial sums are alive at once.
+
+    >>> partial = []
+    >>> for k in range(5):
+    ...     _push(partial, k)
+    >>> [count for count, _ in partial], _total(partial, None)
+    ([4, 1], 10)
+    """
+    count = 1
+    while partial and partial[-1][0] <= count:
+        c, q = partial.pop()
+        poly, count = q + poly, count + c
+    partial.append((count, poly))
+
+
+def _total(partial: list, ctx):
+    """The sum of a `_push` running sum (zero of `ctx` when empty)."""
+    if not partial:
+        return ctx.from_dict({})
+    total = partial[-1][1]
+    for _, q in reversed(partial[:-1]):
+        total = q + total
+    return total
+
+
 class _Frac:
     """num/den with FLINT polynomials; never reduced, since only num == 0 is ever asked."""
 
@@ -206,16 +234,20 @@ class Algebra:
             else:
                 raise _Unsupported(f"unknown symbol {e}")
         elif e.is_Add:
-            total, fracs = self.ctx.from_dict({}), []
+            # terms over the same denominator (polynomials, or the N terms of a sum over
+            # rows sharing a power of sigma) are added numerator to numerator
+            groups: list[tuple] = [(self.one, [])]
             for a in e.args:
                 term = self._convert(a, mode, memo, deadline)
-                if term.den.is_one():  # polynomial terms are summed in place
-                    total.iadd(term.num)
+                for den, partial in groups:
+                    if den == term.den:
+                        _push(partial, term.num)
+                        break
                 else:
-                    fracs.append(term)
-            out = _Frac(total, self.one)
-            for term in fracs:
-                out = out + term
+                    groups.append((term.den, [(1, term.num)]))
+            out = _Frac(_total(groups[0][1], self.ctx), self.one)
+            for den, partial in groups[1:]:
+                out = out + _Frac(_total(partial, self.ctx), den)
         elif e.is_Mul:
             coeff, factors = flint.fmpq(1), []
             for a in e.args:
