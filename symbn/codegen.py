@@ -685,7 +685,7 @@ def _one_pass_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
          "        K[c] = X_[0, c]"]
     L += [f"    S{s} = numpy.zeros((chunks, C))" for s in red]
     # blocks of 32 rows per quarter summed apart, then added: the rounding error of a sum
-    # grows with 128 + N/128 terms instead of N, which matters because
+    # grows with about 32 + N/128 additions instead of N, which matters because
     # ColSum(Z**2) - ColSum(Z)**2/N magnifies it
     L += ["    for t in numba.prange(chunks):",
           "        lo = t * step",
