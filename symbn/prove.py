@@ -27,7 +27,7 @@ from fractions import Fraction
 import flint
 import sympy as sp
 
-from .model import BatchNorm, as_expr
+from .model import BatchNorm, as_expr, rebuild
 
 PROVED, DISPROVED, UNKNOWN, PROBABLE = "proved", "disproved", "unknown", "probable"
 METHOD_EXACT = "exact"
@@ -182,6 +182,7 @@ class Algebra:
         self.bn = bn
         self.symbols = list(bn.leaves) if leaves is None else list(leaves)
         self._dy_free: Algebra | None = None
+        self._dys = {s for s in self.symbols if str(s).startswith("dy[")}
         names = [f"t{k}" for k in range(len(self.symbols))] + ["s"]
         self.ctx = flint.fmpq_mpoly_ctx.get(names, "degrevlex")
         gens = self.ctx.gens()
@@ -365,7 +366,7 @@ class Algebra:
         """proved / disproved (with witness) / unknown, for lhs = rhs on eps > 0."""
         if as_expr(lhs) == as_expr(rhs):  # the same expression tree
             return Outcome(PROVED, "identical")
-        dys = {bn_dy for bn_dy in self.symbols if str(bn_dy).startswith("dy[")}
+        dys = self._dys
         if dys and not self.bn.support(sp.Tuple(lhs, rhs)) & dys:
             # fewer variables make every monomial of the canonical form shorter
             if self._dy_free is None:
@@ -497,6 +498,62 @@ def linear_in(bn: BatchNorm, expr: sp.Expr, variables: set) -> bool:
         return out
 
     return degree(as_expr(expr)) == 1
+
+
+def unit_coefficient(expr: sp.Expr, var: sp.Symbol, variables: set) -> sp.Expr:
+    """`expr` at var = 1 and the other `variables` at 0: the coefficient of `var` when `expr`
+    is a linear form in `variables` (`linear_in`).  Shared subexpressions stay shared.
+
+    >>> bn = BatchNorm(2)
+    >>> dy = {bn.dy(1), bn.dy(2)}
+    >>> unit_coefficient(3 * bn.dy(1) + bn.x(1) * bn.dy(2), bn.dy(2), dy)
+    x[1]
+    """
+    unit = {v: sp.Integer(int(v == var)) for v in variables}
+    return rebuild(as_expr(expr), unit, {}, evaluate=True)
+
+
+def coefficients(bn: BatchNorm, expr: sp.Expr, variables: set) -> dict | None:
+    """{v: coefficient of v} of a linear form in `variables`, in one pass over `expr`; None
+    when `expr` is not one by the criterion of `linear_in`.  A variable missing from the
+    result has coefficient 0.
+
+    By induction on the expression, e = sum_v v * C_v(e): a variable is its own coefficient
+    1, a sum adds its terms' coefficients, and a product with one linear factor F times
+    factors G free of the variables has C_v = C_v(F) * G.
+
+    >>> bn = BatchNorm(2)
+    >>> c = coefficients(bn, bn.gamma() * (bn.dy(1) - bn.xhat(1) * bn.dy(2)), {bn.dy(1), bn.dy(2)})
+    >>> c[bn.dy(1)], c[bn.dy(2)]
+    (gamma, -gamma*xhat[1])
+    """
+    if not linear_in(bn, expr, variables):
+        return None
+    known: dict = {}
+
+    def coeffs(e) -> dict | None:  # None: free of the variables
+        hit = known.get(id(e))
+        if hit is not None:
+            return hit[1]
+        out = None
+        if e.is_Symbol and e in variables:
+            out = {e: sp.Integer(1)}
+        elif e.is_Add:
+            terms: dict = {}
+            for a in e.args:
+                for v, c in (coeffs(a) or {}).items():
+                    terms.setdefault(v, []).append(c)
+            out = {v: sp.Add(*cs) for v, cs in terms.items()} if terms else None
+        elif e.is_Mul:
+            parts = [(a, coeffs(a)) for a in e.args]
+            linear = [c for _, c in parts if c is not None]
+            if linear:  # exactly one factor is linear (`linear_in`)
+                rest = sp.Mul(*[a for a, c in parts if c is None])
+                out = {v: c * rest for v, c in linear[0].items()}
+        known[id(e)] = (e, out)
+        return out
+
+    return coeffs(as_expr(expr)) or {}
 
 
 # ---------------------------------------------------------------------------------------

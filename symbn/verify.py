@@ -28,7 +28,7 @@ from .differentiate import (
     total_derivative,
 )
 from .errors import SymbnError
-from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, as_expr, estimate_seconds, rebuild
+from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, estimate_seconds
 from .prove import (
     DISPROVED,
     PROBABLE,
@@ -40,6 +40,7 @@ from .prove import (
     RandomTester,
     alarm,
     linear_in,
+    unit_coefficient,
 )
 from .report import Report, Result
 
@@ -270,9 +271,8 @@ def _linear(bn: BatchNorm, expr: sp.Expr) -> Outcome:
 
 
 def _unit_dy(bn: BatchNorm, expr: sp.Expr, i: int) -> sp.Expr:
-    """`expr` at dy = e_i: its dy_i-coefficient when it is linear in dy (shared parts kept)."""
-    unit = {bn.dy(k): sp.Integer(int(k == i)) for k in bn.rows()}
-    return rebuild(as_expr(expr), unit, {}, evaluate=True)
+    """`expr` at dy = e_i: its dy_i-coefficient when it is linear in dy."""
+    return unit_coefficient(expr, bn.dy(i), {bn.dy(k) for k in bn.rows()})
 
 
 def _pair_label(i: int, j: int) -> str:

@@ -65,6 +65,29 @@ def test_row_symmetry_agrees_with_every_assignment():
     assert big.ok and not big.info["exhaustive"]
 
 
+@pytest.mark.parametrize("claim,split", [
+    ("D(f, beta) = Sum(D(f, y[i]), (i, 1, N))", True),
+    ("D(f, x[j]) = Sum(D(f, y[i])*D(y[i], x[j]), (i, 1, N))", True),
+    ("D(f, beta)**2 = Sum(D(f, y[i]), (i, 1, N))**2", False),  # not linear in dy: whole
+])
+def test_linear_forms_in_dy_are_decided_by_coefficient(monkeypatch, claim, split):
+    from symbn.prove import Algebra
+
+    claims = []
+    decide = Algebra.decide
+
+    def recording(self, lhs, rhs, *args, **kwargs):
+        claims.append(any(str(s).startswith("dy[") for s in sp.Tuple(lhs, rhs).free_symbols))
+        return decide(self, lhs, rhs, *args, **kwargs)
+
+    monkeypatch.setattr(Algebra, "decide", recording)
+    (result,) = check(parse(doc(claim), "t.toml"), 4)
+    assert result.verdict == PROVED
+    assert claims and (not any(claims) if split else claims[0])
+    if split:  # one claim per dy_i (and per assignment of j), none of them mentioning dy
+        assert len(claims) >= 4
+
+
 SYMMETRY_CASES = [  # claims naming concrete rows, where patterns must include those rows
     ("D(x[i], x[2]) = 1", "", DISPROVED),
     ("D(x[i], x[2]) = KroneckerDelta(i, 2)", "", PROVED),

@@ -15,7 +15,16 @@ import symbn
 from symbn import closed_form
 from symbn.differentiate import backward_gradient, derivative, forward_gradient
 from symbn.model import BatchNorm
-from symbn.prove import DISPROVED, PROBABLE, PROVED, Algebra, RandomTester, linear_in
+from symbn.prove import (
+    DISPROVED,
+    PROBABLE,
+    PROVED,
+    Algebra,
+    RandomTester,
+    coefficients,
+    linear_in,
+    unit_coefficient,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,6 +106,29 @@ def test_structural_linearity():
     assert not linear_in(bn, closed_form.dx(bn, 2) * bn.dy(1), dys)
     assert not linear_in(bn, closed_form.dx(bn, 2) + bn.gamma(), dys)
     assert not linear_in(bn, sp.exp(bn.dy(1)), dys)
+
+
+def test_coefficients_of_a_linear_form_recombine_to_it():
+    bn = BatchNorm(4)
+    dys = {bn.dy(i) for i in bn.rows()}
+    expr = closed_form.dx(bn, 2)
+    coeffs = coefficients(bn, expr, dys)
+    assert set(coeffs) == dys and not any(c.free_symbols & dys for c in coeffs.values())
+    alg = Algebra(bn)
+    for dy in dys:  # the one-pass extraction agrees with substituting dy = e_i
+        assert alg.decide(coeffs[dy], unit_coefficient(expr, dy, dys)).verdict == PROVED
+    # independent: exact evaluation at a rational point with sqrt(v + eps) = 3 rational
+    xs = [Fraction(1), Fraction(-2), Fraction(5, 3), Fraction(1, 2)]
+    mu = sum(xs) / 4
+    v = sum((x - mu) ** 2 for x in xs) / 4
+    point = {bn.x(i): x for i, x in zip(bn.rows(), xs)}
+    point |= {bn.gamma(): Fraction(7, 5), bn.eps: 9 - v}
+    dy_values = {bn.dy(i): Fraction(i * i - 3, i) for i in bn.rows()}
+    whole = bn.evaluate(expr, point | dy_values)
+    parts = sum(dy_values[dy] * bn.evaluate(c, point) for dy, c in coeffs.items())
+    assert whole.is_Rational and whole == parts
+    assert coefficients(bn, expr * bn.dy(1), dys) is None
+    assert coefficients(bn, expr + 1, dys) is None
 
 
 def test_exact_verify_above_the_old_limits():
