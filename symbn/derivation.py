@@ -382,7 +382,10 @@ class _Builder:
         if name == "N":
             return N
         if name in INDEX:
-            return INDEX[name]
+            # an index names a row, never a number: i*dy[i] would break the row symmetry
+            # that `check` relies on above EXHAUSTIVE_MAX_N
+            raise self.fail(f"is an index and names a row: use it as x[{name}] or in "
+                            f"KroneckerDelta({name}, k), not as a number", node)
         if name in INDEXED:
             raise self.fail(f"needs a row: write {name}[i] or {name}[2]", node)
         if name in FUNCTIONS:
