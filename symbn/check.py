@@ -26,7 +26,8 @@ EXHAUSTIVE_MAX_N = 8
 MAX_N = 1 << 16
 SYMMETRY_NOTE = ("rows are exchangeable: permuting (x_i, dy_i) together maps the model to "
                  "itself, so one assignment per index pattern (which indices are equal, "
-                 "which equal a row the step names) stands for all of them")
+                 "which equal a row the step names) stands for all of them, and in a link "
+                 "linear in dy one row the link does not name stands for all such rows")
 
 
 def check(derivation: Derivation | str, n: int, timeout: float | None = None,
@@ -114,8 +115,7 @@ class _StepChecker:
                  exhaustive: bool):
         self.d, self.bn, self.alg = d, bn, alg
         self.builder = _Instantiate(bn)
-        self._dys_in_order = [bn.dy(i, c) for c in bn.columns() for i in bn.rows()]
-        self._dys = set(self._dys_in_order)
+        self._dys = {bn.dy(i, c) for c in bn.columns() for i in bn.rows()}
         self.deadline, self.exhaustive = deadline, exhaustive
 
     def run(self, step: Step) -> Result:
@@ -143,7 +143,7 @@ class _StepChecker:
             for k in range(len(sides) - 1):
                 if self._late():
                     return self._unknown(step, start)
-                outcome = self._decide(sides[k], sides[k + 1])
+                outcome = self._decide(sides[k], sides[k + 1], step, assignment)
                 methods.add(outcome.method)
                 if outcome.verdict != PROVED:
                     link = f"{texts[k]} = {texts[k + 1]}"
@@ -164,17 +164,26 @@ class _StepChecker:
         return Result(step.id, PROVED, _method(methods), time.monotonic() - start,
                       note=self._coverage(step, todo))
 
-    def _decide(self, lhs: sp.Expr, rhs: sp.Expr) -> Outcome:
+    def _decide(self, lhs: sp.Expr, rhs: sp.Expr, step: Step, assignment: dict) -> Outcome:
         """lhs = rhs.  Two linear forms in dy (`linear_in`) are equal exactly when their
-        dy_i-coefficients are, since the dy_i are independent leaves: N claims free of dy,
-        each far smaller than the whole sum.  What that does not prove is decided whole, so
-        a verdict other than proved, and its witness, are those of the claim itself."""
+        dy_i-coefficients are, since the dy_i are independent leaves: claims free of dy,
+        each far smaller than the whole sum.  What those do not prove is decided whole, so
+        a verdict other than proved, and its witness, are those of the link itself.
+
+        With row symmetry (not exhaustive), one unnamed row stands for all: a permutation
+        of the rows fixing every row the link names (its concrete rows and the assignment's)
+        maps both sides to themselves, so it carries the dy_r-coefficient identity to the
+        dy_p(r) one, a renaming of the leaves, which keeps an identity an identity."""
         dys = self._dys
         left = coefficients(self.bn, lhs, dys) if len(dys) > 1 else None
         right = coefficients(self.bn, rhs, dys) if left is not None else None
         if right is not None:
+            rows = list(self.bn.rows())
+            if not self.exhaustive:
+                named = set(step.rows) | set(assignment.values())
+                rows = [r for r in rows if r in named] + [r for r in rows if r not in named][:1]
             methods, zero = set(), sp.Integer(0)
-            for dy in self._dys_in_order:
+            for dy in (self.bn.dy(r, c) for c in self.bn.columns() for r in rows):
                 outcome = self.alg.decide(left.get(dy, zero), right.get(dy, zero),
                                           self.deadline)
                 if outcome.verdict != PROVED:

@@ -88,6 +88,9 @@ def test_linear_forms_in_dy_are_decided_by_coefficient(monkeypatch, claim, split
         assert len(claims) >= 4
 
 
+DX = ("gamma*(v + eps)**(-1/2)*(D(f, y[j]) - 1/N*Sum(D(f, y[i]), (i, 1, N)) - "
+      "(x[j] - mu)*(v + eps)**(-1)*1/N*Sum((x[i] - mu)*D(f, y[i]), (i, 1, N)))")
+
 SYMMETRY_CASES = [  # claims naming concrete rows, where patterns must include those rows
     ("D(x[i], x[2]) = 1", "", DISPROVED),
     ("D(x[i], x[2]) = KroneckerDelta(i, 2)", "", PROVED),
@@ -96,6 +99,14 @@ SYMMETRY_CASES = [  # claims naming concrete rows, where patterns must include t
     ("KroneckerDelta(i, 2)*x[j] = 0", "i != j", DISPROVED),
     ("KroneckerDelta(i, 2)*KroneckerDelta(j, 2) = 0", "i != j", PROVED),
     ("D(xhat[i], x[3]) = D(xhat[i], x[j])", "i != j", DISPROVED),
+    # linear in dy: with row symmetry one dy_r-coefficient stands for the rows not named
+    ("Sum(KroneckerDelta(i, 2)*dy[i], (i, 1, N)) = dy[2]", "", PROVED),
+    ("Sum(KroneckerDelta(i, 2)*dy[i], (i, 1, N)) = dy[3]", "", DISPROVED),
+    ("Sum(KroneckerDelta(i, j)*dy[i], (i, 1, N)) = dy[j]", "", PROVED),
+    ("Sum(KroneckerDelta(i, j)*dy[i], (i, 1, N)) = dy[1]", "", DISPROVED),
+    ("Sum(KroneckerDelta(i, j)*dy[i], (i, 1, N)) = Sum(dy[i], (i, 1, N))", "", DISPROVED),
+    (f"D(f, x[j]) = {DX}", "", PROVED),
+    (f"D(f, x[j]) = {DX} + KroneckerDelta(j, 3)*D(f, y[1])", "", DISPROVED),
 ]
 
 
