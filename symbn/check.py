@@ -117,6 +117,7 @@ class _StepChecker:
         self.builder = _Instantiate(bn)
         self._dys = {bn.dy(i, c) for c in bn.columns() for i in bn.rows()}
         self.deadline, self.exhaustive = deadline, exhaustive
+        self._nonzero: dict = {}  # divisor instance -> Algebra.nonzero
 
     def run(self, step: Step) -> Result:
         start = time.monotonic()
@@ -125,6 +126,9 @@ class _StepChecker:
                 return self._run(step, start)
         except Budget:
             return self._unknown(step, start)
+        except RecursionError:  # SymPy recursing through a very deep expression: a budget
+            return Result(step.id, UNKNOWN, "exact", time.monotonic() - start,
+                          note="expression nested too deeply to decide (recursion limit)")
 
     def _run(self, step: Step, start: float) -> Result:
         todo = assignments(step, self.bn.n, self.exhaustive)
@@ -136,13 +140,22 @@ class _StepChecker:
             if self._late():
                 return self._unknown(step, start)
             label = ", ".join(f"{k}={v}" for k, v in assignment.items())
-            instances.append((assignment, label, [self._instantiate(step, link, assignment,
-                                                                    label)
-                                                  for link in step.links]))
-        for assignment, label, sides in instances:
+            sides, divisors = [], []
+            for link in step.links:
+                self.builder.denominators = []
+                sides.append(self._instantiate(step, link, assignment, label))
+                divisors.append(self.builder.denominators)
+            instances.append((assignment, label, sides, divisors))
+        for assignment, label, sides, divisors in instances:
             for k in range(len(sides) - 1):
                 if self._late():
                     return self._unknown(step, start)
+                undefined = self._undefined(divisors[k] + divisors[k + 1])
+                if undefined is not None:
+                    where = f"{label}: " if label else ""
+                    return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
+                                  note=f"{where}link {k + 1} ({texts[k]} = {texts[k + 1]}): "
+                                       f"{undefined}")
                 outcome = self._decide(sides[k], sides[k + 1], step, assignment)
                 methods.add(outcome.method)
                 if outcome.verdict != PROVED:
@@ -193,6 +206,24 @@ class _StepChecker:
                 return Outcome(PROVED, _method(methods))
         return self.alg.decide(lhs, rhs, self.deadline)
 
+    def _undefined(self, divisors: list) -> str | None:
+        """Why a side is undefined everywhere (a divisor identically zero), or None.
+
+        Only then is a link meaningless: a divisor that is not the zero function vanishes
+        on a proper algebraic subset, off which the claim is an identity of functions."""
+        for template, instance in divisors:
+            known = self._nonzero.get(instance)
+            if known is None:
+                known = self._nonzero[instance] = self.alg.nonzero(instance, self.deadline)
+            if known is False:
+                what = "is 0" if instance.is_zero else "is identically zero"
+                return (f"undefined: the claim divides by {template}, which {what} at "
+                        f"N = {self.bn.n}")
+            if known is None:
+                return (f"undefined or undecided: the claim divides by {template}, which "
+                        "could not be shown nonzero")
+        return None
+
     def _late(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
@@ -215,6 +246,36 @@ class _StepChecker:
             return count
         patterns = "; ".join(", ".join(f"{k}={v}" for k, v in a.items()) for a in todo)
         return f"{count} by row symmetry: {patterns}"
+
+
+def undefined_at(step: Step, n: int, path: str = "<step>") -> str | None:
+    """Why some side of `step` is undefined everywhere at N = n (for some index assignment),
+    or None; a step that cannot be instantiated at this N is not judged here.
+
+    >>> from symbn.derivation import parse
+    >>> d = parse('title = "t"\\nmodel = "batchnorm"\\n[[step]]\\nid = "a"\\nclaim = "v/v = 1"')
+    >>> undefined_at(d.steps[0], 1)
+    'undefined: the claim divides by v, which is identically zero at N = 1'
+    >>> undefined_at(d.steps[0], 2) is None
+    True
+    """
+    if step.rows and max(step.rows) > n:
+        return None
+    bn = BatchNorm(n)
+    checker = _StepChecker(Derivation("", "batchnorm", "", path, [step]), bn, Algebra(bn),
+                           None, True)
+    for assignment in assignments(step, n):
+        for link in step.links:
+            checker.builder.denominators = []
+            try:
+                checker.builder.run(link, assignment)
+            except SymbnError:
+                return None
+            reason = checker._undefined(checker.builder.denominators)
+            if reason is not None:
+                label = ", ".join(f"{k}={v}" for k, v in assignment.items())
+                return f"{label}: {reason}" if label else reason
+    return None
 
 
 def _method(methods: set[str]) -> str:

@@ -1,7 +1,8 @@
 """The `symbn` command line: argument parsing only, one library call per subcommand.
 
 Exit codes: 0 all proved (or success), 1 something disproved, 2 bad input or usage,
-3 undecided (unknown) with nothing disproved.
+3 undecided (unknown) with nothing disproved, 4 internal error (a defect in symbn, never a
+verdict), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+
+INTERNAL_ERROR = 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -217,6 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("symbn: interrupted\n")
         return 130
+    except Exception as err:  # a defect: its own exit code, so it never reads as a verdict
+        if args.debug:
+            raise
+        message = " ".join(str(err).split())[:200]
+        sys.stderr.write(f"symbn: internal error: {type(err).__name__}: {message}; this is a "
+                         "defect in symbn, not a verdict (exit 4); rerun with --debug for "
+                         "the traceback\n")
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

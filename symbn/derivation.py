@@ -500,7 +500,23 @@ class _Builder:
             raise self.fail("differentiates with respect to "
                             f"{_kind(wrt)}; D(a, b) needs b = x[j], y[i], gamma, beta or eps",
                             node)
-        return D(self._derivand(node.args[0], depth), wrt)
+        a = self._derivand(node.args[0], depth)
+        if _kind(wrt) == "y" and a != SCALARS["f"]:
+            # y[i] is a node, a function of the leaves: a derivative with respect to it
+            # holding the leaves fixed would give equal expressions unequal derivatives
+            # (D(y[1], y[1]) = 1 but D(gamma*xhat[1] + beta, y[1]) = 0)
+            raise self.fail(f"differentiates with respect to {wrt}, a node; D(a, y[i]) is "
+                            "defined only for a = f (df/dy[i] = dy[i]); differentiate with "
+                            "respect to a leaf x[j], gamma, beta or eps", node)
+        if a != SCALARS["f"] and _has_df(a):
+            # dy[i] = df/dy[i] depends on y, hence on x, gamma and beta, through the
+            # arbitrary f: its derivatives are second derivatives of f, which symbn does
+            # not model, so treating dy as constant would prove false claims
+            raise self.fail("differentiates an expression containing dy or a derivative of "
+                            "f; dy[i] = df/dy[i] depends on x, gamma and beta through the "
+                            "arbitrary f, and second derivatives of f are not modelled; "
+                            "state the claim without differentiating dy", node)
+        return D(a, wrt)
 
     def _call_P(self, node: ast.Call, depth: int) -> sp.Expr:
         child = self._model_name(node.args[0], node, allow_f=True)
@@ -559,43 +575,66 @@ def _constant(node: ast.AST) -> sp.Rational | None:
 
 
 class _Weight:
-    """An upper bound on the total degree of a link's numerator after clearing denominators.
+    """An upper bound on the total degree of a link's numerator plus denominator, after
+    clearing denominators; it keeps a file from asking for polynomials of astronomic size.
 
-    Leaves weigh 1 and nodes the degree of their definition (xhat = (x - mu)/sqrt(v + eps)
-    weighs 4); a derivative at most doubles the weight and adds 2 (quotient rule).  A sum
-    whose terms have divisors that depend on its index has up to N different denominators,
-    whose product is the common one: it weighs `SUM_TERMS` times its terms per such index.
-    It keeps a file from asking for polynomials of astronomic size.
+    Each expression weighs (n, d): its value is P/Q with deg P <= n, deg Q <= d, as by the
+    fraction rules: a sum a/b + c/e is (a e + c b)/(b e), so it weighs (max(n1 + d2, n2 + d1),
+    d1 + d2) and a sum of polynomials only its largest term; a product adds weights.  Leaves
+    weigh (1, 0), nodes what their definition can reach (sqrt(v + eps) counted as degree 2);
+    a derivative (n, d) -> (n + d + 2, 2 d + 2) (quotient rule, chain rule through the
+    nodes).  A Sum whose terms divide by something depending on its index has up to N
+    different denominators: per such index it weighs as a sum of `SUM_TERMS` of them.
     """
 
     SUM_TERMS = 8
 
-    NODE: ClassVar[dict[str, int]] = {"mu": 1, "v": 2, "sigma": 2, "eps": 1, "gamma": 1, "beta": 1, "f": 1,
-            "x": 1, "dy": 1, "xhat": 4, "y": 5, "N": 0}
+    NODE: ClassVar[dict[str, tuple[int, int]]] = {
+        "mu": (1, 0), "v": (2, 0), "sigma": (2, 0), "eps": (1, 0), "gamma": (1, 0),
+        "beta": (1, 0), "f": (1, 0), "x": (1, 0), "dy": (1, 0), "xhat": (2, 2),
+        "y": (3, 2), "N": (0, 0)}
 
     def of(self, e: sp.Expr) -> int:
-        if e.is_Number:
-            return 0
+        n, d = self._of(e)
+        return n + d
+
+    def _of(self, e: sp.Expr) -> tuple[int, int]:
+        if e.is_Number or isinstance(e, sp.KroneckerDelta):
+            return (0, 0)
         if isinstance(e, sp.Indexed):
             return self.NODE[str(e.base)]
         if e.is_Symbol:
-            return self.NODE.get(e.name, 0)
+            return self.NODE.get(e.name, (0, 0))
         if isinstance(e, D):
-            return 2 * self.of(e.args[0]) + 2
+            n, d = self._of(e.args[0])
+            return (n + d + 2, 2 * d + 2)
         if isinstance(e, P):
-            return self.of(e.args[0]) + 2
+            n, d = self._of(e.args[0])
+            return (n + 2, d + 2)
         if isinstance(e, sp.Sum):
+            n, d = self._of(e.function)
             divisors = set()
             for p in e.function.atoms(sp.Pow):
                 if p.exp.is_negative:
                     divisors |= p.base.free_symbols
-            spread = sum(1 for limit in e.limits if limit[0] in divisors)
-            return self.of(e.function) * self.SUM_TERMS ** spread
-        if isinstance(e, sp.KroneckerDelta):
-            return 0
+            for limit in e.limits:
+                if limit[0] in divisors:
+                    n, d = n + (self.SUM_TERMS - 1) * d, self.SUM_TERMS * d
+            return (n, d)
         if e.is_Pow:
-            return max(1, math.ceil(abs(e.exp))) * self.of(e.base)
-        return sum(self.of(a) for a in e.args)
+            n, d = self._of(e.base)
+            k = max(1, math.ceil(abs(e.exp)))
+            return (k * n, k * d) if e.exp > 0 else (k * d, k * n)
+        if e.is_Mul:
+            parts = [self._of(a) for a in e.args]
+            return (sum(p[0] for p in parts), sum(p[1] for p in parts))
+        if e.is_Add:
+            n, d = self._of(e.args[0])
+            for a in e.args[1:]:
+                n2, d2 = self._of(a)
+                n, d = max(n + d2, n2 + d), d + d2
+            return (n, d)
+        raise SymbnError(f"cannot weigh {type(e).__name__}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -630,6 +669,10 @@ class _Instantiate:
     def __init__(self, bn: BatchNorm):
         self.bn = bn
         self.memo: dict = {}
+        # (template, instance) of every base raised to a negative power, in the order met:
+        # SymPy cancels v/v to 1 as it builds the instance, so a side's definedness is
+        # judged on these, not on the instance
+        self.denominators: list[tuple[sp.Expr, sp.Expr]] = []
 
     def row(self, e: sp.Expr, rows: dict) -> int:
         if e.is_Integer:
@@ -678,14 +721,21 @@ class _Instantiate:
             if key not in self.memo:
                 from .differentiate import local_partial, total_derivative
                 rule = total_derivative if isinstance(e, D) else local_partial
-                self.memo[key] = rule(bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
-            return self.memo[key]
+                mark = len(self.denominators)
+                value = rule(bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
+                self.memo[key] = (value, self.denominators[mark:])
+            else:
+                self.denominators.extend(self.memo[key][1])
+            return self.memo[key][0]
         if e.is_Add:
             return sp.Add(*[self.run(a, rows) for a in e.args])
         if e.is_Mul:
             return sp.Mul(*[self.run(a, rows) for a in e.args])
         if e.is_Pow:
-            return sp.Pow(self.run(e.base, rows), e.exp)
+            base = self.run(e.base, rows)
+            if e.exp.is_negative:
+                self.denominators.append((e.base, base))
+            return sp.Pow(base, e.exp)
         raise SymbnError(f"cannot instantiate {type(e).__name__}: {e}")
 
 
@@ -715,6 +765,15 @@ def _rows(e: sp.Basic) -> set:
     for a in e.args:
         out |= _rows(a)
     return out
+
+
+def _has_df(e: sp.Basic) -> bool:
+    """Whether `e` contains dy[.] or a derivative of f (D(f, .), P(f, .))."""
+    if isinstance(e, sp.Indexed):
+        return str(e.base) == "dy"
+    if isinstance(e, (D, P)) and e.args[0] == SCALARS["f"]:
+        return True
+    return any(_has_df(a) for a in e.args)
 
 
 def _kind(e: sp.Expr) -> str:

@@ -27,18 +27,28 @@ from .model import BatchNorm, symbols_of
 def total_derivative(bn: BatchNorm, expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
     """d expr / d wrt with every node following `wrt`, by composing and differentiating.
 
-    `wrt` is a leaf (x, gamma, beta, eps) or a node y[i], in which case only f follows it.
-    f enters through the chain rule df = sum_i dy[i] dy_i; it is never given a formula.
+    `wrt` is a leaf (x, gamma, beta, eps), or a node y[i] when `expr` is f (df/dy[i] =
+    dy[i]).  f enters through the chain rule df = sum_i dy[i] dy_i; it is never given a
+    formula.  Refused: a node other than y[i] with f (y[i] is a function of the leaves, so
+    "holding the leaves fixed" would differentiate the text, not the value), and an `expr`
+    containing dy, which depends on the leaves through f (a second derivative of f).
 
     >>> bn = BatchNorm(2)
     >>> total_derivative(bn, bn.mu(), bn.x(1))
     1/2
+    >>> total_derivative(bn, bn.f, bn.y(2))
+    dy[2]
     """
-    if wrt in bn.nodes and not str(wrt).startswith("y"):
-        raise SymbnError(f"cannot differentiate with respect to node {wrt}; "
-                         "use a leaf (x, gamma, beta, eps) or y")
-    keep = frozenset(bn.nodes) - {bn.f} if wrt in bn.nodes else frozenset()
-    composed = bn.compose(expr, keep=keep | {bn.f})
+    if wrt in bn.nodes:
+        if expr != bn.f or wrt not in _y_index(bn):
+            raise SymbnError(f"cannot differentiate {expr} with respect to the node {wrt}; "
+                             "only D(f, y[i]) = dy[i] is defined; use a leaf (x, gamma, "
+                             "beta, eps)")
+        return _dy_of(bn, wrt)
+    if bn.support(expr) & {bn.dy(i, c) for i in bn.rows() for c in bn.columns()}:
+        raise SymbnError(f"cannot differentiate {expr}: it contains dy = df/dy, which depends "
+                         "on the leaves through f (second derivatives of f are not modelled)")
+    composed = bn.compose(expr, keep=frozenset({bn.f}))
     result = derivative(composed, wrt)
     if bn.f in symbols_of(composed):
         df = forward_gradient(bn, wrt)
@@ -136,12 +146,16 @@ def _dy_of(bn: BatchNorm, y: sp.Symbol) -> sp.Symbol:
     return bn.dy(i, c)
 
 
-def _index_of(bn: BatchNorm, y: sp.Symbol) -> tuple[int, int]:
+def _y_index(bn: BatchNorm) -> dict:
     if "y_index" not in bn.cache:
         bn.cache["y_index"] = {bn.y(i, c): (i, c) for i in bn.rows() for c in bn.columns()}
-    if y not in bn.cache["y_index"]:
+    return bn.cache["y_index"]
+
+
+def _index_of(bn: BatchNorm, y: sp.Symbol) -> tuple[int, int]:
+    if y not in _y_index(bn):
         raise SymbnError(f"{y} is not a y node of the model")
-    return bn.cache["y_index"][y]
+    return _y_index(bn)[y]
 
 
 # ---------------------------------------------------------------------------------------

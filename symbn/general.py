@@ -218,12 +218,20 @@ class Normalizer:
         return out
 
     def _sum(self, e: sp.Sum) -> sp.Expr:
-        if len(e.limits) != 1:
-            return self._sum(sp.Sum(sp.Sum(e.function, *e.limits[:-1]), e.limits[-1]))
-        var, lo, hi = e.limits[0]
-        if lo != 1 or hi != N:
-            raise Unsupported(f"a sum from {lo} to {hi}; only 1..N is supported")
+        # SymPy merges nested sums into one Sum with several limits, innermost first: the
+        # canonical form of each inner sum is the summand of the next
         body = self._norm(e.function)
+        for var, lo, hi in e.limits:
+            if lo != 1 or hi != N:
+                raise Unsupported(f"a sum from {lo} to {hi}; only 1..N is supported")
+            body = self._sum_over(body, var)
+            # a row picked by R3 that is this sum's own variable lies in 1..N by the range
+            self.conditions.discard(f"1 <= {var} <= N")
+        return body
+
+    def _sum_over(self, body: sp.Expr, var: sp.Symbol) -> sp.Expr:
+        """sum_{var=1}^N body, `body` already in canonical form."""
+        body = sp.expand(body)
         deps = sorted((t for t in body.free_symbols if self._mentions(t, var)), key=str)
         if var in deps:
             raise Unsupported(f"the summation index {var} occurs outside x, dy and delta")
@@ -517,11 +525,17 @@ class _Translate:
     a's definition with its other parents held fixed.
     """
 
-    def __init__(self):
+    def __init__(self, free=()):
         from . import derivation as dv
 
         self.dv = dv
         self.index = {name: sym for name, sym in (("i", i), ("j", j), ("k", k))}
+        # alpha-conversion: a summation index that shares its name with an index free in
+        # the step gets a fresh name, so no substitution, derivative or `where` condition
+        # on the free index can reach the bound one (Sum(x[j]**2, (j, 1, N)) and x[j])
+        self.free = {str(name) for name in free}
+        self.fresh: dict[str, sp.Symbol] = {}
+        self.denominators: list[tuple[sp.Expr, sp.Expr]] = []  # (template, translation)
 
     def run(self, e: sp.Expr) -> sp.Expr:
         dv = self.dv
@@ -543,9 +557,18 @@ class _Translate:
                 return table[e.name]()
             raise Unsupported(f"{e} has no symbolic-N meaning")
         if isinstance(e, sp.Sum):
-            out = self.run(e.function)
-            for var, lower, upper in e.limits:
-                out = sp.Sum(out, (self.index[var.name], lower, N if upper == N else upper))
+            outer = dict(self.index)
+            limits = []
+            for var, lower, upper in e.limits:  # innermost first
+                bound = self.bound_symbol(var.name)
+                self.index[var.name] = bound
+                limits.append((bound, lower, N if upper == N else upper))
+            try:
+                out = self.run(e.function)
+            finally:
+                self.index = outer
+            for limit in limits:
+                out = sp.Sum(out, limit)
             return out
         if isinstance(e, sp.KroneckerDelta):
             return sp.KroneckerDelta(*[self.row(a) for a in e.args])
@@ -553,9 +576,22 @@ class _Translate:
             return self.total(*e.args)
         if isinstance(e, dv.P):
             return self.partial(*e.args)
-        if e.is_Add or e.is_Mul or e.is_Pow:
+        if e.is_Pow:
+            base = self.run(e.base)
+            if e.exp.is_negative:  # SymPy would cancel v/v to 1: keep the divisor apart
+                self.denominators.append((e.base, base))
+            return base ** e.exp
+        if e.is_Add or e.is_Mul:
             return e.func(*[self.run(a) for a in e.args])
         raise Unsupported(f"{type(e).__name__} in {e}")
+
+    def bound_symbol(self, name: str) -> sp.Symbol:
+        """The symbol a Sum over `name` binds: `name` itself unless it is free in the step."""
+        if name not in self.free:
+            return self.index[name]
+        if name not in self.fresh:
+            self.fresh[name] = sp.Symbol(name + "'", integer=True, positive=True)
+        return self.fresh[name]
 
     def row(self, e):
         if e.is_Symbol and e.name in self.index:
@@ -600,14 +636,20 @@ class _Translate:
         return compose(sp.diff(definitions[ck], target))
 
 
-def translate(template: sp.Expr) -> sp.Expr:
+def translate(template: sp.Expr, free=()) -> sp.Expr:
     """A derivation template (symbn.derivation's names, D and P) in the symbolic-N model.
 
-    >>> from symbn.derivation import SCALARS
+    `free` names the indices free in the whole step; a Sum binding one of them is renamed
+    apart (j -> j').
+
+    >>> from symbn.derivation import SCALARS, INDEX, INDEXED
     >>> translate(SCALARS["mu"])
     Sum(x[p], (p, 1, N))/N
+    >>> jj = INDEX["j"]
+    >>> translate(sp.Sum(INDEXED["x"][jj], (jj, 1, N)) + INDEXED["x"][jj], free=["j"])
+    x[j] + Sum(x[j'], (j', 1, N))
     """
-    return _Translate().run(template)
+    return _Translate(free).run(template)
 
 
 def _step_links(step, translate: _Translate):
@@ -619,32 +661,119 @@ def _step_links(step, translate: _Translate):
             equal[b] = a
         else:
             distinct.add(frozenset((a, b)))
-    links = []
+    links, divisors = [], []
     for link in step.links:
+        translate.denominators = []
         e = translate.run(link)
+        divisors.append([(t, d.xreplace(equal) if equal else d)
+                         for t, d in translate.denominators])
         bound = {var for s_ in e.atoms(sp.Sum) for var, _, _ in s_.limits}
-        if set(equal.values()) & bound:  # j -> i would be captured by a sum over i
+        if set(equal.values()) & bound:  # cannot happen after alpha-conversion; kept as a guard
             raise Unsupported("where equates an index that is also summed over")
-        links.append(e.subs(equal) if equal else e)
-    return links, equal, distinct
+        links.append(e.xreplace(equal) if equal else e)
+    return links, divisors, equal, distinct
+
+
+def _patterns(indices: list, distinct: set):
+    """Each way of making some of `indices` equal (a set partition) that keeps the pairs in
+    `distinct` apart, as (renaming to each block's first index, the pairs now distinct)."""
+    def partitions(items):
+        if not items:
+            yield []
+            return
+        first, rest = items[0], items[1:]
+        for smaller in partitions(rest):
+            yield [[first], *smaller]
+            for n_block in range(len(smaller)):
+                yield [*smaller[:n_block], [first, *smaller[n_block]], *smaller[n_block + 1:]]
+
+    for blocks in partitions(sorted(indices, key=str)):
+        if any(frozenset((a, b)) in distinct for block in blocks for a in block for b in block
+               if a != b):
+            continue
+        rename = {a: block[0] for block in blocks for a in block}
+        apart = {frozenset((x[0], y[0])) for x in blocks for y in blocks if x is not y}
+        yield rename, apart
+
+
+def _vanishing_sizes(divisors: list) -> dict[int, str]:
+    """{N: reason} for every N at which the canonical form of a divisor vanishes because
+    all its coefficients, polynomials in N, share the root N (such as N - 1)."""
+    found = {}
+    for template, divisor in divisors:
+        try:
+            numerator = sp.together(_eliminate_sqrt(Normalizer().normal(divisor)))
+            numerator = sp.expand(numerator.as_numer_denom()[0])
+            gens = sorted(numerator.free_symbols - {N}, key=str)
+            coeffs = sp.Poly(numerator, *gens).coeffs() if gens else [numerator]
+            content = sp.gcd_list(coeffs) if len(coeffs) > 1 else coeffs[0]
+            factors = sp.factor_list(content, N)[1] if content.has(N) else []
+        except (Unsupported, sp.PolynomialError, NotImplementedError, TypeError, ValueError):
+            continue
+        for factor, _ in factors:
+            poly = sp.Poly(factor, N)
+            if poly.degree() == 1:
+                root = -poly.all_coeffs()[1] / poly.all_coeffs()[0]
+                if root.is_Integer and root > 0:
+                    found.setdefault(int(root), f"the claim divides by {template}, which is "
+                                                f"identically zero at N = {root}")
+    return found
+
+
+def _undefined_everywhere(divisors: list, indices: list, distinct: set) -> str | None:
+    """Why a side divides by zero for every N (canonical form of a divisor zero under some
+    pattern of equal indices), or None."""
+    for rename, apart in _patterns(indices, distinct):
+        for template, divisor in divisors:
+            nz = Normalizer(apart)
+            try:
+                numerator = sp.together(_eliminate_sqrt(nz.normal(divisor.xreplace(rename))))
+                zero = numerator.has(sp.zoo, sp.nan) or \
+                    sp.expand(numerator.as_numer_denom()[0]) == 0
+            except (Unsupported, sp.PolynomialError, NotImplementedError, TypeError,
+                    ValueError):
+                return (f"undefined or undecided: the claim divides by {template}, whose "
+                        "canonical form could not be built")
+            if zero:
+                equal = sorted({f"{a} = {b}" for a, b in rename.items() if a != b})
+                when = f" when {', '.join(equal)}" if equal else ""
+                return (f"undefined{when}: the claim divides by {template}, which is "
+                        "identically zero for every N")
+    return None
 
 
 def check_step(step, derivation=None) -> Result:
     """One derivation step for every N: proved, disproved at a concrete N, or unknown."""
     start = time.monotonic()
-    translate = _Translate()
     try:
-        links, equal, distinct = _step_links(step, translate)
+        return _check_step(step, derivation, start)
+    except RecursionError:  # SymPy recursing through a very deep expression: a budget
+        return Result(step.id, UNKNOWN, METHOD, time.monotonic() - start,
+                      note="expression nested too deeply to decide (recursion limit)")
+
+
+def _check_step(step, derivation, start: float) -> Result:
+    translate = _Translate(step.free_indices)
+    try:
+        links, divisors, equal, distinct = _step_links(step, translate)
     except Unsupported as err:
         return Result(step.id, UNKNOWN, METHOD, time.monotonic() - start, note=str(err))
+    indices = sorted({translate.index[str(a)] for a in step.free_indices} - set(equal),
+                     key=str)
+    texts = step.link_texts()
     rules, conditions = set(), set()
     for n_link, (a, b) in enumerate(pairwise(links), 1):
+        label = f"link {n_link} ({texts[n_link - 1]} = {texts[n_link]})"
+        undefined = _undefined_everywhere(divisors[n_link - 1] + divisors[n_link], indices,
+                                          distinct)
+        if undefined is not None:
+            return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
+                          note=f"{label}: {undefined}")
         verdict, note, nz = decide(a, b, distinct)
         rules |= nz.rules
         conditions |= nz.conditions
         if verdict != PROVED:
             witness = _concrete_step_disproof(step, derivation)
-            label = f"link {n_link} = link {n_link + 1}"
             if witness is not None:
                 return Result(step.id, DISPROVED, METHOD, time.monotonic() - start, witness,
                               f"{label}: false at N = {witness['N']}")
@@ -653,11 +782,39 @@ def check_step(step, derivation=None) -> Result:
     parts = [f"{len(links) - 1} link(s) for every N"]
     where = [f"{a} == {b}" for b, a in equal.items()] + \
         [" != ".join(sorted(map(str, pair))) for pair in distinct]
+    if any(divisors):
+        # a divisor that is not the zero function for symbolic N can still vanish
+        # identically at a small N (v at N = 1): the claim is then vacuous there
+        vacuous = _vacuous_sizes(step, derivation)
+        for size, reason in _vanishing_sizes([d for side in divisors for d in side]).items():
+            vacuous.setdefault(size, reason)
+        parts[0] += " where defined"
+        if vacuous:
+            sizes = sorted(vacuous)
+            if sizes == list(range(1, len(sizes) + 1)):
+                parts[0] = f"{len(links) - 1} link(s) for every N >= {len(sizes) + 1}"
+            else:
+                parts[0] += f" except N = {', '.join(map(str, sizes))}"
+            reason = vacuous[sizes[0]].replace("undefined: ", "", 1)
+            parts.append(f"undefined at N = {sizes[0]}: {reason}")
     if where or conditions:
         parts.append("if " + ", ".join(where + sorted(conditions)))
     if rules:
         parts.append("by " + ", ".join(sorted(rules)))
     return Result(step.id, PROVED, METHOD, time.monotonic() - start, note="; ".join(parts))
+
+
+def _vacuous_sizes(step, derivation, sizes=(1, 2, 3, 4)) -> dict[int, str]:
+    """{N: reason} for the small N at which a side of the step divides by a function that
+    is identically zero (for some index assignment)."""
+    from .check import undefined_at
+
+    found = {}
+    for n in sizes:
+        reason = undefined_at(step, n, getattr(derivation, "path", "<step>"))
+        if reason is not None:
+            found[n] = reason
+    return found
 
 
 def _concrete_step_disproof(step, derivation) -> dict | None:

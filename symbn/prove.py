@@ -86,15 +86,33 @@ class _Unsupported(Exception):
     """The expression leaves the fragment the exact method decides."""
 
 
-# One FLINT multiplication is a single C call that no alarm can interrupt; past this many
-# term-by-term products (about a second on this class of machine) the claim is `unknown`.
+# One FLINT multiplication is a single C call that no alarm can interrupt, and FLINT aborts
+# the process when an allocation fails; past this many term-by-term products (about a
+# second on this class of machine), or a product that could need more memory than
+# MAX_PRODUCT_BYTES (each term packs its exponents in 8 bits per variable, plus the
+# coefficient), the claim is `unknown` before FLINT is asked.
 MAX_TERM_PRODUCTS = 5 * 10**7
+MAX_PRODUCT_BYTES = 1 << 28
+
+
+def _bytes(terms: int, poly) -> int:
+    """Memory of a polynomial with this many terms in `poly`'s ring, roughly."""
+    return terms * 8 * (-(-poly.context().nvars() // 8) + 2)
 
 
 def _times(a, b):
-    if len(a) * len(b) > MAX_TERM_PRODUCTS:
-        raise Budget(f"a product of {len(a)} by {len(b)} terms exceeds the size budget")
+    products = len(a) * len(b)
+    if products > MAX_TERM_PRODUCTS or _bytes(products, a) > MAX_PRODUCT_BYTES:
+        raise Budget(f"a product of {len(a)} by {len(b)} terms exceeds the size budget "
+                     f"(up to {_bytes(products, a) >> 20} MiB)")
     return a * b
+
+
+def _gcd(a, b):
+    # FLINT's gcd works on copies of both operands and their cofactors: a few times their size
+    if _bytes(4 * (len(a) + len(b)), a) > MAX_PRODUCT_BYTES:
+        raise Budget(f"a gcd of {len(a)} and {len(b)} terms exceeds the size budget")
+    return a.gcd(b)
 
 
 def _power(a, k: int):
@@ -147,7 +165,7 @@ class _Frac:
     def __add__(self, other: _Frac) -> _Frac:
         if self.den == other.den:
             return _Frac(self.num + other.num, self.den)
-        g = self.den.gcd(other.den)
+        g = _gcd(self.den, other.den)
         a, b = self.den / g, other.den / g
         return _Frac(_times(self.num, b) + _times(other.num, a), _times(a, other.den))
 
@@ -344,6 +362,52 @@ class Algebra:
 
     def _eps_index(self) -> int:
         return self.symbols.index(self.bn.eps)
+
+    # -- definedness --------------------------------------------------------------------
+    def nonzero(self, expr: sp.Expr, deadline: float | None = None,
+                seed: int = 0) -> bool | None:
+        """Whether `expr` is not the zero function on the domain: True when it is nonzero
+        at one exact point (so its canonical numerator is not the zero polynomial), False
+        when that numerator is zero (or `expr` itself divides by zero), None if undecided.
+
+        >>> bn = BatchNorm(1)
+        >>> alg = Algebra(bn)
+        >>> alg.nonzero(bn.v()), alg.nonzero(bn.v() + bn.eps)
+        (False, True)
+        """
+        expr = as_expr(expr)
+        if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            return False
+        if expr.is_Number:
+            return expr != 0
+        if expr.is_Pow and expr.exp.is_positive:  # sqrt(b) is the zero function iff b is
+            return self.nonzero(expr.base, deadline, seed)
+        from .separate import certainly_nonzero
+
+        try:
+            value = self.bn.evaluate(expr, self._point(random.Random(seed)))
+        except ZeroDivisionError:
+            value = None
+        if value is not None and certainly_nonzero(value):
+            return True
+        try:
+            diff, _ = self.difference(expr, sp.Integer(0), deadline)
+        except _Unsupported:
+            return None
+        except ZeroDivisionError:
+            return False
+        return not diff.is_zero()
+
+    def _point(self, rng: random.Random) -> dict:
+        """Small random integers for every leaf, eps > 0 with v + eps a rational square
+        (first column), so that the model's square root stays rational."""
+        bn = self.bn
+        point = {leaf: Fraction(rng.randint(-5, 5)) for leaf in bn.leaves}
+        v = bn.evaluate(bn.v(), point)
+        root = math.isqrt(int(v.p) // int(v.q)) + 1 + rng.randint(0, 2)
+        eps = root * root - v
+        point[bn.eps] = Fraction(int(eps.p), int(eps.q))
+        return point
 
     # -- deciding ------------------------------------------------------------------------
     def difference(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None = None):

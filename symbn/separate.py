@@ -61,6 +61,25 @@ def _enclose(e):
     raise _NoEnclosure
 
 
+def certainly_nonzero(value: sp.Expr) -> bool:
+    """Whether an exact closed value (rationals, square roots) is certainly not 0: exactly
+    for a rational, by an enclosing interval that excludes 0 otherwise.
+
+    >>> certainly_nonzero(sp.sqrt(2) - 1), certainly_nonzero(sp.Integer(0))
+    (True, False)
+    """
+    value = as_expr(value)
+    if value.is_Rational:
+        return value != 0
+    if value.has(sp.zoo, sp.nan, sp.I, sp.oo):
+        return False
+    try:
+        gap = enclose(value)
+    except (_NoEnclosure, ZeroDivisionError):
+        return False
+    return bool(gap.a > 0 or gap.b < 0)
+
+
 def separating_point(bn: BatchNorm, lhs: sp.Expr, rhs: sp.Expr, seed: int = 0,
                      tries: int = 40) -> dict | None:
     """A rational point with eps > 0 where lhs and rhs certainly differ, or None."""
