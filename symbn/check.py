@@ -142,15 +142,16 @@ class _StepChecker:
             label = ", ".join(f"{k}={v}" for k, v in assignment.items())
             sides, divisors = [], []
             for link in step.links:
-                self.builder.denominators = []
+                self.builder.denominators, self.builder.radicands = [], []
                 sides.append(self._instantiate(step, link, assignment, label))
-                divisors.append(self.builder.denominators)
+                divisors.append((self.builder.denominators, self.builder.radicands))
             instances.append((assignment, label, sides, divisors))
         for assignment, label, sides, divisors in instances:
             for k in range(len(sides) - 1):
                 if self._late():
                     return self._unknown(step, start)
-                undefined = self._undefined(divisors[k] + divisors[k + 1])
+                undefined = self._undefined(divisors[k][0] + divisors[k + 1][0],
+                                            divisors[k][1] + divisors[k + 1][1])
                 if undefined is not None:
                     where = f"{label}: " if label else ""
                     return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
@@ -206,11 +207,24 @@ class _StepChecker:
                 return Outcome(PROVED, _method(methods))
         return self.alg.decide(lhs, rhs, self.deadline)
 
-    def _undefined(self, divisors: list) -> str | None:
-        """Why a side is undefined everywhere (a divisor identically zero), or None.
+    def _undefined(self, divisors: list, radicands: list = ()) -> str | None:
+        """Why a side is undefined everywhere (a divisor identically zero, a square root of
+        something negative wherever it is not 0), or None.
 
         Only then is a link meaningless: a divisor that is not the zero function vanishes
-        on a proper algebraic subset, off which the claim is an identity of functions."""
+        on a proper algebraic subset, off which the claim is an identity of functions, and
+        a radicand positive at one point is positive on an open set around it."""
+        for template, instance in radicands:
+            key = ("radicand", instance)
+            known = self._nonzero.get(key)
+            if known is None:
+                known = self._nonzero[key] = self.alg.real_somewhere(instance, self.deadline)
+            if known is False:
+                return (f"undefined: the claim takes the square root of {template}, which is "
+                        f"negative wherever it is not 0, at N = {self.bn.n}")
+            if known is None:
+                return (f"undefined or undecided: the claim takes the square root of "
+                        f"{template}, which could not be shown positive anywhere")
         for template, instance in divisors:
             known = self._nonzero.get(instance)
             if known is None:
@@ -266,12 +280,13 @@ def undefined_at(step: Step, n: int, path: str = "<step>") -> str | None:
                            None, True)
     for assignment in assignments(step, n):
         for link in step.links:
-            checker.builder.denominators = []
+            checker.builder.denominators, checker.builder.radicands = [], []
             try:
                 checker.builder.run(link, assignment)
             except SymbnError:
                 return None
-            reason = checker._undefined(checker.builder.denominators)
+            reason = checker._undefined(checker.builder.denominators,
+                                        checker.builder.radicands)
             if reason is not None:
                 label = ", ".join(f"{k}={v}" for k, v in assignment.items())
                 return f"{label}: {reason}" if label else reason

@@ -673,6 +673,7 @@ class _Instantiate:
         # SymPy cancels v/v to 1 as it builds the instance, so a side's definedness is
         # judged on these, not on the instance
         self.denominators: list[tuple[sp.Expr, sp.Expr]] = []
+        self.radicands: list[tuple[sp.Expr, sp.Expr]] = []  # bases of square roots, likewise
 
     def row(self, e: sp.Expr, rows: dict) -> int:
         if e.is_Integer:
@@ -721,11 +722,12 @@ class _Instantiate:
             if key not in self.memo:
                 from .differentiate import local_partial, total_derivative
                 rule = total_derivative if isinstance(e, D) else local_partial
-                mark = len(self.denominators)
+                mark, root = len(self.denominators), len(self.radicands)
                 value = rule(bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
-                self.memo[key] = (value, self.denominators[mark:])
+                self.memo[key] = (value, self.denominators[mark:], self.radicands[root:])
             else:
                 self.denominators.extend(self.memo[key][1])
+                self.radicands.extend(self.memo[key][2])
             return self.memo[key][0]
         if e.is_Add:
             return sp.Add(*[self.run(a, rows) for a in e.args])
@@ -735,6 +737,8 @@ class _Instantiate:
             base = self.run(e.base, rows)
             if e.exp.is_negative:
                 self.denominators.append((e.base, base))
+            if e.exp.q == 2:
+                self.radicands.append((e.base, base))
             return sp.Pow(base, e.exp)
         raise SymbnError(f"cannot instantiate {type(e).__name__}: {e}")
 

@@ -36,6 +36,7 @@ from sympy.concrete.delta import deltasummation
 from .errors import SymbnError
 from .model import BatchNorm, as_expr
 from .prove import DISPROVED, PROVED, UNKNOWN, Algebra
+from .radicals import NEG, NONPOS, Signs, needs_rewrite, rewrite
 from .report import Report, Result
 
 N = sp.Symbol("N", integer=True, positive=True)
@@ -296,6 +297,11 @@ def decide(lhs: sp.Expr, rhs: sp.Expr, distinct=()) -> tuple[str, str, Normalize
     ('proved', ['R1', 'R3'], {'1 <= j <= N'})
     """
     nz = Normalizer(distinct)
+    lhs, rhs = as_expr(lhs), as_expr(rhs)
+    radicals = [p for p in sp.Tuple(lhs, rhs).atoms(sp.Pow) if p.exp.is_Rational and p.exp.q == 2]
+    if needs_rewrite(radicals):  # sqrt((v + eps)**2) = v + eps, by proved signs
+        signs = Signs({eps, N})
+        lhs, rhs = rewrite(lhs, signs), rewrite(rhs, signs)
     try:
         diff = nz.normal(lhs) - nz.normal(rhs)
         diff = _eliminate_sqrt(diff)
@@ -536,6 +542,7 @@ class _Translate:
         self.free = {str(name) for name in free}
         self.fresh: dict[str, sp.Symbol] = {}
         self.denominators: list[tuple[sp.Expr, sp.Expr]] = []  # (template, translation)
+        self.radicands: list[tuple[sp.Expr, sp.Expr]] = []
 
     def run(self, e: sp.Expr) -> sp.Expr:
         dv = self.dv
@@ -580,6 +587,8 @@ class _Translate:
             base = self.run(e.base)
             if e.exp.is_negative:  # SymPy would cancel v/v to 1: keep the divisor apart
                 self.denominators.append((e.base, base))
+            if e.exp.q == 2:  # and sqrt(-eps)**2 to -eps
+                self.radicands.append((e.base, base))
             return base ** e.exp
         if e.is_Add or e.is_Mul:
             return e.func(*[self.run(a) for a in e.args])
@@ -663,8 +672,13 @@ def _step_links(step, translate: _Translate):
             distinct.add(frozenset((a, b)))
     links, divisors = [], []
     for link in step.links:
-        translate.denominators = []
+        translate.denominators, translate.radicands = [], []
         e = translate.run(link)
+        signs = Signs({eps, N})
+        for template, radicand in translate.radicands:
+            if signs.sign(radicand) in (NEG, NONPOS):
+                raise Unsupported(f"undefined: the claim takes the square root of {template}, "
+                                  "which is negative wherever it is not 0")
         divisors.append([(t, d.xreplace(equal) if equal else d)
                          for t, d in translate.denominators])
         bound = {var for s_ in e.atoms(sp.Sum) for var, _, _ in s_.limits}

@@ -28,6 +28,11 @@ import flint
 import sympy as sp
 
 from .model import BatchNorm, as_expr, rebuild
+from .radicals import NEG as NEG_SIGN
+from .radicals import NONNEG as NONNEG_SIGN
+from .radicals import NONPOS as NONPOS_SIGN
+from .radicals import POS as POS_SIGN
+from .radicals import Signs, needs_rewrite, rewrite
 
 PROVED, DISPROVED, UNKNOWN, PROBABLE = "proved", "disproved", "unknown", "probable"
 METHOD_EXACT = "exact"
@@ -398,6 +403,35 @@ class Algebra:
             return False
         return not diff.is_zero()
 
+    def real_somewhere(self, expr: sp.Expr, deadline: float | None = None) -> bool | None:
+        """Whether sqrt(expr) is real on an open set (or expr is the zero function): True;
+        False when `expr` is negative wherever it is not 0 (by proved signs); None if
+        undecided.
+
+        >>> bn = BatchNorm(2)
+        >>> alg = Algebra(bn)
+        >>> alg.real_somewhere(bn.x(1) - bn.x(2)), alg.real_somewhere(-bn.v() - bn.eps)
+        (True, False)
+        """
+        from .separate import certainly_nonzero
+
+        bn = self.bn
+        signs = Signs({bn.eps}, lambda s: bn.nodes[s].definition
+                      if s in bn.nodes and s != bn.f else None)
+        sign = signs.sign(as_expr(expr))
+        if sign in (POS_SIGN, NONNEG_SIGN):
+            return True
+        if sign in (NEG_SIGN, NONPOS_SIGN):
+            return self.nonzero(expr, deadline) is False
+        for seed in range(8):
+            try:
+                value = bn.evaluate(expr, self._point(random.Random(seed)))
+            except ZeroDivisionError:
+                continue
+            if value.is_real and certainly_nonzero(value) and value > 0:
+                return True
+        return True if self.nonzero(expr, deadline) is False else None
+
     def _point(self, rng: random.Random) -> dict:
         """Small random integers for every leaf, eps > 0 with v + eps a rational square
         (first column), so that the model's square root stays rational."""
@@ -413,6 +447,10 @@ class Algebra:
     def difference(self, lhs: sp.Expr, rhs: sp.Expr, deadline: float | None = None):
         """(lhs - rhs as num/den, mode) after eliminating eps."""
         lhs, rhs = self.bn.compose(lhs), self.bn.compose(rhs)  # every node down to the leaves
+        if needs_rewrite(self._radicals(sp.Tuple(lhs, rhs))):
+            # square roots of even powers, sqrt((v + eps)**2) = v + eps, by proved signs
+            signs = Signs({self.bn.eps})
+            lhs, rhs = rewrite(lhs, signs), rewrite(rhs, signs)
         self._refs = _parent_counts(sp.Tuple(lhs, rhs))
         try:
             return self._difference(lhs, rhs, deadline)
@@ -469,12 +507,12 @@ class Algebra:
                 return None
             radius = (3, 10, 1000)[min(attempt // 20, 2)]
             pt = {sym: Fraction(rng.randint(-radius, radius)) for sym in self.symbols}
-            pt[self.bn.eps] = Fraction(rng.randint(1, radius))
+            pt[self.bn.eps] = positive_sample(rng, radius)
             args = [flint.fmpq(q.numerator, q.denominator) for q in pt.values()]
             if mode is not None:
                 w = self._radicands[mode](*(args + [flint.fmpq(0)]))
                 w = Fraction(int(w.p), int(w.q))
-                s = Fraction(math.isqrt(max(0, math.floor(w))) + 1 + rng.randint(0, 2))
+                s = root_above(w, rng)
                 pt[self.bn.eps] = s * s - w  # > 0, and w + eps = s^2 is a rational square
                 args[self._eps_index()] = flint.fmpq(pt[self.bn.eps].numerator,
                                                      pt[self.bn.eps].denominator)
@@ -494,6 +532,31 @@ class Algebra:
             return {"point": {str(k): _fmt(v) for k, v in point.items()},
                     "lhs": str(left), "rhs": str(right)}
         return None
+
+
+def positive_sample(rng: random.Random, radius: int) -> Fraction:
+    """A rational > 0: half the time an integer 1..radius, half the time a small fraction
+    p/q in (0, 1), so that a claim false only for small eps (0 < eps < 1/2) is refuted too.
+
+    >>> all(0 < positive_sample(random.Random(k), 3) for k in range(50))
+    True
+    """
+    if rng.random() < 0.5:
+        return Fraction(rng.randint(1, radius))
+    q = rng.randint(2, 12)
+    return Fraction(rng.randint(1, q - 1), q)
+
+
+def root_above(w: Fraction, rng: random.Random) -> Fraction:
+    """A rational s > 0 with s**2 > w, often just above sqrt(w), so that eps = s**2 - w
+    ranges over small values as well as large ones.
+
+    >>> all(root_above(Fraction(2), random.Random(k)) ** 2 > 2 for k in range(50))
+    True
+    """
+    q = rng.choice((1, 1, 2, 3, 5, 8))
+    # isqrt(floor(w q^2)) + 1 > sqrt(w) q, so s^2 > w
+    return Fraction(math.isqrt(max(0, math.floor(w * q * q))) + rng.randint(1, 3), q)
 
 
 def _parent_counts(expr: sp.Expr) -> dict:

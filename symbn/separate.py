@@ -16,6 +16,7 @@ import sympy as sp
 from mpmath import iv
 
 from .model import BatchNorm, as_expr
+from .prove import positive_sample
 
 
 class _NoEnclosure(Exception):
@@ -90,7 +91,7 @@ def separating_point(bn: BatchNorm, lhs: sp.Expr, rhs: sp.Expr, seed: int = 0,
         radius = 3 if attempt < 20 else 50
         point = {s: Fraction(rng.randint(-radius, radius)) for s in leaves}
         if bn.eps in point:
-            point[bn.eps] = Fraction(rng.randint(1, radius))
+            point[bn.eps] = positive_sample(rng, radius)
         try:
             left, right = bn.evaluate(lhs, point), bn.evaluate(rhs, point)
             if left.has(sp.zoo, sp.nan, sp.I) or right.has(sp.zoo, sp.nan, sp.I):
