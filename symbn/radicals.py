@@ -75,7 +75,8 @@ class Signs:
                 return POS if POS in signs else NONNEG
             if signs <= {NEG, NONPOS}:
                 return NEG if NEG in signs else NONPOS
-            return None
+            collapsed = sp.Add(*e.args)  # a sum built unevaluated, x[1] - x[1] at N = 1
+            return self.sign(collapsed) if collapsed.is_Number else None
         if e.is_Mul:
             negative, strict = False, True
             for a in e.args:
@@ -167,4 +168,4 @@ def _root(e: sp.Pow, signs: Signs) -> sp.Expr:
 
 def needs_rewrite(radicals) -> bool:
     """Whether any of these half-integer powers has a base `rewrite` could change."""
-    return any(not r.base.is_Add or r.base.is_Number for r in radicals)
+    return any(not r.base.is_Add for r in radicals)
