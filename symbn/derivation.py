@@ -13,7 +13,11 @@ sees what was written:
     mu, v, ...   plain symbols mu, v, eps, gamma, beta, f, sigma;  N a positive integer symbol
     Sum(e, (k, 1, N)), KroneckerDelta(a, b)   unevaluated SymPy objects (SymPy merges
                  nested sums into one Sum with several limits)
-    D(a, b)      total derivative of a with respect to the leaf b (or b = y[i])
+    D(a, b)      total derivative of a with respect to the leaf b; D(f, y[i]) = dy[i].
+                 Refused: D(a, y[i]) for a != f (y[i] is a node, a function of the
+                 leaves: equal expressions must have equal derivatives), and D of an
+                 expression containing dy or D(f, .) (dy depends on the leaves through
+                 the arbitrary f; treating it as constant proves false claims)
     P(a, b)      local partial of node a with respect to its direct parent b
 
 `instantiate` turns a template into an expression of a concrete `BatchNorm` model.

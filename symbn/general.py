@@ -22,6 +22,30 @@ S(...).  Each rule is an identity for every N >= 1, so the conclusion holds for 
 A nonzero numerator is not a disproof (the S(...) are dependent for small N): the claim is
 then tried at N = 1..4 with the exact prover, and is `disproved` only with a concrete
 witness there, `unknown` otherwise.
+
+Why each step is sound (what it assumes, and where that is checked):
+
+- Bound and free indices never meet.  A Sum binding an index that is free in the step is
+  renamed apart (j -> j', alpha-conversion) while the step is translated, before any
+  derivative, substitution or `where` condition is applied; so D(Sum(x[j]**2, (j, 1, N)),
+  x[j]) differentiates x[j'] (giving delta(j', j)), and `where i != j` zeroes only
+  delta(i, j) of the free i and j.  Internal sums (mu, v, D(f, .)) use p, q, r, which
+  derivation files cannot name.
+- R1-R3 are identities for every N >= 1 (proved by SymPy's own summation code in the
+  report).  R3's condition 1 <= j <= N is reported for free indices and discharged for a
+  bound one, which ranges over 1..N.  Nested sums are normalized innermost first.
+- Distinct symbols x_i, x_j, delta_ij, S(...) are treated as independent: an identity of
+  polynomials in independent variables stays true under any specialization (i = j, the
+  relations among power sums at small N), so `proved` holds for every pattern of equal
+  indices and every N.
+- Definedness.  Every divisor written in the step is put in canonical form under each
+  pattern of equal free indices that `where` allows; if one is zero the link is `unknown`
+  (undefined for every N).  Otherwise the small N at which a divisor is the zero function
+  (checked exactly at N = 1..4, and every positive integer root N of the common content of
+  its canonical coefficients) are named in the report: the claim is proved for every N
+  where it is defined.  A radicand negative by the proved sign rules is `unknown`.
+- sqrt(eps + w) = s as for concrete N; square roots of even powers by proved signs only
+  (`symbn.radicals`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,35 @@ A nonzero numerator is not yet a disproof: symbn searches for a rational point w
 and s rational (eps chosen so that w + eps is a perfect square) where the numerator and
 denominator are nonzero, then re-evaluates both sides there with plain SymPy arithmetic on
 Rationals, independently of the polynomial code.  Only a point where they differ is reported.
+eps is drawn from small fractions in (0, 1) as well as integers, and s just above sqrt(w)
+as well as far above it, so a claim false only for small eps is refuted.
+
+Why each rule is sound (what it assumes, and where that is checked):
+
+- `proved` means: lhs = rhs at every point of the domain (eps > 0, every leaf real) where
+  both sides are defined.  The numerator test is exact: a rational function is zero on a
+  nonempty open set iff its numerator is the zero polynomial.
+- A side undefined on the whole domain would make that vacuous, so it is never judged:
+  `nonzero` shows each divisor written in a claim is not the zero function (nonzero at one
+  exact point, checked by evaluation or by an interval that excludes 0, or a nonzero
+  canonical numerator), and `real_somewhere` that each radicand is positive on an open set.
+  The divisors are recorded from the claim as written (symbn.derivation), because SymPy
+  cancels v/v to 1 while building the instance; a divisor identically zero makes the link
+  `unknown`, never `proved` (`symbn.check`).
+- The change of variables eps = s**2 - w is a bijection from {eps > 0, eps + w > 0} onto
+  {s > 0, s**2 > w}, an open set; so is every point of the domain where sqrt(eps + w) is
+  real, and only there is the claim asserted.
+- A square root of an even power, sqrt(b**2 c) = |b| sqrt(c), becomes b sqrt(c) only when
+  b >= 0 is derived by the structural sign rules of `symbn.radicals` (eps > 0, sums of
+  squares >= 0, ...), never assumed; otherwise the radical stays and the claim is `unknown`
+  or refuted at a point.
+- Division by a polynomial that is zero raises ZeroDivisionError: `unknown`.  Sizes are
+  bounded before FLINT is called (`MAX_TERM_PRODUCTS`, `MAX_PRODUCT_BYTES`): a claim past
+  them is `unknown`, never a process killed by a failed allocation.
+- Linear forms in dy are compared coefficient by coefficient (`coefficients`) only after
+  `linear_in` has proved, by structural induction, that both sides are linear forms; the dy
+  are independent leaves because a derivative of dy is refused (symbn.derivation: dy
+  depends on the leaves through f, and second derivatives of f are not modelled).
 """
 
 from __future__ import annotations
