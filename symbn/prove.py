@@ -56,11 +56,8 @@ from fractions import Fraction
 import flint
 import sympy as sp
 
+from . import radicals
 from .model import BatchNorm, as_expr, rebuild
-from .radicals import NEG as NEG_SIGN
-from .radicals import NONNEG as NONNEG_SIGN
-from .radicals import NONPOS as NONPOS_SIGN
-from .radicals import POS as POS_SIGN
 from .radicals import Signs, needs_rewrite, rewrite
 
 PROVED, DISPROVED, UNKNOWN, PROBABLE = "proved", "disproved", "unknown", "probable"
@@ -448,9 +445,9 @@ class Algebra:
         signs = Signs({bn.eps}, lambda s: bn.nodes[s].definition
                       if s in bn.nodes and s != bn.f else None)
         sign = signs.sign(as_expr(expr))
-        if sign in (POS_SIGN, NONNEG_SIGN):
+        if sign in (radicals.POS, radicals.NONNEG):
             return True
-        if sign in (NEG_SIGN, NONPOS_SIGN):
+        if sign in (radicals.NEG, radicals.NONPOS):
             return self.nonzero(expr, deadline) is False
         for seed in range(8):
             try:
