@@ -18,12 +18,12 @@ import sympy as sp
 
 from .derivation import Derivation, Step, _Instantiate, load
 from .errors import SymbnError
-from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm
+from .limits import check_steps_size
+from .model import BatchNorm
 from .prove import PROVED, UNKNOWN, Algebra, Budget, Outcome, alarm, coefficients
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
-MAX_N = 1 << 16
 SYMMETRY_NOTE = ("rows are exchangeable: permuting (x_i, dy_i) together maps the model to "
                  "itself, so one assignment per index pattern (which indices are equal, "
                  "which equal a row the step names) stands for all of them, and in a link "
@@ -45,16 +45,12 @@ def check(derivation: Derivation | str, n: int, timeout: float | None = None,
     """
     d = derivation if isinstance(derivation, Derivation) else load(derivation)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise SymbnError(f"N must be a positive integer, got {n!r}; try --n 4")
-    if n > MAX_N:
-        raise SymbnError(f"--n {n} is beyond the exact method (limit {MAX_N}); use a smaller --n")
-    if timeout is None and n > MAX_N_WITHOUT_TIMEOUT:
-        raise SymbnError(f"--n {n} is too large to check exactly without a budget; use "
-                         f"--n <= {MAX_N_WITHOUT_TIMEOUT} or set --timeout")
+        raise SymbnError(f"n must be a positive integer, got {n!r}; try n=4")
+    check_steps_size(n, timeout)
     for step in d.steps:
         if step.rows and max(step.rows) > n:
             raise SymbnError(f"{d.path}: step '{step.id}': row {max(step.rows)} is outside "
-                             f"1..N = {n}; use --n {max(step.rows)} or more")
+                             f"1..N = {n}; use n={max(step.rows)} or more")
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     exhaustive = n <= EXHAUSTIVE_MAX_N if all_assignments is None else all_assignments
@@ -150,8 +146,7 @@ class _StepChecker:
             for k in range(len(sides) - 1):
                 if self._late():
                     return self._unknown(step, start)
-                undefined = self._undefined(divisors[k][0] + divisors[k + 1][0],
-                                            divisors[k][1] + divisors[k + 1][1])
+                undefined = self._undefined_link(divisors[k], divisors[k + 1])
                 if undefined is not None:
                     where = f"{label}: " if label else ""
                     return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
@@ -207,7 +202,20 @@ class _StepChecker:
                 return Outcome(PROVED, _method(methods))
         return self.alg.decide(lhs, rhs, self.deadline)
 
-    def _undefined(self, divisors: list, radicands: list = ()) -> str | None:
+    def _undefined_link(self, left: tuple, right: tuple) -> str | None:
+        """Why a link is undefined, naming the side when only one of them is."""
+        why = [self._undefined(*left, side="the left side"),
+               self._undefined(*right, side="the right side")]
+        if why[0] is not None and why[1] is not None:
+            return self._undefined(left[0] + right[0], left[1] + right[1])
+        if why[0] is not None:
+            return f"{why[0]}; the right side is defined there"
+        if why[1] is not None:
+            return f"{why[1]}; the left side is defined there"
+        return None
+
+    def _undefined(self, divisors: list, radicands: list = (),
+                   side: str = "the claim") -> str | None:
         """Why a side is undefined everywhere (a divisor identically zero, a square root of
         something negative wherever it is not 0), or None.
 
@@ -220,21 +228,20 @@ class _StepChecker:
             if known is None:
                 known = self._nonzero[key] = self.alg.real_somewhere(instance, self.deadline)
             if known is False:
-                return (f"undefined: the claim takes the square root of {template}, which is "
-                        f"negative wherever it is not 0, at N = {self.bn.n}")
+                return (f"undefined at N = {self.bn.n}: {side} takes the square root of "
+                        f"{template}, which is negative wherever it is not 0")
             if known is None:
-                return (f"undefined or undecided: the claim takes the square root of "
+                return (f"undefined or undecided: {side} takes the square root of "
                         f"{template}, which could not be shown positive anywhere")
         for template, instance in divisors:
             known = self._nonzero.get(instance)
             if known is None:
                 known = self._nonzero[instance] = self.alg.nonzero(instance, self.deadline)
             if known is False:
-                what = "is 0" if instance.is_zero else "is identically zero"
-                return (f"undefined: the claim divides by {template}, which {what} at "
-                        f"N = {self.bn.n}")
+                what = "" if instance.is_zero else ", which is identically zero there"
+                return f"division by zero at N = {self.bn.n}: {side} divides by {template}{what}"
             if known is None:
-                return (f"undefined or undecided: the claim divides by {template}, which "
+                return (f"undefined or undecided: {side} divides by {template}, which "
                         "could not be shown nonzero")
         return None
 
@@ -269,7 +276,7 @@ def undefined_at(step: Step, n: int, path: str = "<step>") -> str | None:
     >>> from symbn.derivation import parse
     >>> d = parse('title = "t"\\nmodel = "batchnorm"\\n[[step]]\\nid = "a"\\nclaim = "v/v = 1"')
     >>> undefined_at(d.steps[0], 1)
-    'undefined: the claim divides by v, which is identically zero at N = 1'
+    'division by zero at N = 1: the claim divides by v, which is identically zero there'
     >>> undefined_at(d.steps[0], 2) is None
     True
     """

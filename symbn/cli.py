@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 
 INTERNAL_ERROR = 4
@@ -54,6 +55,18 @@ def _timeout(text: str | None) -> float | None:
     return value
 
 
+def _refuse_with_all(flags: dict[str, object]) -> None:
+    """`--n all` proves for every N at once: flags about one size or one method are refused."""
+    from .errors import SymbnError
+
+    given = [flag for flag, value in flags.items() if value not in (None, False)]
+    if given:
+        one = len(given) == 1
+        raise SymbnError(f"{', '.join(given)} {'has' if one else 'have'} no meaning with --n all, "
+                         f"which proves for every N at once; drop {'it' if one else 'them'}, or "
+                         "give a size such as --n 4")
+
+
 def _emit(report, as_json: bool) -> int:
     print(report.to_json() if as_json else str(report))
     return report.exit_code
@@ -75,22 +88,24 @@ def _progress():
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from .limits import check_size
 
     n = _positive_int("--n", args.n, allow_all=True)
-    d = _positive_int("--d", args.d)
+    d = 1 if args.d is None else _positive_int("--d", args.d)
     timeout = _timeout(args.timeout)
     if n == "all":
-        from .errors import SymbnError
+        _refuse_with_all({"--d": args.d, "--method": args.method,
+                          "--all-pairs": args.all_pairs})
         from .general import verify_all
 
-        if d != 1 or args.method != "exact":
-            raise SymbnError("--n all proves the one-column derivation exactly for every N; "
-                             "drop --d and --method (columns: --n N --d D)")
         return _emit(verify_all(timeout=timeout, progress=_progress()), args.json)
+    method = args.method or "exact"
+    check_size(n, d, timeout, method)
+    from .verify import verify
+
     report = verify(n=n, d=d, timeout=timeout, all_pairs=args.all_pairs or None,
-                    method=args.method, progress=_progress())
-    if args.method != "exact" or n > 64:
+                    method=method, progress=_progress())
+    if method != "exact" or n > 64:
         # checking the note's steps at this N would dominate; their every-N proof covers it
         from .general import append_every_n
 
@@ -102,48 +117,80 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import check
-
     n = _positive_int("--n", args.n, allow_all=True)
+    timeout = _timeout(args.timeout)
     if n == "all":
+        _refuse_with_all({"--all-assignments": args.all_assignments})
         from .general import check_all
 
-        return _emit(check_all(args.derivation, timeout=_timeout(args.timeout),
-                               progress=_progress()), args.json)
-    report = check(args.derivation, n, timeout=_timeout(args.timeout),
+        return _emit(check_all(args.derivation, timeout=timeout, progress=_progress()),
+                     args.json)
+    from .limits import check_steps_size
+
+    check_steps_size(n, timeout)
+    from .check import check
+
+    report = check(args.derivation, n, timeout=timeout,
                    all_assignments=args.all_assignments or None)
     return _emit(report, args.json)
 
 
 def _latex(args: argparse.Namespace) -> int:
-    from .errors import SymbnError
-    from .latex import export
-
-    if args.n == "all" and args.expand:
-        raise SymbnError("--expand prints concrete-N expressions and has no meaning with "
-                         "--n all; drop --expand or give a size such as --n 3")
     import time
 
-    n = "all" if args.n == "all" else _positive_int("--n", args.n)
+    n = _positive_int("--n", args.n, allow_all=True)
+    if n == "all":
+        _refuse_with_all({"--expand": args.expand})
+    timeout = _timeout(args.timeout)
+    from .pdf import check_output
+
+    check_output(args.output, args.format)  # refused before the proofs, not after
+    from .latex import export
+
     start = time.monotonic()
     doc, out = export(args.output, derivation=args.derivation, n=n, expand=args.expand,
-                      timeout=_timeout(args.timeout))
+                      timeout=timeout, fmt=args.format)
     failed = [r for rep in doc.reports.values() for r in rep if r.verdict != "proved"]
     size = "every N, symbolic" if n == "all" else f"N = {n}"
-    print(f"wrote {out} ({size}, {len(doc.equations)} equations, {len(failed)} not "
-          f"proved; checked in {doc.seconds:.1f} s, {time.monotonic() - start:.1f} s in all)")
+    _wrote(out, f"{size}, {len(doc.equations)} equations, {len(failed)} not proved; checked "
+                f"in {doc.seconds:.1f} s, {time.monotonic() - start:.1f} s in all")
     return 1 if any(r.verdict == "disproved" for r in failed) else (3 if failed else 0)
 
 
 def _codegen(args: argparse.Namespace) -> int:
-    from .codegen import generate, write
+    from . import io
 
     n = None if args.n is None else _positive_int("--n", args.n)
+    where = io.target(args.output)  # refused before the proofs, not after
+    from .codegen import generate
+
     source = generate(args.target, n=n, unrolled=args.unrolled)
-    write(source, args.output)
+    io.write(where, source)
     what = f"unrolled for N = {n}" if args.unrolled else f"{args.target}, any N"
-    print(f"wrote {args.output} ({what}, {source.count(chr(10))} lines)")
+    _wrote(where, f"{what}, {source.count(chr(10))} lines")
     return 0
+
+
+def _wrote(where, what: str) -> None:
+    """The summary line; on stderr when the output itself went to stdout."""
+    stream = sys.stderr if where.real == "-" else sys.stdout
+    stream.write(f"wrote {where.name} ({what})\n")
+
+
+# library messages name parameters (n=4, method='random'); the command line names flags
+_PARAMETER = re.compile(r"(?<![\w\[.-])(n|d|timeout|method|target)=('?)([^\s',;)]*)\2")
+_SWITCHES = ("unrolled", "expand", "all_pairs", "all_assignments")
+
+
+def _cli_terms(message: str) -> str:
+    """A library error in the command line's terms.
+
+    >>> _cli_terms("n=5000 is too large; use n=1024 or less, set timeout=, or method='random'")
+    '--n 5000 is too large; use --n 1024 or less, set --timeout, or --method random'
+    """
+    for name in _SWITCHES:
+        message = message.replace(f"{name}=True", f"--{name.replace('_', '-')}")
+    return _PARAMETER.sub(lambda m: f"--{m[1]} {m[3]}" if m[3] else f"--{m[1]}", message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,13 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="prove the BatchNorm backward derivation for N (x D)")
     p.add_argument("--n", default="4",
                    help="batch size N, a positive integer, or 'all' for every N (default 4)")
-    p.add_argument("--d", default="1", help="number of columns D (default 1)")
+    p.add_argument("--d", help="number of columns D (default 1)")
     p.add_argument("--timeout", help="seconds; claims left when it runs out are 'unknown'")
     p.add_argument("--all-pairs", action="store_true",
                    help="check every index pair instead of using row symmetry")
-    p.add_argument("--method", choices=["exact", "random"], default="exact",
-                   help="exact canonical forms (proved), or exact values at random points "
-                        "(probable, with the Schwartz-Zippel bound)")
+    p.add_argument("--method", choices=["exact", "random"],
+                   help="exact canonical forms (proved; the default), or exact values at random "
+                        "points (probable, with the Schwartz-Zippel bound)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=_verify)
 
@@ -182,14 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", default="3",
                    help="batch size N, a positive integer (default 3), or all for every N")
     p.add_argument("-o", "--output", required=True,
-                   help="out.tex for LaTeX source, out.pdf to compile with pdflatex")
+                   help="out.tex for LaTeX source, out.pdf to compile with pdflatex, "
+                        "- for standard output")
+    p.add_argument("--format", choices=["tex", "pdf"],
+                   help="tex or pdf (default: from the file name; tex for -o -)")
     p.add_argument("--expand", action="store_true",
                    help="also print the results expanded in the leaves")
     p.add_argument("--timeout", help="seconds; claims left when it runs out are 'unknown'")
     p.set_defaults(run=_latex)
 
     p = sub.add_parser("codegen", help="write a standalone module computing the proved gradients")
-    p.add_argument("-o", "--output", required=True, help="the .py file to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="the .py file to write, - for standard output")
     p.add_argument("--target", choices=["numpy", "numba"], default="numpy",
                    help="numpy (vectorised, default) or numba (fused loops)")
     p.add_argument("--n", default=None, help="batch size for --unrolled code")
@@ -207,6 +258,14 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("symbn: interrupted\n")
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import SymbnError
 
@@ -215,11 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     except SymbnError as err:
         if args.debug:
             raise
-        sys.stderr.write(f"symbn: error: {err}\n")
+        sys.stderr.write(f"symbn: error: {_cli_terms(str(err))}\n")
         return err.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("symbn: interrupted\n")
-        return 130
     except Exception as err:  # a defect: its own exit code, so it never reads as a verdict
         if args.debug:
             raise

@@ -536,8 +536,10 @@ def verify_all(timeout: float | None = None,
         for result in extra:
             result.id = "note/" + result.id
             results.append(result)
-        notes.append(f"note/*: every step of {extra.info['derivation']} for every N "
-                     f"(symbn check {steps} --n all)")
+        from .derivation import shipped
+
+        name = f"the shipped derivation '{steps}'" if steps in shipped() else steps
+        notes.append(f"note/*: every step of {name} for every N (symbn check {steps} --n all)")
     info = {"n": "all", "seconds": round(time.monotonic() - start, 3)}
     return Report("symbn verify: BatchNorm backward, every N (symbolic)", results, info, notes)
 
@@ -753,8 +755,9 @@ def _vanishing_sizes(divisors: list) -> dict[int, str]:
             if poly.degree() == 1:
                 root = -poly.all_coeffs()[1] / poly.all_coeffs()[0]
                 if root.is_Integer and root > 0:
-                    found.setdefault(int(root), f"the claim divides by {template}, which is "
-                                                f"identically zero at N = {root}")
+                    found.setdefault(int(root), f"division by zero at N = {root}: the claim "
+                                                f"divides by {template}, which is "
+                                                "identically zero there")
     return found
 
 
@@ -833,8 +836,7 @@ def _check_step(step, derivation, start: float) -> Result:
                 parts[0] = f"{len(links) - 1} link(s) for every N >= {len(sizes) + 1}"
             else:
                 parts[0] += f" except N = {', '.join(map(str, sizes))}"
-            reason = vacuous[sizes[0]].replace("undefined: ", "", 1)
-            parts.append(f"undefined at N = {sizes[0]}: {reason}")
+            parts.append(vacuous[sizes[0]])
     if where or conditions:
         parts.append("if " + ", ".join(where + sorted(conditions)))
     if rules:

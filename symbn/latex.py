@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 from itertools import pairwise
-from pathlib import Path
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
+from . import io
 from .derivation import INDEX, INDEXED, SCALARS, N, instantiate
 from .errors import SymbnError
+from .io import Target
 from .model import BatchNorm, as_expr
+from .pdf import check_output, compile_pdf
 from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN
 
 # -- the note's notation ------------------------------------------------------------------
@@ -701,11 +700,11 @@ def build(derivation=None, n: int = 3, expand: bool = False,
 
     if n == ALL:
         if expand:
-            raise SymbnError("--expand prints concrete-N expressions and has no meaning with "
-                             "--n all; drop --expand or give a size such as --n 3")
+            raise SymbnError("expand=True prints concrete-N expressions and has no meaning with "
+                             "n='all'; drop expand=True or give a size such as n=3")
         return build_all(derivation, timeout=timeout)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise SymbnError(f"N must be a positive integer, got {n!r}; try --n 3")
+        raise SymbnError(f"n must be a positive integer, got {n!r}; try n=3")
     start = time.monotonic()
     deriv = _load(derivation)
     printer = Printer()
@@ -925,107 +924,19 @@ def _where(step, printer: Printer) -> str:
 # -- output -------------------------------------------------------------------------------------
 
 
-def check_output(path: str | os.PathLike) -> Path:
-    """The output path, refused early (one-line error) unless it can be written.
-
-    >>> check_output("out.docx")
-    Traceback (most recent call last):
-    ...
-    symbn.errors.SymbnError: cannot write out.docx: the output must end in .tex or .pdf; try -o out.pdf
-    """
-    out = Path(path)
-    if out.suffix.lower() not in (".tex", ".pdf"):
-        raise SymbnError(f"cannot write {path}: the output must end in .tex or .pdf; "
-                         "try -o out.pdf")
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise SymbnError(f"cannot write {path}: it is a directory; give a file name")
-    if not parent.is_dir():
-        raise SymbnError(f"cannot write {path}: directory {parent} does not exist; "
-                         "create it or choose another path")
-    if not os.access(parent, os.W_OK):
-        raise SymbnError(f"cannot write {path}: directory {parent} is not writable; "
-                         "choose another path")
-    if out.suffix.lower() == ".pdf" and pdflatex() is None:
-        raise SymbnError(f"cannot write {path}: pdflatex is not installed; install TeX Live "
-                         "(apt-get install texlive-latex-base texlive-latex-recommended "
-                         "texlive-pictures) or write the source with -o "
-                         f"{out.with_suffix('.tex').name}")
-    return out
-
-
-def pdflatex() -> str | None:
-    """The pdflatex executable, or None."""
-    return shutil.which("pdflatex")
-
-
-def write(doc: Document | str, path: str | os.PathLike) -> Path:
-    """Write the document atomically: LaTeX source for .tex, compiled with pdflatex for .pdf."""
-    out = check_output(path)
+def write(doc: Document | str, path: str | os.PathLike, fmt: str | None = None) -> Target:
+    """Write the document through symbn.io: LaTeX source, or compiled with pdflatex for pdf."""
+    where, fmt = check_output(path, fmt)
     tex = doc.tex if isinstance(doc, Document) else doc
-    if out.suffix.lower() == ".tex":
-        _atomic_write(out, tex.encode("utf-8"))
-    else:
-        _atomic_write(out, compile_pdf(tex))
-    return out
-
-
-def compile_pdf(tex: str, timeout: float = 180) -> bytes:
-    """The PDF of a LaTeX source, compiled twice so references resolve."""
-    exe = pdflatex()
-    if exe is None:
-        raise SymbnError("pdflatex is not installed; install TeX Live (apt-get install "
-                         "texlive-latex-base texlive-latex-recommended texlive-pictures) "
-                         "or write the .tex source")
-    with tempfile.TemporaryDirectory(prefix="symbn-latex-") as tmp:
-        Path(tmp, "doc.tex").write_text(tex, encoding="utf-8")
-        for _ in range(2):
-            try:
-                run = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error",
-                                      "-no-shell-escape", "doc.tex"], check=False, cwd=tmp,
-                                     capture_output=True, timeout=timeout,
-                                     stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                raise SymbnError(f"pdflatex took more than {timeout:.0f} s; "
-                                 "write the .tex source instead") from None
-            log = Path(tmp, "doc.log").read_text(encoding="latin-1", errors="replace") \
-                if Path(tmp, "doc.log").exists() else ""
-            if run.returncode != 0:
-                first = next((ln for ln in log.splitlines() if ln.startswith("!")),
-                             f"exit status {run.returncode}")
-                raise SymbnError(f"pdflatex failed: {first[:200]}; write the .tex source "
-                                 "and run pdflatex on it to see the full log")
-        if re.search(r"undefined references|Reference .* undefined", log):
-            raise SymbnError("pdflatex reported undefined references; "
-                             "write the .tex source to inspect them")
-        return Path(tmp, "doc.pdf").read_bytes()
-
-
-def _atomic_write(out: Path, data: bytes) -> None:
-    parent = out.parent if str(out.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
-    except OSError as err:
-        raise SymbnError(f"cannot write {out}: {err.strerror}; choose another path") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except OSError as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise SymbnError(f"cannot write {out}: {err.strerror}; choose another path") from None
+    return io.write(where, tex if fmt == "tex" else compile_pdf(tex))
 
 
 def export(path: str | os.PathLike, derivation=None, n: int = 3, expand: bool = False,
-           timeout: float | None = None) -> tuple[Document, Path]:
+           timeout: float | None = None, fmt: str | None = None) -> tuple[Document, Target]:
     """Check the path, build the document, write it: what `symbn latex` does."""
-    check_output(path)
+    check_output(path, fmt)
     doc = build(derivation, n=n, expand=expand, timeout=timeout)
-    return doc, write(doc, path)
+    return doc, write(doc, path, fmt)
 
 
 # -- reports in Jupyter -------------------------------------------------------------------------
@@ -1048,7 +959,13 @@ def report_markdown(report) -> str:
                                for k, v in point.items())
             sides = "; ".join(f"{key} = ${_value_latex(r.witness[key], p)}$"
                               for key in ("lhs", "rhs") if key in r.witness)
-            lines += ["", f"`{r.id}` counterexample: ${vals}$" + (f"; {sides}" if sides else "")]
+            given = r.witness.get("assignment") or {}
+            at = [f"N = {r.witness['N']}"] if "N" in r.witness else []
+            at += [f"{k} = {v}" for k, v in given.items()] if isinstance(given, dict) else []
+            where = " at $" + r",\ ".join(at) + "$" if at else ""
+            link = f" (`{r.witness['link']}`)" if "link" in r.witness else ""
+            lines += ["", f"`{r.id}` counterexample{where}{link}: ${vals}$"
+                      + (f"; {sides}" if sides else "")]
     return "\n".join(lines)
 
 

@@ -19,9 +19,6 @@ import sympy as sp
 
 from .errors import SymbnError
 
-# N beyond which building the graph alone is expected to take minutes; see `estimate_seconds`.
-MAX_N_WITHOUT_TIMEOUT = 4096
-
 
 @dataclass(frozen=True)
 class Node:
@@ -264,15 +261,6 @@ def symbols_of(expr: sp.Expr) -> set:
         else:
             stack.extend(e.args)
     return found
-
-
-def estimate_seconds(n: int, d: int = 1) -> float:
-    """Rough cost of an exact `verify` at this size, from measurements on 2 cores.
-
-    The dominant term is the variance polynomial, which has N(N+1)/2 terms per column and
-    is built by N products of (N+1)-term polynomials (measured: N = 512 in about 110 s).
-    """
-    return d * (0.5 + 8.4e-7 * n ** 3)
 
 
 def as_expr(value) -> sp.Basic:

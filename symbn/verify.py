@@ -28,7 +28,8 @@ from .differentiate import (
     total_derivative,
 )
 from .errors import SymbnError
-from .model import MAX_N_WITHOUT_TIMEOUT, BatchNorm, estimate_seconds
+from .limits import check_size
+from .model import BatchNorm
 from .prove import (
     DISPROVED,
     PROBABLE,
@@ -45,14 +46,12 @@ from .prove import (
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
-EXACT_MAX_N_WITHOUT_TIMEOUT = 1024  # the variance's canonical form costs O(N^3)
 METHODS = ("exact", "random")
 METHOD_LINEAR = "structural induction"
 RANDOM_NOTE = ("random method: both sides evaluated exactly (rationals, FLINT fmpq) at random "
                "points; "
                "'probable' carries the Schwartz-Zippel bound ((deg P + deg Q) / range)^k, "
                "P/Q = lhs - rhs after eps = s^2 - v; never 'proved'")
-MAX_CELLS = 1 << 16
 SYMMETRY_NOTE = (
     "rows are exchangeable: a permutation p of 1..N applied to the rows (x_i -> x_p(i), dy_i -> "
     "dy_p(i)) fixes mu, v and eps and sends xhat_i, y_i to xhat_p(i), y_p(i); so the "
@@ -111,22 +110,6 @@ def verify(n: int, d: int = 1, timeout: float | None = None,
     if method == "random":
         title += f" (random method, {points} points)"
     return Report(title, results, info, notes)
-
-
-def check_size(n: int, d: int, timeout: float | None, method: str = "exact") -> None:
-    """Refuse sizes whose proof would take far too long, with the estimate."""
-    if n * d > MAX_CELLS:
-        raise SymbnError(f"N x D = {n * d} is beyond the exact method (limit {MAX_CELLS}, "
-                         f"estimated {estimate_seconds(n, d):.2g} s); use a smaller --n")
-    if method == "random":
-        if d > 1:
-            raise SymbnError(f"--method random works on one column, got --d {d}; "
-                             "use --method exact for D > 1")
-        return
-    limit = min(MAX_N_WITHOUT_TIMEOUT, EXACT_MAX_N_WITHOUT_TIMEOUT)
-    if timeout is None and n > limit:
-        raise SymbnError(f"--n {n} would take about {estimate_seconds(n, d):.2g} s to prove "
-                         f"exactly; use --n <= {limit}, set --timeout, or use --method random")
 
 
 def path_families(bn: BatchNorm) -> list[str]:

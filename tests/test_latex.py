@@ -263,7 +263,8 @@ def _pages(pdf: Path) -> int:
 
 @needs_pdflatex
 def test_pdf_compiles_with_expected_pages(tmp_path):
-    _, out = export(tmp_path / "plain.pdf", derivation=False, n=2)
+    _, where = export(tmp_path / "plain.pdf", derivation=False, n=2)
+    out = Path(where.real)
     assert out.read_bytes().startswith(b"%PDF")
     assert _pages(out) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.pdf"]  # no temp files left
