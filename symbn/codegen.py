@@ -35,7 +35,7 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
-from . import closed_form
+from . import closed_form, io
 from .errors import SymbnError
 from .model import BatchNorm
 from .prove import PROVED, Algebra
@@ -642,7 +642,7 @@ def _numba_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
             lines.append(f"{ind}dY = dY_[i, c]")
         return lines
 
-    return L + _kernel_tail(name, plan, p, loads)
+    return L + _kernel_tail(plan, p, loads)
 
 
 def _one_pass_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
@@ -709,12 +709,12 @@ def _one_pass_kernel(name: str, plan: Plan, arrays: list[str]) -> list[str]:
           "            for c in range(C):"]
     L += loads("                ", summands)
     L += [f"                a{s}[c] += {p.doprint(e)}" for s, e in plan.reductions]
-    return L + _kernel_tail(name, plan, p, loads)
+    return L + _kernel_tail(plan, p, loads)
 
 
-def _kernel_tail(name: str, plan: Plan, p, loads) -> list[str]:
+def _kernel_tail(plan: Plan, p, loads) -> list[str]:
     """Both kernels' end: the per-column coefficients from the chunk sums, then one pass
-    writing the elements (`loads` emits the per-element reads they need), compiled twice."""
+    writing the elements (`loads` emits the per-element reads they need)."""
     red = [s for s, _ in plan.reductions]
     outs = list(plan.column_outputs.values())
     coefs = [c for c, _ in plan.element] + ([plan.const] if plan.const else [])
@@ -734,8 +734,52 @@ def _kernel_tail(name: str, plan: Plan, p, loads) -> list[str]:
     L += ["    for i in numba.prange(N):", "        for c in range(C):"]
     L += loads("            ", [element])
     L += [f"            out[i, c] = {p.doprint(element)}"]
-    return L + ["", "", f"{name}_serial = numba.njit(fastmath=False)({name})",
-                f"{name}_parallel = numba.njit(parallel=True, fastmath=False)({name})"]
+    return L
+
+
+def _kernel_variants(name: str, plan: Plan, arrays: list[str]) -> list[str]:
+    """The kernel twice, as `{name}_serial` and `{name}_parallel`, two functions in the
+    module's source, each jitted with numba's on-disk cache.  numba files a cached overload
+    under the function's name, its first line and the signature, not the compile options:
+    one function jitted both serially and with parallel=True would share one cache entry, and
+    a new process would load the serial machine code for the parallel kernel or the reverse."""
+    lines = []
+    for variant, parallel in (("serial", False), ("parallel", True)):
+        kernel = _numba_kernel(f"{name}_{variant}", plan, arrays)
+        lines += kernel[:2] + [f"@_jit(parallel={parallel})"] + kernel[2:]
+    return lines
+
+
+_NUMBA_JIT = '''
+
+# The kernels are compiled per dtype on their first call, and numba caches the machine code on
+# disk: in __pycache__ beside this file, under NUMBA_CACHE_DIR when that is set, or in the
+# user's cache directory (~/.cache/numba) when this directory is not writable.  A later process
+# loads it instead of compiling, until this file changes.  numba re-imports the module by name
+# to load it, so the cache is used only when this module is imported under its file's name
+# (`import batchnorm_fast`): loaded from a spec under another name, or not entered in
+# sys.modules, it compiles in every process (a cache entry would fail to load).
+_CACHE = (getattr(sys.modules.get(__name__), "__dict__", None) is globals()
+          and __name__.rpartition(".")[2] == os.path.splitext(os.path.basename(__file__))[0])
+
+
+def _jit(parallel):
+    """numba.njit(parallel=...), with the on-disk cache when it can be used."""
+    def decorate(kernel):
+        global _CACHE
+        options = {"parallel": parallel, "fastmath": False}
+        if _CACHE:
+            try:
+                return numba.njit(cache=True, **options)(kernel)
+            except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+                _CACHE = False  # warn once, not once per kernel
+                warnings.warn(f"{__file__}: numba finds no writable directory to cache the "
+                              "compiled kernels in, so every process compiles them on its "
+                              "first call (seconds per dtype); set NUMBA_CACHE_DIR to a "
+                              "writable directory", RuntimeWarning, stacklevel=3)
+        return numba.njit(**options)(kernel)
+    return decorate
+'''
 
 
 _NUMBA_WRAPPERS = '''
@@ -790,16 +834,19 @@ def _numba_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
                      proved, _plan_lines(all_plans, fused=True),
                      "numpy and numba (pip install numba)",
                      ", out=None"),
-             "import math", "",
+             "import math",
+             "import os",
+             "import sys",
+             "import warnings", "",
              "import numpy", "",
              "try:",
              "    import numba",
              "except ImportError as err:  # pragma: no cover",
              "    raise ImportError(\"this module needs numba: pip install 'symbn[numba]' \"",
              "                      \"or regenerate with --target numpy\") from err",
-             _CHECKS.rstrip("\n")]
-    lines += _numba_kernel("_forward", f, ["X"])
-    lines += _numba_kernel("_backward", all_plans["fused"], ["dY", "X"])
+             _CHECKS.rstrip("\n"), _NUMBA_JIT.rstrip("\n")]
+    lines += _kernel_variants("_forward", f, ["X"])
+    lines += _kernel_variants("_backward", all_plans["fused"], ["dY", "X"])
     lines.append(_NUMBA_WRAPPERS.rstrip("\n"))
     lines.append("")
     return "\n".join(lines)
@@ -821,8 +868,8 @@ class Backward(NamedTuple):
 
 def _concrete(n: int) -> tuple[BatchNorm, list, dict[str, list[sp.Expr]]]:
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_UNROLLED_N:
-        raise SymbnError(f"--n must be an integer from 1 to {MAX_UNROLLED_N} for unrolled "
-                         f"code, got {n!r}; try --n 4")
+        raise SymbnError(f"n={n!r} is not an integer from 1 to {MAX_UNROLLED_N}, as unrolled "
+                         "code needs; try n=4")
     bn = BatchNorm(n)
     args = [bn.x(i) for i in bn.rows()] + [bn.dy(i) for i in bn.rows()] + [bn.gamma(), bn.eps]
     exprs = {"dx": [bn.compose(closed_form.dx(bn, j)) for j in bn.rows()],
@@ -924,16 +971,16 @@ def _unrolled_proofs(n: int) -> list[str]:
 def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False) -> str:
     """Source of a standalone module: `target` 'numpy' or 'numba', or unrolled for N = n."""
     if target not in TARGETS:
-        raise SymbnError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+        raise SymbnError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     if unrolled:
         if target != "numpy":
-            raise SymbnError("--unrolled emits NumPy code; drop --target numba")
+            raise SymbnError("unrolled=True emits NumPy code; drop target='numba'")
         if n is None:
-            raise SymbnError("--unrolled needs --n, the batch size to unroll for; try --n 4")
+            raise SymbnError("unrolled=True needs n=, the batch size to unroll for; try n=4")
         _concrete(n)
         return _unrolled_module(n, _unrolled_proofs(n))
     if n is not None:
-        raise SymbnError("--n applies only with --unrolled; the vectorised module takes any N")
+        raise SymbnError("n= applies only with unrolled=True; the vectorised module takes any N")
     all_plans = plans()
     if target == "numpy":  # the fused plan is the numba kernel's; prove what is written
         del all_plans["fused"]
@@ -941,25 +988,6 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
     return (_numpy_module if target == "numpy" else _numba_module)(all_plans, proved)
 
 
-def write(source: str, path: str) -> None:
-    """Write `source` to `path` atomically (temp file in the same directory, then rename)."""
-    import os
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".symbn-", suffix=".py")
-    except OSError as err:
-        raise SymbnError(f"cannot write {path}: {err.strerror or err}; choose a writable "
-                         "directory with -o") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(source)
-        umask = os.umask(0)  # mkstemp makes the file private; give it the usual mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except OSError as err:
-        os.unlink(tmp)
-        raise SymbnError(f"cannot write {path}: {err.strerror or err}; choose a writable "
-                         "path with -o") from None
+def write(source: str, path: str) -> io.Target:
+    """Write `source` to `path` through symbn.io (atomic; `-` is standard output)."""
+    return io.write(path, source)

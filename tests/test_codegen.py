@@ -133,7 +133,10 @@ def test_fused_plan_takes_every_sum_in_one_pass_and_is_proved(sources):
     plans = codegen.plans()
     z = codegen.Z
     assert [e for _, e in plans["fused"].reductions] == [z, z**2, codegen.DY, z * codegen.DY]
-    kernel = sources["numba"].split("def _backward(", 1)[1].split("\ndef ", 1)[0]
+    serial, parallel = (sources["numba"].split(f"def _backward_{v}(", 1)[1].split("\n\n\n", 1)[0]
+                        for v in ("serial", "parallel"))
+    assert serial == parallel, "one kernel, jitted serially and in parallel"
+    kernel = serial
     # the sums read each row once (four rows a quarter apart, then the last rows % 4),
     # then dX reads it again
     for row in ("r", "r + q1", "r + q2", "r + q3"):
@@ -427,7 +430,7 @@ def test_cli_codegen_writes_modules(tmp_path, capsys):
     (["codegen", "--n", "4", "-o", "x.py"], "--n applies only with --unrolled"),
     (["codegen", "--unrolled", "-o", "x.py"], "--unrolled needs --n"),
     (["codegen", "--n", "0", "--unrolled", "-o", "x.py"], "--n must be a positive integer"),
-    (["codegen", "--n", "99", "--unrolled", "-o", "x.py"], "--n must be an integer from 1 to 16"),
+    (["codegen", "--n", "99", "--unrolled", "-o", "x.py"], "--n 99 is not an integer from 1 to 16"),
     (["codegen", "--target", "numba", "--n", "2", "--unrolled", "-o", "x.py"], "drop --target"),
 ])
 def test_cli_codegen_errors(argv, message, capsys, tmp_path, monkeypatch):

@@ -174,9 +174,13 @@ def test_cli_codegen_to_stdout_is_the_module(tmp_path):
     assert run.returncode == 0 and list(tmp_path.iterdir()) == []
     assert b"def batchnorm_backward(" in run.stdout
     assert run.stderr.decode().startswith("wrote standard output (numpy, any N")
-    namespace = {}
-    exec(compile(run.stdout, "<stdout>", "exec"), namespace)  # the generated module itself
-    assert callable(namespace["batchnorm_backward"])
+    saved = tmp_path / "from_stdout.py"
+    saved.write_bytes(run.stdout)
+    code = ("import from_stdout as m, numpy as np; dx, dg, db = m.batchnorm_backward("
+            "np.ones((3, 2)), np.arange(6.0).reshape(3, 2), np.ones(2)); print(db.tolist())")
+    check = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60)
+    assert check.stdout.strip() == "[3.0, 3.0]", check.stderr
 
 
 def test_cli_latex_to_stdout_is_tex_and_through_a_symlink(tmp_path):
@@ -198,8 +202,8 @@ def test_cli_refuses_before_proving(tmp_path):
     assert run.returncode == 2
     lines = run.stderr.decode().splitlines()
     errors = [ln for ln in lines if not ln.startswith("import time:")]
-    assert errors == [f"symbn: error: cannot write {fifo}: it is a FIFO (named pipe); use -o - "
-                      "for standard output, or give a regular file"]
+    assert errors == [(f"symbn: error: cannot write {fifo}: it is a FIFO (named pipe); use "
+                       "-o - for standard output, or give a regular file")]
     assert not [ln for ln in lines if ln.startswith("import time:") and "sympy" in ln]
 
 
