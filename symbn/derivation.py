@@ -102,6 +102,42 @@ class P(sp.Function):
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """The names a claim may use and their roles in the graph; `BATCHNORM` is today's.
+
+    `scalars` are written bare (mu, gamma), `indexed` with a row (x[i]); `leaves` maps each
+    leaf to its kind (element, along, set, constant, positive): D(a, b) takes b among them
+    or the `output`; `parents` gives each node, f included, its direct parents for P(a, b)
+    and `same_row` the (node, parent) edges that join one row only; `names` stand for
+    expressions (sigma), neither leaves nor nodes; `functions` are the callable ones.
+
+    >>> BATCHNORM.gradient, BATCHNORM.leaves["gamma"]
+    ('dy', 'set')
+    """
+
+    scalars: tuple[str, ...]
+    indexed: tuple[str, ...]
+    leaves: dict[str, str]
+    parents: dict[str, tuple[str, ...]]
+    names: tuple[str, ...] = ()
+    same_row: tuple[tuple[str, str], ...] = ()
+    output: str = "y"
+    functions: tuple[str, ...] = tuple(FUNCTIONS)
+
+    @property
+    def gradient(self) -> str:
+        """The name of the upstream gradient: dy[i] = D(f, y[i])."""
+        return "d" + self.output
+
+
+# the order of `scalars` is the order error messages list them in
+BATCHNORM = Vocabulary(
+    scalars=("mu", "v", "gamma", "beta", "eps", "f", "sigma"), indexed=tuple(INDEXED),
+    leaves={"x": "element", "gamma": "set", "beta": "set", "eps": "positive"},
+    parents=PARENTS, names=("sigma",), same_row=(("xhat", "x"), ("y", "xhat")))
+
+
+@dataclass(frozen=True)
 class Step:
     """One claimed step: `links` is the chain a = b = c as unevaluated templates.
 
@@ -346,10 +382,16 @@ def _parse_claim(claim: str, at: str) -> tuple[sp.Expr, ...]:
 
 
 class _Builder:
-    """Builds an unevaluated SymPy template from a Python expression AST, node by node."""
+    """Builds an unevaluated SymPy template from a Python expression AST, node by node,
+    accepting the names of `vocabulary` (BatchNorm's by default)."""
 
-    def __init__(self, at: str):
+    def __init__(self, at: str, vocabulary: Vocabulary = BATCHNORM):
         self.at = at
+        self.vocab = vocabulary
+        self.scalars = {name: sp.Symbol(name) for name in vocabulary.scalars}
+        self.indexed = {name: sp.IndexedBase(name) for name in vocabulary.indexed}
+        self.known = sorted([*INDEX, "N", *self.scalars, *self.indexed, *vocabulary.functions])
+        self.f = sp.Symbol("f")
         self.bound: list[str] = []  # Sum variables in scope
         self.derivative_depth = 0
 
@@ -363,7 +405,8 @@ class _Builder:
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:
             raise self.fail(f"is not allowed ({_describe(node)}); claims use numbers, "
-                            "+ - * / **, model names and sqrt, Sum, KroneckerDelta, D, P", node)
+                            "+ - * / **, model names and "
+                            f"{', '.join(self.vocab.functions)}", node)
         return method(node, depth + 1)
 
     # numbers and names -----------------------------------------------------------------
@@ -379,10 +422,11 @@ class _Builder:
 
     def _Name(self, node: ast.Name, depth: int) -> sp.Expr:
         name = node.id
-        if name in SCALARS:
+        if name in self.scalars:
             if name == "f":
-                raise self.fail("f appears only as D(f, ...) or P(f, y[i])", node)
-            return SCALARS[name]
+                raise self.fail(f"f appears only as D(f, ...) or P(f, {self.vocab.output}[i])",
+                                node)
+            return self.scalars[name]
         if name == "N":
             return N
         if name in INDEX:
@@ -390,17 +434,17 @@ class _Builder:
             # that `check` relies on above EXHAUSTIVE_MAX_N
             raise self.fail(f"is an index and names a row: use it as x[{name}] or in "
                             f"KroneckerDelta({name}, k), not as a number", node)
-        if name in INDEXED:
+        if name in self.indexed:
             raise self.fail(f"needs a row: write {name}[i] or {name}[2]", node)
-        if name in FUNCTIONS:
+        if name in self.vocab.functions:
             raise self.fail(f"is a function; call it as {name}(...)", node)
-        raise self.fail(f"is not a known name{_did_you_mean(name, NAMES)}", node)
+        raise self.fail(f"is not a known name{_did_you_mean(name, self.known)}", node)
 
     def _Subscript(self, node: ast.Subscript, depth: int) -> sp.Expr:
         base = node.value
-        if not isinstance(base, ast.Name) or base.id not in INDEXED:
-            raise self.fail("subscripts only apply to x, xhat, y, dy", node)
-        return INDEXED[base.id][self._row(node.slice, node)]
+        if not isinstance(base, ast.Name) or base.id not in self.indexed:
+            raise self.fail(f"subscripts only apply to {', '.join(self.indexed)}", node)
+        return self.indexed[base.id][self._row(node.slice, node)]
 
     def _row(self, node: ast.AST, whole: ast.AST) -> sp.Expr:
         if isinstance(node, ast.Name) and node.id in INDEX:
@@ -456,10 +500,11 @@ class _Builder:
 
     # functions ---------------------------------------------------------------------------
     def _Call(self, node: ast.Call, depth: int) -> sp.Expr:
-        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+        functions = self.vocab.functions
+        if not isinstance(node.func, ast.Name) or node.func.id not in functions:
             name = node.func.id if isinstance(node.func, ast.Name) else None
-            hint = _did_you_mean(name, list(FUNCTIONS)) if name else ""
-            raise self.fail(f"calls something other than {', '.join(FUNCTIONS)}{hint}", node)
+            hint = _did_you_mean(name, functions) if name else ""
+            raise self.fail(f"calls something other than {', '.join(functions)}{hint}", node)
         name = node.func.id
         if node.keywords:
             raise self.fail("keyword arguments are not allowed", node)
@@ -499,40 +544,48 @@ class _Builder:
         return sp.KroneckerDelta(a, b, evaluate=False)
 
     def _call_D(self, node: ast.Call, depth: int) -> sp.Expr:
+        vocab = self.vocab
+        leaves = [f"{name}[j]" if name in self.indexed else name for name in vocab.leaves]
+        targets = [name for name in leaves if name.endswith("]")]
+        targets += [f"{vocab.output}[i]", *(name for name in leaves if name not in targets)]
         wrt = self._model_name(node.args[1], node)
-        if _kind(wrt) not in LEAVES_FOR_D:
+        if _kind(wrt) not in (*vocab.leaves, vocab.output):
             raise self.fail("differentiates with respect to "
-                            f"{_kind(wrt)}; D(a, b) needs b = x[j], y[i], gamma, beta or eps",
-                            node)
+                            f"{_kind(wrt)}; D(a, b) needs b = {_words(targets, 'or')}", node)
         a = self._derivand(node.args[0], depth)
-        if _kind(wrt) == "y" and a != SCALARS["f"]:
+        out, dy = f"{vocab.output}[i]", f"{vocab.gradient}[i]"
+        if _kind(wrt) == vocab.output and a != self.f:
             # y[i] is a node, a function of the leaves: a derivative with respect to it
             # holding the leaves fixed would give equal expressions unequal derivatives
             # (D(y[1], y[1]) = 1 but D(gamma*xhat[1] + beta, y[1]) = 0)
-            raise self.fail(f"differentiates with respect to {wrt}, a node; D(a, y[i]) is "
-                            "defined only for a = f (df/dy[i] = dy[i]); differentiate with "
-                            "respect to a leaf x[j], gamma, beta or eps", node)
-        if a != SCALARS["f"] and _has_df(a):
+            raise self.fail(f"differentiates with respect to {wrt}, a node; D(a, {out}) is "
+                            f"defined only for a = f (df/d{out} = {dy}); differentiate with "
+                            f"respect to a leaf {_words(leaves, 'or')}", node)
+        if a != self.f and _has_df(a, vocab.gradient):
+            varying = [name for name, kind in vocab.leaves.items()
+                       if kind not in ("constant", "positive")]
             # dy[i] = df/dy[i] depends on y, hence on x, gamma and beta, through the
             # arbitrary f: its derivatives are second derivatives of f, which symbn does
             # not model, so treating dy as constant would prove false claims
-            raise self.fail("differentiates an expression containing dy or a derivative of "
-                            "f; dy[i] = df/dy[i] depends on x, gamma and beta through the "
-                            "arbitrary f, and second derivatives of f are not modelled; "
-                            "state the claim without differentiating dy", node)
+            raise self.fail(f"differentiates an expression containing {vocab.gradient} or a "
+                            f"derivative of f; {dy} = df/d{out} depends on "
+                            f"{_words(varying, 'and')} through the arbitrary f, and second "
+                            "derivatives of f are not modelled; state the claim without "
+                            f"differentiating {vocab.gradient}", node)
         return D(a, wrt)
 
     def _call_P(self, node: ast.Call, depth: int) -> sp.Expr:
         child = self._model_name(node.args[0], node, allow_f=True)
         parent = self._model_name(node.args[1], node)
         ck, pk = _kind(child), _kind(parent)
-        if ck not in PARENTS:
+        parents = self.vocab.parents
+        if ck not in parents:
             raise self.fail(f"{ck} is not a node of the graph; P(a, b) needs a node a "
-                            f"({', '.join(PARENTS)})", node)
-        if pk not in PARENTS[ck]:
+                            f"({', '.join(parents)})", node)
+        if pk not in parents[ck]:
             raise self.fail(f"{pk} is not a direct parent of {ck}; the parents of {ck} are "
-                            f"{', '.join(PARENTS[ck])}", node)
-        if (ck, pk) in (("xhat", "x"), ("y", "xhat")):
+                            f"{', '.join(parents[ck])}", node)
+        if (ck, pk) in self.vocab.same_row:
             r1, r2 = child.indices[0], parent.indices[0]
             if r1.is_Integer and r2.is_Integer and r1 != r2:
                 raise self.fail(f"{parent} is not a direct parent of {child}; "
@@ -541,7 +594,7 @@ class _Builder:
 
     def _derivand(self, node: ast.AST, depth: int) -> sp.Expr:
         if isinstance(node, ast.Name) and node.id == "f":
-            return SCALARS["f"]
+            return self.f
         self.derivative_depth += 1
         try:
             if self.derivative_depth > MAX_DERIVATIVE_DEPTH:
@@ -552,13 +605,17 @@ class _Builder:
 
     def _model_name(self, node: ast.AST, whole: ast.AST, allow_f: bool = False) -> sp.Expr:
         if allow_f and isinstance(node, ast.Name) and node.id == "f":
-            return SCALARS["f"]
-        if isinstance(node, ast.Name) and node.id in SCALARS and node.id not in ("f", "sigma"):
-            return SCALARS[node.id]
+            return self.f
+        vocab = self.vocab
+        if (isinstance(node, ast.Name) and node.id in self.scalars and node.id != "f"
+                and node.id not in vocab.names):
+            return self.scalars[node.id]
         if isinstance(node, ast.Subscript):
             return self._Subscript(node, 0)
-        raise self.fail("needs a model name here (x[j], xhat[i], y[i], mu, v, gamma, beta, "
-                        "eps)", whole)
+        names = [f"{name}[j]" if name in vocab.leaves else f"{name}[i]"
+                 for name in self.indexed if name != vocab.gradient]
+        names += [name for name in self.scalars if name != "f" and name not in vocab.names]
+        raise self.fail(f"needs a model name here ({', '.join(names)})", whole)
 
 
 def _constant(node: ast.AST) -> sp.Rational | None:
@@ -775,13 +832,21 @@ def _rows(e: sp.Basic) -> set:
     return out
 
 
-def _has_df(e: sp.Basic) -> bool:
-    """Whether `e` contains dy[.] or a derivative of f (D(f, .), P(f, .))."""
+def _has_df(e: sp.Basic, gradient: str = "dy") -> bool:
+    """Whether `e` contains dy[.] (the `gradient`) or a derivative of f (D(f, .), P(f, .))."""
     if isinstance(e, sp.Indexed):
-        return str(e.base) == "dy"
+        return str(e.base) == gradient
     if isinstance(e, (D, P)) and e.args[0] == SCALARS["f"]:
         return True
-    return any(_has_df(a) for a in e.args)
+    return any(_has_df(a, gradient) for a in e.args)
+
+
+def _words(items, conjunction: str) -> str:
+    """'a, b or c' for conjunction 'or'."""
+    items = list(items)
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
 
 
 def _kind(e: sp.Expr) -> str:

@@ -403,7 +403,9 @@ def test_wheel_ships_the_derivations_and_check_runs_from_anywhere(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         shipped = {n for n in zf.namelist() if n.endswith(".toml")}
         assert shipped == {"symbn/derivations/" + p.name
-                           for p in (REPO / "derivations").glob("*.toml")}
+                           for p in (REPO / "derivations").glob("*.toml")} | \
+            {"symbn/models/" + p.name for p in (REPO / "symbn" / "models").glob("*.toml")}
+        assert "symbn/models/layernorm.toml" in shipped
         assert zf.read("symbn/derivations/batchnorm.toml") == \
             (REPO / "derivations" / "batchnorm.toml").read_bytes()
     # a plain, non-editable install: the files come from the package, not the checkout

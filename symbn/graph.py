@@ -1,0 +1,367 @@
+"""A layer as a computation graph: leaves, nodes defined by templates, and f; no layer named.
+
+A `Model` (read from a model file by `symbn.models.load`) holds each node's definition as a
+template of the derivation language, with `i` the element index: a node whose definition has
+`i` free is an element node (one per element of a reduction set, xhat[i]), any other node a
+set node (one per set, mu).  A node's parents are the leaves and nodes its definition names;
+f is an arbitrary function of every output y[i], and dy[i] = df/dy[i].
+
+Leaf kinds: `element` (x[i], one per element), `along` (gamma[i], one per position along the
+reduction, shared by all sets), `set` (gamma, one per set), `constant` and `positive` (one
+scalar for everything; positive ones are > 0).
+
+`Model.instantiate(n, d)` is the concrete graph for D independent sets of N elements each.
+
+>>> from symbn.models import load
+>>> g = load("rmsnorm").instantiate(2)
+>>> g.nodes[g.symbol("ms")].definition
+x[1]**2/2 + x[2]**2/2
+>>> [str(p) for p in g.nodes[g.symbol("xhat", 1)].parents]
+['x[1]', 'ms', 'eps']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy as sp
+
+from .derivation import FUNCTIONS, INDEX, N, Vocabulary
+from .errors import SymbnError
+from .model import Node, as_expr, rebuild, symbols_of
+
+KINDS = ("element", "along", "set", "constant", "positive")
+INDEXED_KINDS = ("element", "along")  # leaves written with a row: x[i], gamma[i]
+SHARED_KINDS = ("along", "constant", "positive")  # leaves every set uses
+ELEMENT = INDEX["i"]  # the element index of definitions
+MAX_PATH_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A node or a name: its text, its template and the leaves and nodes it names, in order.
+
+    >>> from symbn.models import load
+    >>> load("batchnorm").nodes["v"].parents
+    ('x', 'mu')
+    """
+
+    name: str
+    text: str
+    template: sp.Expr
+    parents: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "parents", named(self.template))
+
+    @property
+    def element(self) -> bool:
+        """Whether the element index i is free: one value per element, else one per set."""
+        return ELEMENT in self.template.free_symbols
+
+
+@dataclass(frozen=True)
+class Result:
+    """A closed form: D(f, leaf[j]) (or D(f, leaf) for a scalar leaf) = `template`.
+
+    For a leaf shared by the sets (along, constant, positive) the template is one set's
+    contribution; the derivative is its sum over the sets.
+    """
+
+    leaf: str
+    key: str
+    text: str
+    template: sp.Expr
+
+
+@dataclass(frozen=True)
+class Model:
+    """A layer: leaves with kinds, nodes in order, names, the output and closed forms.
+
+    >>> from symbn.models import load
+    >>> m = load("layernorm")
+    >>> m.kind("gamma"), m.kind("mu"), m.kind("xhat"), m.children("mu")
+    ('along', 'set', 'element', ('v', 'xhat'))
+    """
+
+    name: str
+    title: str
+    leaves: dict[str, str]
+    nodes: dict[str, Definition]
+    output: str
+    axis: int
+    names: dict[str, Definition] = field(default_factory=dict)
+    results: dict[str, Result] = field(default_factory=dict)
+    min_n: int = 1
+    source: str = ""
+    path: str = "<model>"
+
+    def __post_init__(self):
+        # the loader reports these with the file's keys; this guards models built in code
+        for position, (name, node) in enumerate(self.nodes.items()):
+            earlier = [*self.leaves, *list(self.nodes)[:position]]
+            for p in node.parents:
+                if p not in earlier:
+                    raise SymbnError(f"{self.path}: [nodes] {name}: uses '{p}', which is not a "
+                                     "leaf or an earlier node; list nodes in order")
+        if self.output not in self.nodes or not self.nodes[self.output].element:
+            raise SymbnError(f"{self.path}: [model] output: '{self.output}' is not an element "
+                             "node; name the node f is a function of, such as y")
+
+    @property
+    def gradient(self) -> str:
+        """The upstream gradient's name: dy for output y."""
+        return "d" + self.output
+
+    def kind(self, name: str) -> str:
+        """A leaf's kind, 'element' or 'set' for a node, 'name' for a name."""
+        if name in self.leaves:
+            return self.leaves[name]
+        if name in self.nodes:
+            return "element" if self.nodes[name].element else "set"
+        if name in self.names:
+            return "name"
+        raise SymbnError(f"{self.path}: '{name}' is not a leaf, node or name of {self.name}")
+
+    def indexed(self, name: str) -> bool:
+        """Whether `name` is written with a row, name[i]."""
+        return name == self.gradient or self.kind(name) in INDEXED_KINDS
+
+    def parents(self, name: str) -> tuple[str, ...]:
+        """The leaves and nodes `name`'s definition names (f: the output)."""
+        if name == "f":
+            return (self.output,)
+        return self.nodes[name].parents if name in self.nodes else ()
+
+    def children(self, name: str) -> tuple[str, ...]:
+        """The nodes (and f) whose definitions name `name`, in order."""
+        found = tuple(n for n, node in self.nodes.items() if name in node.parents)
+        return found + ("f",) * (name == self.output)
+
+    def paths(self, leaf: str) -> list[tuple[str, ...]]:
+        """Every path from `leaf` to f, for the backward mode's path sum.
+
+        >>> from symbn.models import load
+        >>> load("rmsnorm").paths("x")
+        [('x', 'ms', 'xhat', 'y', 'f'), ('x', 'xhat', 'y', 'f')]
+        """
+        if leaf not in self.leaves:
+            raise SymbnError(f"'{leaf}' is not a leaf of {self.name}; leaves: "
+                             f"{', '.join(self.leaves)}")
+        found, stack, visited = [], [(leaf,)], 0
+        while stack:
+            path, visited = stack.pop(), visited + 1
+            if visited > MAX_PATH_STEPS:  # paths can be exponentially many in the nodes
+                raise SymbnError(f"{self.path}: more than {MAX_PATH_STEPS} partial paths from "
+                                 f"{leaf} to f; the path sum is too large to write out")
+            if path[-1] == "f":
+                found.append(path)
+            stack.extend(path + (c,) for c in reversed(self.children(path[-1])))
+        return found
+
+    def vocabulary(self) -> Vocabulary:
+        """The names derivation files about this model may use."""
+        scalars = [n for n in [*self.leaves, *self.nodes] if not self.indexed(n)]
+        indexed = [n for n in [*self.leaves, *self.nodes] if self.indexed(n)]
+        same_row = tuple((c, p) for c, node in self.nodes.items() if node.element
+                         for p in node.parents if self.indexed(p)
+                         and all(e.indices == (ELEMENT,) for e in node.template.atoms(sp.Indexed)
+                                 if str(e.base) == p))
+        parents = {n: node.parents for n, node in self.nodes.items()}
+        return Vocabulary(scalars=(*scalars, "f", *self.names),
+                          indexed=(*indexed, self.gradient), leaves=dict(self.leaves),
+                          parents={**parents, "f": (self.output,)}, names=tuple(self.names),
+                          same_row=same_row, output=self.output, functions=tuple(FUNCTIONS))
+
+    def instantiate(self, n: int, d: int = 1) -> Instance:
+        """The concrete graph for D sets of N elements; see `Instance`."""
+        return Instance(self, n, d)
+
+
+class Instance:
+    """A model at N = n with d independent sets: a symbol per node instance, each node's
+    definition in terms of its parents' symbols, and f a function of every output.
+
+    Element leaves and nodes are x[i,c] (x[i] when d = 1), along leaves gamma[i] whatever
+    the set, set leaves and set nodes gamma[c] (gamma when d = 1), shared scalars eps.
+
+    >>> from symbn.models import load
+    >>> g = load("rmsnorm").instantiate(2)
+    >>> g.compose(g.symbol("y", 1))  # unflattened: the composed ms is shared, not copied
+    gamma[1]*(x[1]/sqrt(eps + (x[1]**2/2 + x[2]**2/2)))
+    """
+
+    def __init__(self, model: Model, n: int, d: int = 1):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise SymbnError(f"N must be a positive integer, got {n!r}; try N = 4")
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise SymbnError(f"D must be a positive integer, got {d!r}; try D = 1")
+        if n < model.min_n:
+            raise SymbnError(f"{model.name} is defined for N >= {model.min_n}, got N = {n}; "
+                             f"use N = {model.min_n} or more")
+        self.model, self.n, self.d = model, n, d
+        self.f, self.f_function = sp.Symbol("f"), sp.Function("f")
+        self._symbols: dict[tuple, sp.Symbol] = {}
+        self._names: dict[tuple, sp.Expr] = {}
+        self._composed: dict | None = None
+        self.nodes: dict[sp.Symbol, Node] = {}
+        for c in self.columns():
+            for name, node in model.nodes.items():
+                for i in (self.rows() if node.element else (None,)):
+                    symbol = self.symbol(name, i, c)
+                    definition = self.template(node.template, {"i": i} if i else {}, c)
+                    present = symbols_of(definition)
+                    parents = tuple(s for p in node.parents for s in self._candidates(p, c)
+                                    if s in present)
+                    self.nodes[symbol] = Node(symbol, parents, definition)
+        ys = tuple(self.symbol(model.output, i, c) for c in self.columns() for i in self.rows())
+        self.nodes[self.f] = Node(self.f, ys, self.f_function(*ys))
+
+    def rows(self) -> range:
+        return range(1, self.n + 1)
+
+    def columns(self) -> range:
+        return range(1, self.d + 1)
+
+    def symbol(self, name: str, i: int | None = None, c: int = 1) -> sp.Symbol:
+        """The symbol of a leaf, node or gradient at row i of set c.
+
+        >>> from symbn.models import load
+        >>> g = load("layernorm").instantiate(3, 2)
+        >>> g.symbol("x", 2, 1), g.symbol("gamma", 2, 1), g.symbol("mu", c=2)
+        (x[2,1], gamma[2], mu[2])
+        """
+        key = (name, i, c)
+        if key not in self._symbols:
+            m = self.model
+            if name != m.gradient and (name not in m.leaves and name not in m.nodes):
+                raise SymbnError(f"'{name}' is not a leaf or node of {m.name}")
+            if not 1 <= c <= self.d:
+                raise SymbnError(f"set {c} is outside 1..D = {self.d}")
+            kind = "element" if name == m.gradient else m.kind(name)
+            rowed = kind in INDEXED_KINDS
+            if (i is None) == rowed or (rowed and not 1 <= i <= self.n):
+                raise SymbnError(f"{name} needs {'a row 1..N' if rowed else 'no row'} "
+                                 f"(N = {self.n}), got {i}")
+            place = [i] if rowed else []
+            if self.d > 1 and kind in ("element", "set"):
+                place.append(c)
+            text = f"{name}[{','.join(map(str, place))}]" if place else name
+            self._symbols[key] = sp.Symbol(text)
+        return self._symbols[key]
+
+    def _candidates(self, name: str, c: int) -> list[sp.Symbol]:
+        rows = self.rows() if self.model.indexed(name) else (None,)
+        return [self.symbol(name, i, c) for i in rows]
+
+    @property
+    def leaves(self) -> list[sp.Symbol]:
+        """Independent variables: the model's leaves, then the gradients dy."""
+        found = []
+        for name in [*self.model.leaves, self.model.gradient]:
+            for c in self.columns():
+                found += [s for s in self._candidates(name, c) if s not in found]
+        return found
+
+    def template(self, expr: sp.Expr, rows: dict | None = None, c: int = 1) -> sp.Expr:
+        """A template of the model (definition, name or result) at `rows` (index name -> row)
+        in set c, with sums expanded and names replaced by their definitions.
+
+        >>> from symbn.models import load
+        >>> m = load("rmsnorm")
+        >>> m.instantiate(2).template(m.names["sigma"].template)
+        sqrt(eps + ms)
+        """
+        return self._run(expr, {str(k): int(v) for k, v in (rows or {}).items()}, c)
+
+    def _run(self, e: sp.Expr, rows: dict, c: int) -> sp.Expr:
+        if e.is_Number:
+            return e
+        if isinstance(e, sp.Indexed):
+            return self.symbol(str(e.base), self._row(e.indices[0], rows), c)
+        if e.is_Symbol:
+            if e == N:
+                return sp.Integer(self.n)
+            if e.name in self.model.names:
+                key = (e.name, c)
+                if key not in self._names:
+                    self._names[key] = self._run(self.model.names[e.name].template, {}, c)
+                return self._names[key]
+            return self.symbol(e.name, None, c)
+        if isinstance(e, sp.Sum):  # SymPy merges nested sums into one with several limits
+            scopes = [rows]
+            for var, _, _ in e.limits:
+                scopes = [{**s, var.name: r} for s in scopes for r in self.rows()]
+            return sp.Add(*[self._run(e.function, s, c) for s in scopes])
+        if isinstance(e, sp.KroneckerDelta):
+            a, b = (self._row(arg, rows) for arg in e.args)
+            return sp.Integer(int(a == b))
+        if e.is_Add or e.is_Mul or e.is_Pow:
+            return e.func(*[self._run(a, rows, c) for a in e.args])
+        raise SymbnError(f"{self.model.path}: cannot instantiate {type(e).__name__}: {e}")
+
+    def _row(self, e: sp.Expr, rows: dict) -> int:
+        if e.is_Symbol and e.name in rows:
+            return rows[e.name]
+        raise SymbnError(f"index {e} has no value; give it a row 1..N or bind it by a Sum")
+
+    def result(self, leaf: str, j: int | None = None, c: int = 1) -> sp.Expr:
+        """The closed form of D(f, leaf[j]) for set c (D(f, leaf) for scalar leaves), in node
+        symbols and gradients; for shared leaves the sum over every set.
+
+        >>> from symbn.models import load
+        >>> load("batchnorm").instantiate(2).result("beta")
+        dy[1] + dy[2]
+        """
+        m = self.model
+        if leaf not in m.results:
+            raise SymbnError(f"{m.path}: no result for {leaf}; add \"D(f, {leaf}"
+                             f"{'[j]' if m.indexed(leaf) else ''})\" = ... to [results]")
+        rows = {"j": j} if m.indexed(leaf) else {}
+        sets = self.columns() if m.kind(leaf) in SHARED_KINDS else (c,)
+        return sp.Add(*[self.template(m.results[leaf].template, rows, s) for s in sets])
+
+    def compose(self, expr: sp.Expr) -> sp.Expr:
+        """`expr` with every node replaced by its definition down to the leaves (f by
+        f(composed outputs)), keeping shared subexpressions shared."""
+        if self._composed is None:
+            mapping: dict = {}
+            for s, node in self.nodes.items():  # dict order is topological
+                if s != self.f:
+                    mapping[s] = rebuild(node.definition, mapping, {})
+            outputs = [mapping[y] for y in self.nodes[self.f].parents]
+            mapping[self.f] = self.f_function(*outputs)
+            self._composed = mapping
+        return rebuild(as_expr(expr), self._composed, {})
+
+    def evaluate(self, expr: sp.Expr, point: dict[sp.Symbol, Fraction | int]) -> sp.Expr:
+        """`expr` at `point` (exact values of leaves), nodes computed in order; leaves missing
+        from `point` stay symbols.
+
+        >>> from symbn.models import load
+        >>> g = load("rmsnorm").instantiate(2)
+        >>> x1, x2, eps = (g.symbol(*a) for a in (("x", 1), ("x", 2), ("eps",)))
+        >>> g.evaluate(g.symbol("xhat", 2), {x1: 1, x2: 7, eps: 11})
+        7/6
+        """
+        values = {s: as_expr(q) for s, q in point.items()}
+        for s, node in self.nodes.items():
+            if s != self.f and s not in values:
+                values[s] = node.definition.xreplace(values)
+        return as_expr(expr).xreplace(values)
+
+
+def named(template: sp.Expr) -> tuple[str, ...]:
+    """The leaves, nodes and names a template names, in reading order.
+
+    >>> from symbn.models import load
+    >>> named(load("batchnorm").results["x"].template)
+    ('gamma', 'v', 'eps', 'dy', 'x', 'mu')
+    """
+    found: list[str] = []
+    for e in sp.preorder_traversal(template):
+        name = str(e.base) if isinstance(e, sp.Indexed) else e.name if e.is_Symbol else None
+        if name and name not in INDEX and e != N and name not in found:
+            found.append(name)
+    return tuple(found)
