@@ -348,7 +348,10 @@ def _parse_claim(claim: str, at: str) -> tuple[sp.Expr, ...]:
             raise SymbnError(f"{at}: brackets nested more than {MAX_DEPTH} deep; simplify")
     parts = _split_links(claim)
     if len(parts) < 2:
-        raise SymbnError(f"{at}: claim must be an equation 'lhs = rhs' (or a chain a = b = c)")
+        hint = ("; write one '=' between the sides, not '=='"
+                if "==" in claim else "")
+        raise SymbnError(f"{at}: claim must be an equation 'lhs = rhs' (or a chain a = b = c)"
+                         f"{hint}")
     links = []
     for part in parts:
         if not part.strip():
@@ -455,7 +458,9 @@ class _Builder:
             if node.value > MAX_INTEGER:
                 raise self.fail(f"row larger than {MAX_INTEGER}", whole)
             return sp.Integer(node.value)
-        raise self.fail("a row is an index name (i, j, k) or a number such as 2", whole)
+        name = ast.unparse(whole.value) if isinstance(whole, ast.Subscript) else "x"
+        raise self.fail(f"is not a row: the row inside [...] must be one of the indices "
+                        f"i, j, k or a number such as 2, e.g. {name}[j] or {name}[2]", whole)
 
     # arithmetic --------------------------------------------------------------------------
     def _UnaryOp(self, node: ast.UnaryOp, depth: int) -> sp.Expr:

@@ -778,7 +778,7 @@ def _undefined_everywhere(divisors: list, indices: list, distinct: set) -> str |
             if zero:
                 equal = sorted({f"{a} = {b}" for a, b in rename.items() if a != b})
                 when = f" when {', '.join(equal)}" if equal else ""
-                return (f"undefined{when}: the claim divides by {template}, which is "
+                return (f"division by zero{when}: the claim divides by {template}, which is "
                         "identically zero for every N")
     return None
 

@@ -145,7 +145,9 @@ PARSE_ERRORS = [
     (doc(("s", "P(gamma, beta) = 0", "")), "gamma is not a node of the graph"),
     (doc(("s", "D(v, mu) = 0", "")), "D(a, b) needs b = x[j], y[i], gamma, beta or eps"),
     (doc(("s", "x[0] = 0", "")), "rows are numbered from 1"),
-    (doc(("s", "x[i+1] = 0", "")), "a row is an index name (i, j, k) or a number"),
+    (doc(("s", "x[i+1] = 0", "")), ("'x[i + 1]' is not a row: the row inside [...] must be one "
+                                   "of the indices i, j, k or a number such as 2, e.g. x[j]")),
+    (doc(("s", "dy[m] = 0", "")), "'dy[m]' is not a row: the row inside [...] must be one of"),
     (doc(("s", "j*dy[j] = dy[j]", "")), "'j' is an index and names a row: use it as x[j]"),
     (doc(("s", "Sum(i*dy[i], (i, 1, N)) = 0", "")), "'i' is an index and names a row"),
     (doc(("s", "x[1]**j = 1", "")), "exponent must be a number"),
@@ -156,7 +158,8 @@ PARSE_ERRORS = [
     (doc(("s", "x[1]**(1/3) = 1", "")), "exponents are integers or halves"),
     (doc(("s", "Sum(x[i], (i, 0, N)) = 1", "")), "sums start at 1"),
     (doc(("s", "Sum(Sum(x[i], (i, 1, N)), (i, 1, N)) = 1", "")), "already a summation index"),
-    (doc(("s", "x[1] == x[1]", "")), "claim must be an equation"),
+    (doc(("s", "x[1] == x[1]", "")), ("claim must be an equation 'lhs = rhs' (or a chain "
+                                     "a = b = c); write one '=' between the sides, not '=='")),
     (doc(("s", "x[1] < 2 = 1", "")), "(comparison)"),
     ('title = "t"\nmodel = "resnet"\n[[step]]\nid = "s"\nclaim = "x[1] = 0"\n',
      "model 'resnet' is not known"),
