@@ -88,11 +88,15 @@ def _progress():
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from .errors import SymbnError
     from .limits import check_size
 
     n = _positive_int("--n", args.n, allow_all=True)
     d = 1 if args.d is None else _positive_int("--d", args.d)
     timeout = _timeout(args.timeout)
+    if n == "all" and args.model not in (None, "batchnorm"):
+        raise SymbnError("--n all is proved for the batchnorm model so far; give a size such "
+                         "as --n 4 for other models")
     if n == "all":
         _refuse_with_all({"--d": args.d, "--method": args.method,
                           "--all-pairs": args.all_pairs})
@@ -100,6 +104,13 @@ def _verify(args: argparse.Namespace) -> int:
 
         return _emit(verify_all(timeout=timeout, progress=_progress()), args.json)
     method = args.method or "exact"
+    if args.model not in (None, "batchnorm"):
+        if method != "exact":
+            raise SymbnError("--method random is for the batchnorm model so far; drop it")
+        from .verify_model import verify_model
+
+        return _emit(verify_model(args.model, n, d, timeout=timeout, progress=_progress()),
+                     args.json)
     check_size(n, d, timeout, method)
     from .verify import verify
 
@@ -193,6 +204,21 @@ def _cli_terms(message: str) -> str:
     return _PARAMETER.sub(lambda m: f"--{m[1]} {m[3]}" if m[3] else f"--{m[1]}", message)
 
 
+def _models(args: argparse.Namespace) -> int:
+    from .models import load, shipped
+
+    if args.model is not None:
+        print(load(args.model).describe())
+        return 0
+    names = shipped()
+    width = max(map(len, names))
+    for name in names:
+        model = load(name)
+        print(f"{name:<{width}}  {model.title}\n{'':<{width}}  {model.summary()}")
+    print(f"\n{len(names)} shipped models; 'symbn models NAME' (or a .toml path) shows one")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symbn", description="Machine-checked BatchNorm backward derivations.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -200,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("verify", help="prove the BatchNorm backward derivation for N (x D)")
+    p = sub.add_parser("verify", help="prove a layer's backward derivation for N (x D)")
+    p.add_argument("--model", help="a shipped model (symbn models) or a .toml model file "
+                                   "(default batchnorm)")
     p.add_argument("--n", default="4",
                    help="batch size N, a positive integer, or 'all' for every N (default 4)")
     p.add_argument("--d", help="number of columns D (default 1)")
@@ -247,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unrolled", action="store_true",
                    help="unrolled scalar expressions for one concrete N (needs --n)")
     p.set_defaults(run=_codegen)
+
+    p = sub.add_parser("models", help="list the shipped layer models, or show one")
+    p.add_argument("model", nargs="?", default=None,
+                   help="a shipped model name or a .toml model file to read and show")
+    p.set_defaults(run=_models)
     return parser
 
 

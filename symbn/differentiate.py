@@ -1,4 +1,4 @@
-"""Derivatives through the BatchNorm graph, in the note's two modes.
+"""Derivatives through a layer's graph (BatchNorm or any model), in the note's two modes.
 
 Forward mode composes each node down to the leaves and differentiates the composed
 expression directly.  Backward mode never composes: it walks the graph from f back to the
@@ -8,6 +8,9 @@ rules applied to an expression graph, each shared subexpression once (SymPy's `d
 same result on the tree, which for a composed BatchNorm expression is N times larger).
 
 Both speak of f only through its partials df/dy[i] = dy[i]: f is an arbitrary function.
+`bn` is any graph with `nodes` (f last, its parents the output nodes y), `f`, `compose`,
+`support`, `descendants` and `cache`: a `BatchNorm` or a model's `symbn.graph.Instance`; the
+upstream gradient of output y[...] is the leaf dy[...].
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def total_derivative(bn: BatchNorm, expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
                              "only D(f, y[i]) = dy[i] is defined; use a leaf (x, gamma, "
                              "beta, eps)")
         return _dy_of(bn, wrt)
-    if bn.support(expr) & {bn.dy(i, c) for i in bn.rows() for c in bn.columns()}:
+    if bn.support(expr) & set(_y_index(bn).values()):
         raise SymbnError(f"cannot differentiate {expr}: it contains dy = df/dy, which depends "
                          "on the leaves through f (second derivatives of f are not modelled)")
     composed = bn.compose(expr, keep=frozenset({bn.f}))
@@ -65,7 +68,7 @@ def forward_gradient(bn: BatchNorm, wrt: sp.Symbol, ys=None) -> sp.Expr:
     >>> forward_gradient(bn, bn.beta())
     dy[1] + dy[2]
     """
-    ys = [bn.y(i, c) for i in bn.rows() for c in bn.columns()] if ys is None else ys
+    ys = list(bn.nodes[bn.f].parents) if ys is None else ys
     if wrt in bn.nodes:  # wrt = y[k]: nothing upstream follows it
         return sp.Add(*[_dy_of(bn, y) for y in ys if y == wrt])
     memo: dict = {}  # shared by every y: the composed mu and v are differentiated once
@@ -142,20 +145,16 @@ def _pow(base: sp.Expr, exp: sp.Expr) -> sp.Expr:
 
 
 def _dy_of(bn: BatchNorm, y: sp.Symbol) -> sp.Symbol:
-    i, c = _index_of(bn, y)
-    return bn.dy(i, c)
+    if y not in _y_index(bn):
+        raise SymbnError(f"{y} is not an output node of the model")
+    return _y_index(bn)[y]
 
 
 def _y_index(bn: BatchNorm) -> dict:
+    """Each output node y[...] (f's parents) -> its upstream gradient dy[...]."""
     if "y_index" not in bn.cache:
-        bn.cache["y_index"] = {bn.y(i, c): (i, c) for i in bn.rows() for c in bn.columns()}
+        bn.cache["y_index"] = {y: sp.Symbol("d" + y.name) for y in bn.nodes[bn.f].parents}
     return bn.cache["y_index"]
-
-
-def _index_of(bn: BatchNorm, y: sp.Symbol) -> tuple[int, int]:
-    if y not in _y_index(bn):
-        raise SymbnError(f"{y} is not a y node of the model")
-    return _y_index(bn)[y]
 
 
 # ---------------------------------------------------------------------------------------

@@ -174,12 +174,137 @@ class Model:
                           parents={**parents, "f": (self.output,)}, names=tuple(self.names),
                           same_row=same_row, output=self.output, functions=tuple(FUNCTIONS))
 
+    def summary(self) -> str:
+        """One line: leaves with kinds, nodes (element nodes with [i]), axis.
+
+        >>> from symbn.models import load
+        >>> load("rmsnorm").summary()
+        'x element, gamma along, eps positive -> ms, xhat[i], y[i]; axis -1'
+        """
+        leaves = ", ".join(f"{name} {kind}" for name, kind in self.leaves.items())
+        nodes = ", ".join(f"{n}[i]" if d.element else n for n, d in self.nodes.items())
+        domain = f"; N >= {self.min_n}" if self.min_n > 1 else ""
+        return f"{leaves} -> {nodes}; axis {self.axis}{domain}"
+
+    def describe(self) -> str:
+        """The model as `symbn models NAME` prints it: definitions, edges, paths, results."""
+        def row(name: str) -> str:
+            return f"{name}[i]" if self.indexed(name) else name
+
+        width = max(len(f"{row(n)} = {d.text}") for n, d in self.nodes.items())
+        lines = [f"{self.name}: {self.title}"] + ([f"  source: {self.source}"] * bool(self.source))
+        lines.append("  leaves: " + ", ".join(f"{row(n)} ({k})" for n, k in self.leaves.items()))
+        for k, (name, d) in enumerate(self.nodes.items()):
+            text = f"{row(name)} = {d.text}"
+            lines.append(f"  {'nodes: ' if k == 0 else ' ' * 7} {text:<{width}}   <- "
+                         + ", ".join(d.parents))
+        for name, d in self.names.items():
+            lines.append(f"  name:   {name} = {d.text}")
+        lines.append(f"  output: {self.output} (f is a function of every {self.output}[i]; "
+                     f"{self.gradient}[i] = df/d{self.output}[i]); reduction along axis "
+                     f"{self.axis}" + (f"; defined for N >= {self.min_n}" if self.min_n > 1
+                                      else ""))
+        for leaf in self.leaves:
+            paths = "; ".join(" -> ".join(p) for p in self.paths(leaf))
+            lines.append(f"  paths from {leaf}: {paths}")
+        for result in self.results.values():
+            lines.append(f"  result: {result.key} = {result.text}")
+        if not self.results:
+            lines.append("  results: none (verify proves the two modes equal and prints the "
+                         "gradient)")
+        return "\n".join(lines)
+
     def instantiate(self, n: int, d: int = 1) -> Instance:
         """The concrete graph for D sets of N elements; see `Instance`."""
         return Instance(self, n, d)
 
 
-class Instance:
+class Graph:
+    """Nodes with parents and definitions, f last; what both modes of differentiation, the
+    prover and the evaluator need of any layer: children, descendants, composition down to
+    the leaves (sharing kept), exact evaluation, support.
+
+    Subclasses set `nodes` (dict symbol -> Node in topological order, f last), `f`, `leaves`
+    (independent variables, the upstream gradients included), `positive` (leaves known > 0)
+    and `dys` (the upstream gradients: d<output> of each output node, f's parents).
+    """
+
+    nodes: dict
+    f: sp.Symbol
+
+    def _graph_init(self) -> None:
+        self._children: dict | None = None
+        self._composed: dict = {}
+        self._composed_keeping: dict[frozenset, dict] = {}
+        self.cache: dict = {}  # memo of derived quantities (local partials)
+
+    @property
+    def outputs(self) -> tuple:
+        """The output nodes, f's parents in order."""
+        return self.nodes[self.f].parents
+
+    def children(self, symbol: sp.Symbol) -> list[sp.Symbol]:
+        """Nodes having `symbol` as a direct parent, in definition order."""
+        if self._children is None:
+            self._children = {}
+            for s, node in self.nodes.items():
+                for p in node.parents:
+                    self._children.setdefault(p, []).append(s)
+        return list(self._children.get(symbol, []))
+
+    def descendants(self, symbol: sp.Symbol) -> set:
+        """Every node reachable from `symbol` along the graph's edges (its dependents)."""
+        seen, stack = set(), [symbol]
+        while stack:
+            for c in self.children(stack.pop()):
+                if c not in seen:
+                    seen.add(c)
+                    stack.append(c)
+        return seen
+
+    def compose(self, expr: sp.Expr, keep: frozenset = frozenset()) -> sp.Expr:
+        """`expr` with every node (except those in `keep`) replaced by its composed
+        definition, f by f(composed outputs); shared subexpressions stay shared, so a composed
+        node is of size O(N) where the flattened tree would have O(N^2) terms."""
+        expr = as_expr(expr)
+        if keep:
+            mapping = self._composed_keeping.get(keep)
+            if mapping is None:  # the nodes never change: compose them once per `keep`
+                mapping = self._composed_keeping[keep] = {}
+                for s in self.nodes:
+                    if s not in keep:
+                        mapping[s] = rebuild(self.nodes[s].definition, mapping, {})
+            return rebuild(expr, mapping, {})
+        if len(self._composed) < len(self.nodes):
+            for s in self.nodes:  # dict order is topological: parents are composed first
+                if s not in self._composed:
+                    self._composed[s] = rebuild(self.nodes[s].definition, self._composed, {})
+        return rebuild(expr, self._composed, {})
+
+    def evaluate(self, expr: sp.Expr, point: dict[sp.Symbol, Fraction | int]) -> sp.Expr:
+        """Exact value of `expr` at `point` (exact leaf values), nodes computed in order with
+        plain SymPy arithmetic on Rationals, independently of the prover."""
+        values = {s: as_expr(q) for s, q in point.items()}
+        needed = self.support(expr)
+        for s, node in self.nodes.items():  # dict order is a topological order
+            if s in needed and s != self.f:
+                values[s] = node.definition.xreplace(values)
+        return rebuild(as_expr(expr), values, {}, evaluate=True)
+
+    def support(self, expr: sp.Expr) -> set:
+        """Every symbol `expr` depends on, through node definitions: nodes and leaves."""
+        seen, stack = set(), list(symbols_of(as_expr(expr)))
+        while stack:
+            s = stack.pop()
+            if s in seen:
+                continue
+            seen.add(s)
+            if s in self.nodes:
+                stack.extend(symbols_of(self.nodes[s].definition))
+        return seen
+
+
+class Instance(Graph):
     """A model at N = n with d independent sets: a symbol per node instance, each node's
     definition in terms of its parents' symbols, and f a function of every output.
 
@@ -201,10 +326,10 @@ class Instance:
             raise SymbnError(f"{model.name} is defined for N >= {model.min_n}, got N = {n}; "
                              f"use N = {model.min_n} or more")
         self.model, self.n, self.d = model, n, d
+        self._graph_init()
         self.f, self.f_function = sp.Symbol("f"), sp.Function("f")
         self._symbols: dict[tuple, sp.Symbol] = {}
         self._names: dict[tuple, sp.Expr] = {}
-        self._composed: dict | None = None
         self.nodes: dict[sp.Symbol, Node] = {}
         for c in self.columns():
             for name, node in model.nodes.items():
@@ -264,6 +389,27 @@ class Instance:
                 found += [s for s in self._candidates(name, c) if s not in found]
         return found
 
+    @property
+    def positive(self) -> set:
+        """The leaves known to be > 0 (kind positive), such as eps."""
+        return {self.symbol(name) for name, kind in self.model.leaves.items()
+                if kind == "positive"}
+
+    @property
+    def dys(self) -> set:
+        """The upstream gradients dy[i] = df/dy[i], one per output node."""
+        return {self.symbol(self.model.gradient, i, c) for c in self.columns()
+                for i in self.rows()}
+
+    def leaf(self, name: str, j: int | None = None, c: int = 1) -> sp.Symbol:
+        """The leaf symbol D(f, .) of a result is taken with respect to: x[j], gamma[j], eps.
+
+        >>> from symbn.models import load
+        >>> load("layernorm").instantiate(3, 2).leaf("gamma", 2)
+        gamma[2]
+        """
+        return self.symbol(name, j if self.model.indexed(name) else None, c)
+
     def template(self, expr: sp.Expr, rows: dict | None = None, c: int = 1) -> sp.Expr:
         """A template of the model (definition, name or result) at `rows` (index name -> row)
         in set c, with sums expanded and names replaced by their definitions.
@@ -321,35 +467,6 @@ class Instance:
         rows = {"j": j} if m.indexed(leaf) else {}
         sets = self.columns() if m.kind(leaf) in SHARED_KINDS else (c,)
         return sp.Add(*[self.template(m.results[leaf].template, rows, s) for s in sets])
-
-    def compose(self, expr: sp.Expr) -> sp.Expr:
-        """`expr` with every node replaced by its definition down to the leaves (f by
-        f(composed outputs)), keeping shared subexpressions shared."""
-        if self._composed is None:
-            mapping: dict = {}
-            for s, node in self.nodes.items():  # dict order is topological
-                if s != self.f:
-                    mapping[s] = rebuild(node.definition, mapping, {})
-            outputs = [mapping[y] for y in self.nodes[self.f].parents]
-            mapping[self.f] = self.f_function(*outputs)
-            self._composed = mapping
-        return rebuild(as_expr(expr), self._composed, {})
-
-    def evaluate(self, expr: sp.Expr, point: dict[sp.Symbol, Fraction | int]) -> sp.Expr:
-        """`expr` at `point` (exact values of leaves), nodes computed in order; leaves missing
-        from `point` stay symbols.
-
-        >>> from symbn.models import load
-        >>> g = load("rmsnorm").instantiate(2)
-        >>> x1, x2, eps = (g.symbol(*a) for a in (("x", 1), ("x", 2), ("eps",)))
-        >>> g.evaluate(g.symbol("xhat", 2), {x1: 1, x2: 7, eps: 11})
-        7/6
-        """
-        values = {s: as_expr(q) for s, q in point.items()}
-        for s, node in self.nodes.items():
-            if s != self.f and s not in values:
-                values[s] = node.definition.xreplace(values)
-        return as_expr(expr).xreplace(values)
 
 
 def named(template: sp.Expr) -> tuple[str, ...]:
