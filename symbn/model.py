@@ -59,6 +59,8 @@ class BatchNorm:
         self._y = {(i, c): sp.Symbol(self._name("y", i, c)) for i in rows for c in cols}
         self.f = sp.Symbol("f")
         self.f_function = sp.Function("f")
+        self.positive = {self.eps}  # leaves known > 0 (the prover's model protocol)
+        self.dys = set(self._dy.values())  # the upstream gradients, independent leaves
 
         N = sp.Integer(n)
         nodes: dict[sp.Symbol, Node] = {}

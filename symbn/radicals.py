@@ -1,8 +1,9 @@
 """Square roots of squares: sqrt(b**2 * c) = |b| sqrt(c), with the sign of b proved.
 
-The exact method eliminates one square root, sqrt(eps + w), by a positive s.  A radical
-whose base carries an even power, sqrt((v + eps)**2), sqrt(1/(v + eps)), sqrt(v**2), is
-first rewritten: for an integer e = 2q + r (r = 0 or 1),
+The exact method replaces square roots by positive symbols (sqrt(eps + w) = s, or several
+s_k with s_k**2 = r_k, symbn.multiradical).  A radical whose base carries an even power,
+sqrt((v + eps)**2), sqrt(1/(v + eps)), sqrt(v**2), is first rewritten: for an integer
+e = 2q + r (r = 0 or 1),
 
     sqrt(b**e * c) = |b|**q * sqrt(b**r * c)        (b**(2q) is a nonnegative real)
 

@@ -1,10 +1,12 @@
 """Certified separation of two exact values that may involve square roots.
 
-When a claim leaves the fragment the canonical form decides (a second square root, such as
-sqrt(v) beside sqrt(v + eps)), a disproof is still possible: evaluate both sides exactly at a
-rational point (SymPy keeps sqrt(2/3) as an exact algebraic number) and enclose the
-difference in an interval computed with outward rounding (mpmath's `iv`).  An enclosure that
-excludes 0 proves the sides differ there.  Nothing here can prove an identity.
+When a claim has irrational values at every rational point (several square roots, such as
+sqrt(v) beside sqrt(v + eps)) or leaves the fragment the canonical forms decide, a disproof
+is still possible: evaluate both sides exactly at a rational point (SymPy keeps sqrt(2/3) as
+an exact algebraic number) and enclose the difference in an interval computed with outward
+rounding (mpmath's `iv`).  An enclosure that excludes 0 proves the sides differ there.
+Nothing here can prove an identity.  The model is any object of the `symbn.prove.Model`
+protocol (leaves, positive, support, evaluate).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from fractions import Fraction
 import sympy as sp
 from mpmath import iv
 
-from .model import BatchNorm, as_expr
-from .prove import positive_sample
+from .model import as_expr
+from .prove import Model, positive_sample
 
 
 class _NoEnclosure(Exception):
@@ -81,19 +83,44 @@ def certainly_nonzero(value: sp.Expr) -> bool:
     return bool(gap.a > 0 or gap.b < 0)
 
 
-def separating_point(bn: BatchNorm, lhs: sp.Expr, rhs: sp.Expr, seed: int = 0,
+def separation(left: sp.Expr, right: sp.Expr) -> str | None:
+    """Whether two exact closed real values certainly differ: "" when both are rationals
+    and differ, the enclosure of left - right as text when it excludes 0, else None.
+
+    >>> separation(sp.Integer(1), sp.Rational(1, 2)), separation(sp.Integer(1), sp.Integer(1))
+    ('', None)
+    >>> separation(sp.sqrt(2), sp.Rational(7, 5))
+    'lhs - rhs in [0.014213562, 0.014213562]'
+    """
+    left, right = as_expr(left), as_expr(right)
+    if left.is_Rational and right.is_Rational:
+        return "" if left != right else None
+    if left.has(sp.zoo, sp.nan, sp.I) or right.has(sp.zoo, sp.nan, sp.I):
+        return None
+    try:
+        gap = enclose(left - right)
+    except (_NoEnclosure, ZeroDivisionError):
+        return None
+    if gap.a > 0 or gap.b < 0:
+        return f"lhs - rhs in [{sp.Float(gap.a, 8)}, {sp.Float(gap.b, 8)}]"
+    return None
+
+
+def separating_point(model: Model, lhs: sp.Expr, rhs: sp.Expr, seed: int = 0,
                      tries: int = 40) -> dict | None:
-    """A rational point with eps > 0 where lhs and rhs certainly differ, or None."""
+    """A rational point with every positive leaf (eps) > 0 where lhs and rhs certainly
+    differ, or None."""
     rng = random.Random(seed)
-    support = bn.support(sp.Tuple(lhs, rhs))
-    leaves = [s for s in bn.leaves if s in support]
+    support = model.support(sp.Tuple(lhs, rhs))
+    leaves = [s for s in model.leaves if s in support]
+    positive = [s for s in leaves if s in model.positive]
     for attempt in range(tries):
         radius = 3 if attempt < 20 else 50
         point = {s: Fraction(rng.randint(-radius, radius)) for s in leaves}
-        if bn.eps in point:
-            point[bn.eps] = positive_sample(rng, radius)
+        for p in positive:
+            point[p] = positive_sample(rng, radius)
         try:
-            left, right = bn.evaluate(lhs, point), bn.evaluate(rhs, point)
+            left, right = model.evaluate(lhs, point), model.evaluate(rhs, point)
             if left.has(sp.zoo, sp.nan, sp.I) or right.has(sp.zoo, sp.nan, sp.I):
                 continue
             gap = enclose(left - right)
