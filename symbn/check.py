@@ -54,13 +54,18 @@ def check(derivation: Derivation | str, n: int, timeout: float | None = None,
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     exhaustive = n <= EXHAUSTIVE_MAX_N if all_assignments is None else all_assignments
-    bn = BatchNorm(n)
+    bn = _graph(d, n)
     checker = _StepChecker(d, bn, Algebra(bn), deadline, exhaustive)
     results = [checker.run(step) for step in d.steps]
     notes = [] if exhaustive else [SYMMETRY_NOTE]
     info = {"n": n, "derivation": d.path, "exhaustive": exhaustive,
             "seconds": round(time.monotonic() - start, 3)}
     return Report(f"symbn check: {d.title}, N = {n}", results, info, notes)
+
+
+def _graph(d: Derivation, n: int):
+    """The concrete graph of the derivation's model at N = n."""
+    return BatchNorm(n) if d.spec is None else d.spec.instantiate(n)
 
 
 def assignments(step: Step, n: int, exhaustive: bool = True) -> list[dict[str, int]]:
@@ -111,7 +116,10 @@ class _StepChecker:
                  exhaustive: bool):
         self.d, self.bn, self.alg = d, bn, alg
         self.builder = _Instantiate(bn)
-        self._dys = {bn.dy(i, c) for c in bn.columns() for i in bn.rows()}
+        # one set (check is about D = 1): the upstream gradient of row r, dy[r]
+        self._dy_of_row = dict(zip(bn.rows(), (sp.Symbol("d" + y.name)
+                                              for y in bn.nodes[bn.f].parents)))
+        self._dys = set(self._dy_of_row.values())
         self.deadline, self.exhaustive = deadline, exhaustive
         self._nonzero: dict = {}  # divisor instance -> Algebra.nonzero
 
@@ -192,7 +200,7 @@ class _StepChecker:
                 named = set(step.rows) | set(assignment.values())
                 rows = [r for r in rows if r in named] + [r for r in rows if r not in named][:1]
             methods, zero = set(), sp.Integer(0)
-            for dy in (self.bn.dy(r, c) for c in self.bn.columns() for r in rows):
+            for dy in (self._dy_of_row[r] for r in rows):
                 outcome = self.alg.decide(left.get(dy, zero), right.get(dy, zero),
                                           self.deadline)
                 if outcome.verdict != PROVED:

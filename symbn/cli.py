@@ -2,7 +2,7 @@
 
 Exit codes: 0 all proved (or success), 1 something disproved, 2 bad input or usage,
 3 undecided (unknown) with nothing disproved, 4 internal error (a defect in symbn, never a
-verdict), 130 interrupted.
+verdict), 130 interrupted, 141 the reader of standard output went away (`| head`).
 """
 
 from __future__ import annotations
@@ -146,9 +146,18 @@ def _check(args: argparse.Namespace) -> int:
     return _emit(report, args.json)
 
 
+def _batchnorm_only(args: argparse.Namespace, command: str) -> None:
+    from .errors import SymbnError
+
+    if args.model not in (None, "batchnorm"):
+        raise SymbnError(f"symbn {command} speaks the batchnorm model so far; drop --model "
+                         f"{args.model} (symbn verify --model {args.model} proves it)")
+
+
 def _latex(args: argparse.Namespace) -> int:
     import time
 
+    _batchnorm_only(args, "latex")
     n = _positive_int("--n", args.n, allow_all=True)
     if n == "all":
         _refuse_with_all({"--expand": args.expand})
@@ -171,6 +180,7 @@ def _latex(args: argparse.Namespace) -> int:
 def _codegen(args: argparse.Namespace) -> int:
     from . import io
 
+    _batchnorm_only(args, "codegen")
     n = None if args.n is None else _positive_int("--n", args.n)
     where = io.target(args.output)  # refused before the proofs, not after
     from .codegen import generate
@@ -261,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "- for standard output")
     p.add_argument("--format", choices=["tex", "pdf"],
                    help="tex or pdf (default: from the file name; tex for -o -)")
+    p.add_argument("--model", help="the layer model (default batchnorm, the only one so far)")
     p.add_argument("--expand", action="store_true",
                    help="also print the results expanded in the leaves")
     p.add_argument("--timeout", help="seconds; claims left when it runs out are 'unknown'")
@@ -269,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("codegen", help="write a standalone module computing the proved gradients")
     p.add_argument("-o", "--output", required=True,
                    help="the .py file to write, - for standard output")
+    p.add_argument("--model", help="the layer model (default batchnorm, the only one so far)")
     p.add_argument("--target", choices=["numpy", "numba"], default="numpy",
                    help="numpy (vectorised, default) or numba (fused loops)")
     p.add_argument("--n", default=None, help="batch size for --unrolled code")
@@ -296,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("symbn: interrupted\n")
         return 130
+    except BrokenPipeError:  # `symbn ... | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _run(argv: list[str] | None) -> int:
@@ -309,6 +326,8 @@ def _run(argv: list[str] | None) -> int:
             raise
         sys.stderr.write(f"symbn: error: {_cli_terms(str(err))}\n")
         return err.exit_code
+    except BrokenPipeError:
+        raise
     except Exception as err:  # a defect: its own exit code, so it never reads as a verdict
         if args.debug:
             raise

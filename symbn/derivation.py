@@ -174,13 +174,15 @@ class Step:
 
 @dataclass(frozen=True)
 class Derivation:
-    """A parsed derivation file."""
+    """A parsed derivation file; `spec` is the model file it speaks of (None: the built-in
+    BatchNorm vocabulary of `model = "batchnorm"`)."""
 
     title: str
     model: str
     source: str
     path: str
     steps: list[Step]
+    spec: object = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -251,8 +253,9 @@ def parse(source: str, path: str = "<string>") -> Derivation:
                              f"{_did_you_mean(key, TOP_KEYS)}; expected {', '.join(TOP_KEYS)}")
     title = _string(data, "title", path, required=True)
     model = _string(data, "model", path, required=True)
-    if model not in MODELS:
-        raise SymbnError(f"{path}: model '{_clip(model)}' is not known; use model = \"batchnorm\"")
+    spec = None if model in MODELS else _model(model, path)
+    vocabulary = BATCHNORM if spec is None else spec.vocabulary()
+    weights = None if spec is None else spec.weights()
     steps_data = data.get("step")
     if not isinstance(steps_data, list) or not steps_data:
         raise SymbnError(f"{path}: no steps; add [[step]] tables with id and claim")
@@ -262,12 +265,27 @@ def parse(source: str, path: str = "<string>") -> Derivation:
     for number, table in enumerate(steps_data, 1):
         if not isinstance(table, dict):
             raise SymbnError(f"{path}: step {number} is not a table; write [[step]]")
-        step = _step(table, number, path)
+        step = _step(table, number, path, vocabulary, weights)
         if step.id in seen:
             raise SymbnError(f"{path}: step '{step.id}': duplicate id; ids must be unique")
         seen.add(step.id)
         steps.append(step)
-    return Derivation(title, model, _string(data, "source", path) or "", path, steps)
+    return Derivation(title, model, _string(data, "source", path) or "", path, steps, spec)
+
+
+def _model(model: str, path: str):
+    """The model a derivation names: a shipped model, or a model file relative to the
+    derivation file."""
+    from . import models
+
+    if model in models.shipped():
+        return models.load(model)
+    candidate = Path(path).parent / model if not Path(model).is_absolute() else Path(model)
+    if model.endswith(".toml") and candidate.is_file():
+        return models.load(candidate)
+    raise SymbnError(f"{path}: model '{_clip(model)}' is not known; use a shipped model "
+                     f"({', '.join(models.shipped())}) or a .toml model file relative to "
+                     "this file")
 
 
 def _string(table: dict, key: str, where: str, required: bool = False) -> str | None:
@@ -280,7 +298,8 @@ def _string(table: dict, key: str, where: str, required: bool = False) -> str | 
     return value
 
 
-def _step(table: dict, number: int, path: str) -> Step:
+def _step(table: dict, number: int, path: str, vocabulary: Vocabulary = BATCHNORM,
+          weights: dict | None = None) -> Step:
     for key in table:
         if key not in STEP_KEYS:
             raise SymbnError(f"{path}: step {number}: unknown key '{_clip(key)}'"
@@ -293,7 +312,7 @@ def _step(table: dict, number: int, path: str) -> Step:
     claim = _string(table, "claim", where_at, required=True)
     where = _string(table, "where", where_at) or ""
     text = _string(table, "text", where_at) or ""
-    links = _parse_claim(claim, where_at)
+    links = _parse_claim(claim, where_at, vocabulary, weights)
     conditions = _parse_where(where, where_at)
     step = Step(sid, claim, where, text, links, conditions)
     free = step.free_indices
@@ -336,7 +355,8 @@ def _split_links(claim: str) -> list[str]:
     return parts + [claim[start:]]
 
 
-def _parse_claim(claim: str, at: str) -> tuple[sp.Expr, ...]:
+def _parse_claim(claim: str, at: str, vocabulary: Vocabulary = BATCHNORM,
+                 weights: dict | None = None) -> tuple[sp.Expr, ...]:
     if len(claim) > MAX_CLAIM_CHARS:
         raise SymbnError(f"{at}: claim is {len(claim)} characters, more than "
                          f"{MAX_CLAIM_CHARS}; split it into steps")
@@ -369,9 +389,12 @@ def _parse_claim(claim: str, at: str) -> tuple[sp.Expr, ...]:
         if nodes > MAX_NODES:
             raise SymbnError(f"{at}: expression has {nodes} parts, more than {MAX_NODES}; "
                              "split it into steps")
-        builder = _Builder(at)
+        builder = _Builder(at, vocabulary)
         expr = builder.build(tree.body, 0)
-        weight = _Weight().of(expr)
+        weigh = _Weight()
+        if weights is not None:
+            weigh.NODE = weights  # the model's nodes weighed as defined
+        weight = weigh.of(expr)
         if weight > MAX_WEIGHT:
             raise SymbnError(f"{at}: '{_clip(part.strip())}' can reach polynomial degree "
                              f"{weight}, more than {MAX_WEIGHT}; lower exponents or nesting")
@@ -756,6 +779,8 @@ class _Instantiate:
         bn = self.bn
         if e.is_Number:
             return e
+        if not isinstance(bn, BatchNorm) and (isinstance(e, sp.Indexed) or e.is_Symbol):
+            return self._name(e, rows)
         if isinstance(e, sp.Indexed):
             name, r = str(e.base), self.row(e.indices[0], rows)
             return {"x": bn.x, "xhat": bn.xhat, "y": bn.y, "dy": bn.dy}[name](r)
@@ -807,6 +832,21 @@ class _Instantiate:
                 self.radicands.append((e.base, base))
             return sp.Pow(base, e.exp)
         raise SymbnError(f"cannot instantiate {type(e).__name__}: {e}")
+
+    def _name(self, e: sp.Expr, rows: dict) -> sp.Expr:
+        """A name of a model file's vocabulary (`symbn.graph.Instance`)."""
+        g = self.bn
+        if isinstance(e, sp.Indexed):
+            return g.symbol(str(e.base), self.row(e.indices[0], rows))
+        if e == N:
+            return sp.Integer(g.n)
+        if e.name in INDEX:
+            return sp.Integer(self.row(e, rows))
+        if e.name == "f":
+            return g.f
+        if e.name in g.model.names:  # through run: its divisors and radicands are recorded
+            return self.run(g.model.names[e.name].template, {})
+        return g.symbol(e.name)
 
 
 # ---------------------------------------------------------------------------------------

@@ -174,6 +174,19 @@ class Model:
                           parents={**parents, "f": (self.output,)}, names=tuple(self.names),
                           same_row=same_row, output=self.output, functions=tuple(FUNCTIONS))
 
+    def weights(self) -> dict[str, tuple[int, int]]:
+        """Degree bounds (numerator, denominator) of every leaf, node and name, for the
+        derivation parser's size limit (`derivation._Weight`)."""
+        from .derivation import _Weight
+
+        table = {name: (1, 0) for name in [*self.leaves, self.gradient, "f"]}
+        table["N"] = (0, 0)
+        weigh = _Weight()
+        weigh.NODE = table
+        for name, d in [*self.nodes.items(), *self.names.items()]:
+            table[name] = weigh._of(d.template)
+        return table
+
     def summary(self) -> str:
         """One line: leaves with kinds, nodes (element nodes with [i]), axis.
 

@@ -252,3 +252,13 @@ def test_ctrl_c_is_one_line_and_exit_130(delay):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err == "symbn: interrupted\n" and out == ""
+
+
+def test_closed_stdout_pipe_is_quiet_exit_141():
+    """`symbn verify | head -1`: the reader leaves early; no traceback, no internal error."""
+    proc = subprocess.Popen([sys.executable, "-m", "symbn", "verify", "--n", "3"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141 and err == b""

@@ -1,0 +1,252 @@
+"""`symbn verify --model M`: any layer's gradients for a concrete N (and D), proved both ways.
+
+The model file gives the graph (`symbn.graph`); for every leaf with a closed form in its
+`[results]` three claims are decided, instance by instance: forward mode (compose, then
+differentiate) = the closed form, backward mode (the sum over the graph's paths of products
+of local partials) = the closed form, and forward = backward without the closed form.  A
+model without results gets the last claim for every leaf, and the derived gradient is
+printed.  With D > 1 sets, outputs of one set are proved independent of the element leaves of
+another, and a leaf shared by the sets (along, positive) has the sum over the sets as its
+derivative (`Instance.result`).
+
+Up to `EXHAUSTIVE_MAX_N` elements every instance is checked with whole sums.  Above, row
+symmetry: a model file names rows only by indices and sums over all of them, so permuting the
+elements of a set (element leaves, along leaves and dy together) maps the model, both modes
+and the closed forms to themselves.  Each closed form is first proved a linear form in dy
+(structural induction, claim closed/d<leaf>-linear); then the dy_i-coefficient of D(f, leaf_j)
+obeys c_p(i)p(j)(p x) = c_ij(x), so i = j = 1 and i = 2, j = 1 stand for every pair (i = 1
+alone for a leaf without a row), in set 1, which stands for every set by the same argument
+applied to the sets.
+
+>>> report = verify_model("rmsnorm", n=2)
+>>> report.ok, report["backward/dgamma"].verdict
+(True, 'proved')
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sympy as sp
+
+from .differentiate import backward_gradient, forward_gradient, total_derivative
+from .errors import SymbnError
+from .graph import INDEXED_KINDS, SHARED_KINDS, Instance, Model
+from .prove import (
+    PROVED,
+    UNKNOWN,
+    Algebra,
+    Budget,
+    Outcome,
+    alarm,
+    linear_in,
+    unit_coefficient,
+)
+from .report import Report, Result
+
+MAX_CELLS = 1 << 12       # N x D
+EXHAUSTIVE_MAX_N = 8      # every instance, whole sums; above: row symmetry, dy coefficients
+EXHAUSTIVE_MAX_CELLS = 24
+
+
+def verify_model(model: Model | str, n: int, d: int = 1, timeout: float | None = None,
+                 progress: Callable[[str], None] | None = None) -> Report:
+    """Prove the model's closed forms, forward and backward mode, for N elements in D sets."""
+    from .models import load
+
+    m = model if isinstance(model, Model) else load(model)
+    if n * d > MAX_CELLS:
+        raise SymbnError(f"n={n} with d={d} is beyond the limit of {MAX_CELLS} elements for "
+                         f"models other than batchnorm (every instance is checked); use a "
+                         "smaller n= or d=")
+    start = time.monotonic()
+    deadline = None if timeout is None else start + timeout
+    g = m.instantiate(n, d)
+    alg = Algebra(g)
+    exhaustive = n <= EXHAUSTIVE_MAX_N and n * d <= EXHAUSTIVE_MAX_CELLS
+    claims = _claims(g) if exhaustive else _symmetric_claims(g)
+    results = []
+    for k, (cid, instances) in enumerate(claims):
+        if progress is not None:
+            progress(f"[{k + 1}/{len(claims)}] {cid} ({time.monotonic() - start:.0f} s so far)")
+        results.append(_decide(alg, cid, instances, deadline))
+    notes = [f"model {m.name} ({m.path}): the graph and the closed forms are read from it"]
+    notes += [f"paths from {leaf} to f: " + "; ".join(" -> ".join(p) for p in m.paths(leaf))
+              for leaf in m.leaves]
+    if not m.results:
+        notes += [f"derived: D(f, {g.leaf(leaf, 1)}) = {forward_gradient(g, g.leaf(leaf, 1))}"
+                  for leaf in m.leaves]
+    if not exhaustive:
+        notes.append("rows are exchangeable (elements with their along leaves and dy), and so "
+                     "are the sets: each claim compares dy-coefficients at i = j = 1 and "
+                     "i = 2, j = 1 of set 1, which stand for every pair; the closed forms are "
+                     "proved linear in dy first")
+    info = {"model": m.name, "n": n, "d": d, "method": "exact", "exhaustive": exhaustive,
+            "seconds": round(time.monotonic() - start, 3)}
+    title = f"symbn verify: {m.title}, backward, N = {n}" + (f", D = {d}" if d > 1 else "")
+    return Report(title, results, info, notes)
+
+
+Claim = tuple[str, Callable[[], sp.Expr], Callable[[], sp.Expr]]
+
+
+def _cells(g: Instance, leaf: str) -> list[tuple[str, int | None, int]]:
+    """(label, row, set) of every instance of a leaf's derivative."""
+    kind = g.model.kind(leaf)
+    rows = list(g.rows()) if kind in INDEXED_KINDS else [None]
+    sets = [1] if kind in SHARED_KINDS else list(g.columns())
+    out = []
+    for c in sets:
+        for j in rows:
+            where = [f"j={j}"] * (j is not None) + [f"set {c}"] * (g.d > 1 and len(sets) > 1)
+            out.append((", ".join(where), j, c))
+    return out
+
+
+def _claims(g: Instance) -> list[tuple[str, list[Claim]]]:
+    m = g.model
+    claims: list[tuple[str, list[Claim]]] = []
+    for leaf in m.leaves:
+        cells = _cells(g, leaf)
+
+        def against(grad, cells=cells, leaf=leaf):
+            return [(label, lambda j=j, c=c: grad(g, g.leaf(leaf, j, c)),
+                     lambda j=j, c=c: g.result(leaf, j, c)) for label, j, c in cells]
+        if leaf in m.results:
+            claims.append((f"forward/d{leaf}", against(forward_gradient)))
+            claims.append((f"backward/d{leaf}", against(backward_gradient)))
+        claims.append((f"forward=backward/d{leaf}", [
+            (label, lambda j=j, c=c, leaf=leaf: forward_gradient(g, g.leaf(leaf, j, c)),
+             lambda j=j, c=c, leaf=leaf: backward_gradient(g, g.leaf(leaf, j, c)))
+            for label, j, c in cells]))
+    if g.d > 1:
+        element = [name for name, kind in m.leaves.items() if kind == "element"]
+        zero = sp.Integer(0)
+        claims.append(("sets/independent", [
+            (f"d {g.symbol(m.output, i, 1)} / d {g.symbol(x, k, 2)}",
+             lambda i=i, k=k, x=x: total_derivative(g, g.symbol(m.output, i, 1),
+                                                    g.symbol(x, k, 2)),
+             lambda: zero)
+            for x in element for i in g.rows() for k in g.rows()]))
+    return claims
+
+
+def _symmetric_claims(g: Instance) -> list[tuple[str, list[Claim] | Callable]]:
+    """The claims by row symmetry: dy-coefficients at (i, j) = (1, 1), (2, 1) of set 1."""
+    m = g.model
+    dys = set(g.dys)
+    claims: list = []
+    for leaf in m.leaves:
+        wrt = g.leaf(leaf, 1, 1)
+        rows = ([1, 2] if g.n > 1 else [1]) if m.indexed(leaf) else [1]
+
+        def coefficient(grad, i, wrt=wrt):
+            y = g.symbol(m.output, i, 1)
+            return unit_coefficient(grad(g, wrt, ys=[y]), sp.Symbol("d" + y.name), dys)
+
+        def closed(i, leaf=leaf):
+            dy = g.symbol(m.gradient, i, 1)
+            return unit_coefficient(g.result(leaf, 1 if m.indexed(leaf) else None, 1), dy, dys)
+
+        def label(i, leaf=leaf):
+            return ("i=j" if i == 1 else "i!=j") if m.indexed(leaf) else f"dy_{i} coefficient"
+        if leaf in m.results:
+            linear = _linear(g, leaf)
+            claims.append((f"closed/d{leaf}-linear", lambda linear=linear: linear))
+            for grad, mode in ((forward_gradient, "forward"), (backward_gradient, "backward")):
+                if linear.verdict != PROVED:  # coefficients would not decide the claim
+                    claims.append((f"{mode}/d{leaf}", lambda leaf=leaf: Outcome(
+                        UNKNOWN, "exact", note=f"needs closed/d{leaf}-linear")))
+                    continue
+                claims.append((f"{mode}/d{leaf}", [
+                    (label(i), lambda i=i, grad=grad, c=coefficient: c(grad, i),
+                     lambda i=i, c=closed: c(i)) for i in rows]))
+        claims.append((f"forward=backward/d{leaf}", [
+            (label(i), lambda i=i, c=coefficient: c(forward_gradient, i),
+             lambda i=i, c=coefficient: c(backward_gradient, i)) for i in rows]))
+    if g.d > 1:
+        element = [name for name, kind in m.leaves.items() if kind == "element"]
+        zero = sp.Integer(0)
+        claims.append(("sets/independent", [
+            (f"d {g.symbol(m.output, i, 1)} / d {g.symbol(x, 1, 2)}",
+             lambda i=i, x=x: total_derivative(g, g.symbol(m.output, i, 1), g.symbol(x, 1, 2)),
+             lambda: zero) for x in element for i in ([1, 2] if g.n > 1 else [1])]))
+    return claims
+
+
+def _linear(g: Instance, leaf: str) -> Outcome:
+    """A closed form is a linear form in dy (every term exactly one dy factor)."""
+    form = g.result(leaf, 1 if g.model.indexed(leaf) else None, 1)
+    if linear_in(g, form, set(g.dys)):
+        return Outcome(PROVED, "structural induction", note="every term has exactly one dy "
+                                                             "factor")
+    return Outcome(UNKNOWN, "structural induction", note="not syntactically linear in dy, so "
+                   "the row symmetry argument does not apply; use a smaller n=")
+
+
+def _undefined(alg: Algebra, expr: sp.Expr, deadline) -> str | None:
+    """Why `expr` is undefined on the whole domain, or None: a divisor that is the zero
+    function, or a square root of something negative wherever it is not 0 (the nodes'
+    definitions included).  A claim is only ever proved where both sides are defined, so a
+    side defined nowhere makes it vacuous: unknown, never proved."""
+    g, memo = alg.bn, alg.__dict__.setdefault("_definedness", {})
+    seen, stack = set(), [expr]
+    while stack:
+        e = stack.pop()
+        if e in seen:
+            continue
+        seen.add(e)
+        if e in g.nodes and e != g.f:
+            stack.append(g.nodes[e].definition)
+        stack.extend(e.args)
+        if not e.is_Pow or e.exp.is_Integer and e.exp > 0:
+            continue
+        for test, why in ((alg.nonzero, "divides by") if e.exp.is_negative else (None, None),
+                          (alg.real_somewhere, "takes the square root of")
+                          if not e.exp.is_Integer else (None, None)):
+            if test is None:
+                continue
+            key = (why, e.base)
+            if key not in memo:
+                memo[key] = test(e.base, deadline)
+            if memo[key] is False:
+                what = "identically zero" if why == "divides by" else \
+                    "negative wherever it is not 0"
+                return f"undefined at N = {g.n}: a side {why} {e.base}, which is {what}"
+            if memo[key] is None:
+                return f"undefined or undecided: a side {why} {e.base}, which could not be " \
+                       "shown " + ("nonzero" if why == "divides by" else "positive anywhere")
+    return None
+
+
+def _decide(alg: Algebra, cid: str, instances: list[Claim] | Callable[[], Outcome],
+            deadline) -> Result:
+    start = time.monotonic()
+    method = "exact"
+    try:
+        with alarm(deadline):
+            if callable(instances):  # a structural claim decided on its own
+                outcome = instances()
+                return Result(cid, outcome.verdict, outcome.method, time.monotonic() - start,
+                              outcome.witness, outcome.note)
+            for label, lhs, rhs in instances:
+                left, right = lhs(), rhs()
+                undefined = _undefined(alg, sp.Tuple(left, right), deadline)
+                if undefined is not None:
+                    return Result(cid, UNKNOWN, "definedness", time.monotonic() - start,
+                                  note=f"{label}: {undefined}" if label else undefined)
+                outcome = alg.decide(left, right, deadline)
+                method = outcome.method
+                if outcome.verdict != PROVED:
+                    witness = None if outcome.witness is None else \
+                        {"instance": label, **outcome.witness}
+                    note = "; ".join(filter(None, [label, outcome.note]))
+                    return Result(cid, outcome.verdict, method, time.monotonic() - start,
+                                  witness, note)
+    except Budget:
+        return Result(cid, UNKNOWN, method, time.monotonic() - start,
+                      note="time budget exhausted")
+    note = f"{len(instances)} instances" if len(instances) > 2 else \
+        ", ".join(label for label, _, _ in instances if label)
+    return Result(cid, PROVED, method, time.monotonic() - start, note=note)

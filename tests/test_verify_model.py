@@ -1,0 +1,227 @@
+"""`symbn verify --model M` and `symbn models`: every shipped model proved both ways, wrong
+closed forms disproved with witnesses that re-evaluate, user model files end to end."""
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+from symbn.cli import main
+from symbn.errors import SymbnError
+from symbn.models import load, parse, shipped
+from symbn.verify_model import verify_model
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = {"batchnorm": 1, "batchnorm-unbiased": 2, "layernorm": 1, "rmsnorm": 1}
+
+
+@pytest.mark.parametrize("name", sorted(shipped()))
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_every_shipped_model_is_proved_both_ways(name, n):
+    if n < SIZES[name]:
+        with pytest.raises(SymbnError, match=f"defined for N >= {SIZES[name]}"):
+            verify_model(name, n)
+        return
+    report = verify_model(name, n)
+    assert report.ok, str(report)
+    ids = {r.id for r in report}
+    for leaf in load(name).results:
+        assert {f"forward/d{leaf}", f"backward/d{leaf}", f"forward=backward/d{leaf}"} <= ids
+
+
+@pytest.mark.parametrize("name", sorted(shipped()))
+def test_two_sets_are_independent_and_shared_leaves_sum_over_them(name):
+    report = verify_model(name, 3, d=2)
+    assert report.ok, str(report)
+    assert report["sets/independent"].verdict == "proved"
+
+
+def _variant(name: str, key: str, text: str) -> str:
+    """The shipped model file with one line replaced."""
+    source = shipped()[name].read_text()
+    lines = [f'{key} = "{text}"' if line.startswith(f"{key} = ") else line
+             for line in source.splitlines()]
+    assert lines != source.splitlines(), key
+    return "\n".join(lines) + "\n"
+
+
+WRONG = [
+    # LayerNorm with gamma treated as one scalar per set: gamma[j] pulled out of the sums
+    ("layernorm", '"D(f, x[j])"',
+     ("gamma[j]*(v + eps)**(-1/2)*(dy[j] - Sum(dy[k], (k, 1, N))/N - (x[j] - mu)*(v + eps)"
+     "**(-1)*Sum((x[k] - mu)*dy[k], (k, 1, N))/N)"), "x"),
+    # the unbiased model's backward with the biased 1/N
+    ("batchnorm-unbiased", '"D(f, x[j])"',
+     ("gamma*(v + eps)**(-1/2)*(dy[j] - Sum(dy[k], (k, 1, N))/N - (x[j] - mu)*(v + eps)**(-1)"
+     "*Sum((x[k] - mu)*dy[k], (k, 1, N))/N)"), "x"),
+    # RMSNorm with a mean subtracted
+    ("rmsnorm", '"D(f, x[j])"',
+     ("(ms + eps)**(-1/2)*(gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N - x[j]*(ms + eps)"
+     "**(-1)*Sum(gamma[k]*dy[k]*x[k], (k, 1, N))/N)"), "x"),
+    # the c2 term dropped
+    ("layernorm", '"D(f, x[j])"',
+     "(v + eps)**(-1/2)*(gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N)", "x"),
+    # RMSNorm's gamma on the wrong factor
+    ("rmsnorm", '"D(f, gamma[j])"', "dy[j]*x[j]", "gamma"),
+]
+
+
+@pytest.mark.parametrize("name,key,text,leaf", WRONG)
+def test_wrong_closed_forms_are_disproved_with_witnesses_that_reevaluate(name, key, text,
+                                                                         leaf):
+    model = parse(_variant(name, key, text), f"<{name} variant>")
+    report = verify_model(model, 3)
+    assert report[f"forward/d{leaf}"].verdict == "disproved"
+    assert report[f"backward/d{leaf}"].verdict == "disproved"
+    assert report[f"forward=backward/d{leaf}"].verdict == "proved"  # the modes still agree
+    witness = report[f"forward/d{leaf}"].witness
+    g = model.instantiate(3)
+    point = {sp.Symbol(k): Fraction(v) for k, v in witness["point"].items()}
+    j = int(witness["instance"].split("=")[1]) if "j=" in witness["instance"] else None
+    wrt = g.leaf(leaf, j)
+    # independent re-evaluation: sympy.diff of each composed output, dy at the witness
+    true = sum(sp.Symbol("d" + y.name) * sp.diff(g.compose(y), wrt) for y in g.outputs)
+    claimed = g.compose(g.result(leaf, j))
+    values = {s: sp.Rational(q.numerator, q.denominator) for s, q in point.items()}
+    gap = sp.N(true.xreplace(values) - claimed.xreplace(values), 50)
+    assert gap.free_symbols == set() and abs(gap) > 1e-30, (witness, gap)
+
+
+USER_MODELS = {
+    "gemma-rmsnorm": '''
+name = "gemma-rmsnorm"
+title = "RMSNorm with (1 + gamma)"
+[leaves]
+x = "element"
+gamma = "along"
+eps = "positive"
+[nodes]
+ms = "Sum(x[k]**2, (k, 1, N))/N"
+xhat = "x[i]*(ms + eps)**(-1/2)"
+y = "(1 + gamma[i])*xhat[i]"
+[model]
+output = "y"
+axis = -1
+[results]
+"D(f, gamma[j])" = "dy[j]*xhat[j]"
+"D(f, x[j])" = "(ms + eps)**(-1/2)*((1 + gamma[j])*dy[j] - x[j]*(ms + eps)**(-1)*Sum((1 + gamma[k])*dy[k]*x[k], (k, 1, N))/N)"
+''',
+    "layernorm-no-beta": '''
+name = "layernorm-no-beta"
+title = "LayerNorm without beta"
+[leaves]
+x = "element"
+gamma = "along"
+eps = "positive"
+[nodes]
+mu = "Sum(x[k], (k, 1, N))/N"
+v = "Sum((x[k] - mu)**2, (k, 1, N))/N"
+xhat = "(x[i] - mu)*(v + eps)**(-1/2)"
+y = "gamma[i]*xhat[i]"
+[model]
+output = "y"
+axis = -1
+''',
+    "layernorm-eps-outside": '''
+name = "layernorm-eps-outside"
+title = "LayerNorm with eps outside the root"
+[leaves]
+x = "element"
+gamma = "along"
+beta = "along"
+eps = "positive"
+[nodes]
+mu = "Sum(x[k], (k, 1, N))/N"
+v = "Sum((x[k] - mu)**2, (k, 1, N))/N"
+xhat = "(x[i] - mu)/(sqrt(v) + eps)"
+y = "gamma[i]*xhat[i] + beta[i]"
+[model]
+output = "y"
+axis = -1
+[results]
+"D(f, gamma[j])" = "dy[j]*xhat[j]"
+''',
+}
+
+
+def test_radicand_without_eps_is_decided_where_defined_and_never_vacuously():
+    """sqrt(v) with no eps: at N = 1, v is identically 0 and d sqrt(v)/dv divides by it, so
+    the dx claim is unknown (undefined), never proved; at N = 3 it is proved; a wrong closed
+    form with the eps inside the root is disproved with an interval-certified witness."""
+    model = parse(USER_MODELS["layernorm-eps-outside"], "<eps outside>")
+    one = verify_model(model, 1)
+    assert one["forward=backward/dx"].verdict == "unknown"
+    assert "identically zero" in one["forward=backward/dx"].note
+    assert verify_model(model, 3).ok
+    inside = USER_MODELS["layernorm-eps-outside"].replace(
+        '"D(f, gamma[j])" = "dy[j]*xhat[j]"',
+        '"D(f, gamma[j])" = "dy[j]*(x[j] - mu)*(v + eps)**(-1/2)"')
+    wrong = verify_model(parse(inside, "<eps inside>"), 3)
+    assert wrong["forward/dgamma"].verdict == "disproved", str(wrong)
+
+
+@pytest.mark.parametrize("name", sorted(USER_MODELS))
+def test_user_models_end_to_end(name, tmp_path):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(USER_MODELS[name])
+    run = subprocess.run([sys.executable, "-m", "symbn", "verify", "--model", str(path), "--n",
+                          "3"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "proved" in run.stdout and "disproved" not in run.stdout
+    if "results" not in USER_MODELS[name]:
+        assert "derived: D(f, x[1]) = " in run.stdout
+
+
+def test_models_command_lists_and_shows(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in shipped():
+        assert f"\n{name} " in "\n" + out
+    assert main(["models", "rmsnorm"]) == 0
+    out = capsys.readouterr().out
+    assert "xhat[i] = x[i]*(ms + eps)**(-1/2)" in out and "<- x, ms, eps" in out
+    assert "paths from x: x -> ms -> xhat -> y -> f; x -> xhat -> y -> f" in out
+
+
+def test_models_command_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(USER_MODELS["gemma-rmsnorm"].replace('"(1 + gamma[i])*xhat[i]"',
+                                                       '"__import__(1)"'))
+    for argv in (["models", "nope"], ["models", str(bad)], ["verify", "--model", "nope"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("symbn: error: ") and err.count("\n") == 1
+
+
+def test_verify_model_refuses_what_it_cannot_do_yet(capsys):
+    assert main(["verify", "--model", "layernorm", "--n", "all"]) == 2
+    assert "--n all" in capsys.readouterr().err
+    assert main(["verify", "--model", "layernorm", "--n", "5000"]) == 2
+    assert "beyond the limit" in capsys.readouterr().err
+
+
+def test_row_symmetry_above_eight_needs_linear_closed_forms():
+    """Above N = 8 claims compare dy-coefficients; a closed form not syntactically linear in
+    dy leaves them unknown, never proved, while N <= 8 decides the whole sums."""
+    source = _variant("rmsnorm", '"D(f, gamma[j])"', "dy[j]*xhat[j]*(dy[j] + 1) - dy[j]**2*xhat[j]")
+    model = parse(source, "<nonlinear>")
+    small, large = verify_model(model, 4), verify_model(model, 9)
+    assert small["forward/dgamma"].verdict == "proved"
+    assert large["closed/dgamma-linear"].verdict == "unknown"
+    assert large["forward/dgamma"].verdict == "unknown"
+    assert large["backward/dgamma"].verdict == "unknown"
+    assert large["forward/dx"].verdict == "proved" and not large.ok
+
+
+@pytest.mark.parametrize("name", sorted(shipped()))
+def test_row_symmetry_at_n_64_and_a_wrong_form_still_caught(name):
+    report = verify_model(name, 64)
+    assert report.ok and report.info["exhaustive"] is False, str(report)
+    wrong = {"layernorm": WRONG[0], "batchnorm-unbiased": WRONG[1], "rmsnorm": WRONG[2]}
+    if name in wrong:
+        _, key, text, leaf = wrong[name]
+        bad = verify_model(parse(_variant(name, key, text), "<variant>"), 16)
+        assert bad[f"forward/d{leaf}"].verdict == "disproved"
