@@ -10,7 +10,7 @@ beside sqrt(v + eps), sqrt(ms + eps) ...) is decided here, in QQ[leaves, s_1..s_
 - in order of degree, each distinct r either equals R_a * R_b * ... for a nonempty set of
   earlier basis radicands (then sqrt(r) = s_a * s_b * ..., exact wherever the R are >= 0:
   sqrt(v * (v + eps)) = sqrt(v) * sqrt(v + eps)), or joins the basis as s_k, s_k**2 = R_k
-  (a constant square factor, r = lam**2 * R, is as sound but off: `CONSTANT_SQUARES`);
+  (or a constant square factor, r = lam**2 * R with lam > 0 rational: `CONSTANT_SQUARES`);
 - lhs - rhs becomes num/den and every power of s_k above 1 in num is replaced by R_k
   (`Roots.reduce`): num is then multilinear in the s_k.
 
@@ -57,11 +57,10 @@ MAX_ROOTS = 16  # distinct radicands in one claim; past this the claim is `unkno
 MAX_SUBSET_BASIS = 10  # every product of basis radicands is tried up to this many; beyond, pairs
 MAX_FACTOR_TERMS = 2000  # radicands factored (square factors, independence) up to this size
 MAX_FACTOR_INTEGER = 10**30  # constants factored into primes up to this size
-# Relations r = lam**2 * R with a constant lam != 1 (sqrt(4*(v + eps)) = 2*sqrt(v + eps)) are
-# exactly as sound as lam = 1 (sqrt(c**2 * r) = |c| * sqrt(r) for r >= 0); they are off only
-# because tests/test_soundness.py locks "sqrt(4*(v + eps)) = 2*sigma" at concrete N as
-# `unknown`.  With them off such radicals stay dependent: `unknown` with that reason.
-CONSTANT_SQUARES = False
+# Relations r = lam**2 * R with a positive rational lam (sqrt(4*(v + eps)) = 2*sqrt(v + eps)):
+# sqrt(lam**2 * R) = lam * sqrt(R) for R >= 0 and lam > 0.  False keeps such radicals
+# dependent (`unknown` with that reason).
+CONSTANT_SQUARES = True
 
 
 @dataclass

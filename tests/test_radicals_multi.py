@@ -162,15 +162,16 @@ def test_sqrt_eps_is_eps_to_the_half(alg):
 
 # -- dependent radicals: never disproved, proved only by a sound relation --------------------
 
-def test_constant_multiple_radicand_is_unknown_with_the_reason(alg):
+def test_constant_multiple_radicand_is_unknown_without_constant_squares(monkeypatch):
+    monkeypatch.setattr(multiradical, "CONSTANT_SQUARES", False)
     lhs, rhs = sp.sqrt(4 * V1 + 4 * EPS), 2 * S1
-    outcome = alg.decide(lhs, rhs)
+    outcome = Algebra(BN).decide(lhs, rhs)
     assert outcome.verdict == UNKNOWN, outcome
     assert "dependent" in outcome.note and "r1 * r2" in outcome.note
 
 
-def test_constant_multiple_radicand_proved_with_constant_squares(monkeypatch):
-    monkeypatch.setattr(multiradical, "CONSTANT_SQUARES", True)
+def test_constant_multiple_radicand_proved_with_constant_squares():
+    assert multiradical.CONSTANT_SQUARES  # the default
     outcome = Algebra(BN).decide(sp.sqrt(4 * V1 + 4 * EPS), 2 * S1)
     assert outcome.verdict == PROVED, outcome.note
     assert "sqrt(r" in outcome.note  # the relation used is named
@@ -179,7 +180,8 @@ def test_constant_multiple_radicand_proved_with_constant_squares(monkeypatch):
     assert_separates(BN, sp.sqrt(2 * V1 + 2 * EPS), 2 * S1, outcome)
 
 
-def test_independence_of_the_column_radicals(alg):
+def test_independence_of_the_column_radicals(alg, monkeypatch):
+    monkeypatch.setattr(multiradical, "CONSTANT_SQUARES", False)  # keep sqrt(4 r) apart
     _, roots = alg.difference(S1 + S2, sp.Integer(0))
     independent, text = multiradical.independence(roots)
     assert independent is True and "independent" in text

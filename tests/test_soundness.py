@@ -77,7 +77,7 @@ CASES = [
     ("5", "sqrt(v**2) = v", "", (P, P, P, P)),
     ("5", "sqrt((v + eps)**3) = (v + eps)**(3/2)", "", (P, P, P, P)),
     # true, but a radicand c (v + eps) with c != 1 is outside the decided fragment
-    ("5", "sqrt(4*(v + eps)) = 2*sigma", "", (U, U, U, P)),
+    ("5", "sqrt(4*(v + eps)) = 2*sigma", "", (P, P, P, P)),
     ("5", "sqrt(Sum((x[i] - mu)**2, (i, 1, N))**2) = N*v", "", (P, P, P, P)),
     ("5", "sqrt(xhat[1]**2) = xhat[1]", "", (P, D, D, U)),  # xhat[1] = 0 at N = 1
     ("5", "sqrt(v**2) = -v", "", (P, D, D, D)),
