@@ -225,3 +225,57 @@ def test_row_symmetry_at_n_64_and_a_wrong_form_still_caught(name):
         _, key, text, leaf = wrong[name]
         bad = verify_model(parse(_variant(name, key, text), "<variant>"), 16)
         assert bad[f"forward/d{leaf}"].verdict == "disproved"
+
+
+LN_STEPS = '''title = "LayerNorm steps"
+model = "MODEL"
+[[step]]
+id = "dxhat-dx"
+claim = "D(xhat[i], x[j]) = (KroneckerDelta(i, j) - 1/N - xhat[i]*xhat[j]/N)/sigma"
+[[step]]
+id = "dgamma"
+claim = "D(f, gamma[j]) = dy[j]*xhat[j]"
+[[step]]
+id = "gamma-scalar"
+claim = "D(f, x[j]) = gamma[j]*(dy[j] - Sum(dy[k], (k, 1, N))/N - xhat[j]*Sum(dy[k]*xhat[k], (k, 1, N))/N)/sigma"
+'''
+
+
+@pytest.mark.parametrize("n", [3, 9])
+def test_check_reads_the_derivation_model_and_refutes_gamma_as_a_scalar(n, tmp_path):
+    from symbn.check import check
+
+    path = tmp_path / "ln.toml"
+    path.write_text(LN_STEPS.replace("MODEL", "layernorm"))
+    report = check(str(path), n)
+    assert report["dxhat-dx"].verdict == "proved" and report["dgamma"].verdict == "proved"
+    bad = report["gamma-scalar"]
+    assert bad.verdict == "disproved"
+    # the witness re-evaluated with plain SymPy: dy-linear sides at the exact point
+    g = load("layernorm").instantiate(n)
+    values = {sp.Symbol(k): sp.Rational(v) for k, v in bad.witness["point"].items()}
+    j = int(bad.witness["assignment"]["j"])
+    true = sum(sp.Symbol("d" + y.name) * sp.diff(g.compose(y), g.leaf("x", j))
+               for y in g.outputs)
+    assert sp.nsimplify(true.xreplace(values)) == sp.Rational(bad.witness["lhs"])
+
+
+def test_derivation_model_file_relative_to_the_derivation(tmp_path):
+    from symbn.check import check
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "gemma.toml").write_text(USER_MODELS["gemma-rmsnorm"])
+    steps = tmp_path / "steps.toml"
+    steps.write_text('title = "g"\nmodel = "models/gemma.toml"\n[[step]]\nid = "a"\n'
+                     'claim = "D(y[i], gamma[i]) = xhat[i]"\n')
+    assert check(str(steps), 3).ok
+    for model, message in (("nope", "model 'nope' is not known"),
+                           ("../../etc/passwd", "model '../../etc/passwd' is not known")):
+        steps.write_text(steps.read_text().replace('"models/gemma.toml"', f'"{model}"'))
+        with pytest.raises(SymbnError, match=message):
+            check(str(steps), 3)
+        steps.write_text(steps.read_text().replace(f'"{model}"', '"models/gemma.toml"'))
+    # a model's names only: BatchNorm's scalar gamma is not LayerNorm's
+    steps.write_text(LN_STEPS.replace("MODEL", "layernorm").replace("gamma[j]*(dy", "gamma*(dy"))
+    with pytest.raises(SymbnError, match="'gamma' needs a row"):
+        check(str(steps), 3)
