@@ -20,8 +20,10 @@ sees what was written:
                  the arbitrary f; treating it as constant proves false claims)
     P(a, b)      local partial of node a with respect to its direct parent b
 
-`instantiate` turns a template into an expression of a concrete `BatchNorm` model.
+`instantiate` turns a template into an expression of a concrete model (a `BatchNorm`, or any
+model file's `symbn.graph.Instance`).
 
+>>> from symbn.model import BatchNorm
 >>> step = parse('''
 ... title = "demo"
 ... model = "batchnorm"
@@ -44,12 +46,14 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sympy as sp
 
 from .errors import SymbnError
-from .model import BatchNorm
+
+if TYPE_CHECKING:
+    from .graph import Graph
 
 # Limits that keep a hostile file from hanging symbn or exhausting memory.
 MAX_FILE_BYTES = 256 * 1024
@@ -71,7 +75,7 @@ FUNCTIONS = {"sqrt": 1, "Sum": 2, "KroneckerDelta": 2, "D": 2, "P": 2}
 NAMES = sorted([*INDEX, "N", *SCALARS, *INDEXED, *FUNCTIONS])
 
 # Direct parents of each node kind in the graph (row-matched for xhat <- x and y <- xhat).
-PARENTS = {"mu": ("x",), "v": ("x", "mu"), "xhat": ("x", "mu", "v"),
+PARENTS = {"mu": ("x",), "v": ("x", "mu"), "xhat": ("x", "mu", "v", "eps"),
            "y": ("xhat", "gamma", "beta"), "f": ("y",)}
 LEAVES_FOR_D = ("x", "y", "gamma", "beta", "eps")
 STEP_KEYS = ("id", "claim", "where", "text")
@@ -731,7 +735,7 @@ class _Weight:
 # ---------------------------------------------------------------------------------------
 
 
-def instantiate(expr: sp.Expr, bn: BatchNorm, assignment: dict) -> sp.Expr:
+def instantiate(expr: sp.Expr, bn: Graph, assignment: dict) -> sp.Expr:
     """The template `expr` as an expression of the concrete model `bn`.
 
     `assignment` maps each free index (a Symbol in `INDEX`, or its name) to a row 1..N.
@@ -739,6 +743,7 @@ def instantiate(expr: sp.Expr, bn: BatchNorm, assignment: dict) -> sp.Expr:
     whose second argument is not a direct parent of the first raises `SymbnError` naming
     the node's parents), sigma = sqrt(v + eps) and dy[i] the leaf df/dy_i.
 
+    >>> from symbn.model import BatchNorm
     >>> x, j = INDEXED["x"], INDEX["j"]
     >>> instantiate(sp.Sum(x[j], (j, 1, N)), BatchNorm(3), {})
     x[1] + x[2] + x[3]
@@ -755,7 +760,7 @@ def instantiate(expr: sp.Expr, bn: BatchNorm, assignment: dict) -> sp.Expr:
 class _Instantiate:
     """Template -> model expression; D and P results are remembered per row assignment."""
 
-    def __init__(self, bn: BatchNorm):
+    def __init__(self, bn: Graph):
         self.bn = bn
         self.memo: dict = {}
         # (template, instance) of every base raised to a negative power, in the order met:
@@ -779,25 +784,8 @@ class _Instantiate:
         bn = self.bn
         if e.is_Number:
             return e
-        if not isinstance(bn, BatchNorm) and (isinstance(e, sp.Indexed) or e.is_Symbol):
+        if isinstance(e, sp.Indexed) or e.is_Symbol:
             return self._name(e, rows)
-        if isinstance(e, sp.Indexed):
-            name, r = str(e.base), self.row(e.indices[0], rows)
-            return {"x": bn.x, "xhat": bn.xhat, "y": bn.y, "dy": bn.dy}[name](r)
-        if e.is_Symbol:
-            if e == N:
-                return sp.Integer(bn.n)
-            if e.name in INDEX:
-                return sp.Integer(self.row(e, rows))
-            table = {"mu": bn.mu, "v": bn.v, "gamma": bn.gamma, "beta": bn.beta,
-                     "sigma": bn.sigma}
-            if e.name in table:
-                return table[e.name]()
-            if e.name == "eps":
-                return bn.eps
-            if e.name == "f":
-                return bn.f
-            raise SymbnError(f"{e} is not a name of the BatchNorm model")
         if isinstance(e, sp.Sum):  # SymPy merges nested sums into one with several limits
             scopes = [rows]
             for var, lower, upper in e.limits:

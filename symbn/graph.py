@@ -29,13 +29,86 @@ import sympy as sp
 
 from .derivation import FUNCTIONS, INDEX, N, Vocabulary
 from .errors import SymbnError
-from .model import Node, as_expr, rebuild, symbols_of
 
 KINDS = ("element", "along", "set", "constant", "positive")
 INDEXED_KINDS = ("element", "along")  # leaves written with a row: x[i], gamma[i]
 SHARED_KINDS = ("along", "constant", "positive")  # leaves every set uses
 ELEMENT = INDEX["i"]  # the element index of definitions
 MAX_PATH_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class Node:
+    """A graph node: its symbol, its direct parents and its definition in terms of them."""
+
+    symbol: sp.Symbol
+    parents: tuple[sp.Symbol, ...]
+    definition: sp.Expr
+
+
+def rebuild(expr: sp.Expr, mapping: dict, memo: dict, evaluate: bool = False) -> sp.Expr:
+    """`expr` with the symbols of `mapping` replaced, visiting each shared subexpression once.
+
+    Unlike `xreplace`, the work is proportional to the expression graph, not to its tree, and
+    with `evaluate=False` nothing is flattened, so shared subexpressions stay shared.
+
+    >>> a, b = sp.symbols("a b")
+    >>> rebuild(2 * (a + b), {a: b}, {}, evaluate=True)
+    4*b
+    """
+    hit = memo.get(id(expr))
+    if hit is not None:
+        return hit[1]
+    if expr.is_Symbol:
+        out = mapping.get(expr, expr)
+    elif not expr.args:
+        out = expr
+    else:
+        args = [rebuild(a, mapping, memo, evaluate) for a in expr.args]
+        if all(a is b for a, b in zip(args, expr.args)):
+            out = expr
+        elif evaluate:
+            out = expr.func(*args)
+        else:
+            try:
+                out = expr.func(*args, evaluate=False)
+            except TypeError:  # a class without an `evaluate` switch
+                out = expr.func(*args)
+    memo[id(expr)] = (expr, out)  # the key object is kept alive so its id stays unique
+    return out
+
+
+def symbols_of(expr: sp.Expr) -> set:
+    """The free symbols of `expr`, visiting each shared subexpression once.
+
+    >>> sorted(map(str, symbols_of(sp.Symbol("a") * sp.Symbol("b") + 1)))
+    ['a', 'b']
+    """
+    found, seen, stack = set(), set(), [expr]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if e.is_Symbol:
+            found.add(e)
+        else:
+            stack.extend(e.args)
+    return found
+
+
+def as_expr(value) -> sp.Basic:
+    """`value` as a SymPy object without parsing anything: SymPy objects pass through and
+    Python integers and Fractions become exact Rationals; anything else is refused.
+
+    >>> as_expr(3) + as_expr(Fraction(1, 2))
+    7/2
+    """
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, (int, Fraction)) and not isinstance(value, bool):
+        return sp.Rational(value.numerator, value.denominator)
+    raise TypeError(f"expected a SymPy expression or an exact number, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -276,9 +349,9 @@ class Graph:
         return seen
 
     def compose(self, expr: sp.Expr, keep: frozenset = frozenset()) -> sp.Expr:
-        """`expr` with every node (except those in `keep`) replaced by its composed
-        definition, f by f(composed outputs); shared subexpressions stay shared, so a composed
-        node is of size O(N) where the flattened tree would have O(N^2) terms."""
+        """`expr` with every node (except those in `keep`, and f) replaced by its composed
+        definition; shared subexpressions stay shared, so a composed node is of size O(N)
+        where the flattened tree would have O(N^2) terms."""
         expr = as_expr(expr)
         if keep:
             mapping = self._composed_keeping.get(keep)
@@ -288,11 +361,13 @@ class Graph:
                     if s not in keep:
                         mapping[s] = rebuild(self.nodes[s].definition, mapping, {})
             return rebuild(expr, mapping, {})
-        if len(self._composed) < len(self.nodes):
+        if len(self._composed) < len(self.nodes) - 1:
             for s in self.nodes:  # dict order is topological: parents are composed first
-                if s not in self._composed:
+                if s not in self._composed and s != self.f:
                     self._composed[s] = rebuild(self.nodes[s].definition, self._composed, {})
-        return rebuild(expr, self._composed, {})
+        mapping = dict(self._composed)
+        mapping[self.f] = self.nodes[self.f].definition  # f is never expanded
+        return rebuild(expr, mapping, {})
 
     def evaluate(self, expr: sp.Expr, point: dict[sp.Symbol, Fraction | int]) -> sp.Expr:
         """Exact value of `expr` at `point` (exact leaf values), nodes computed in order with
@@ -349,12 +424,19 @@ class Instance(Graph):
                 for i in (self.rows() if node.element else (None,)):
                     symbol = self.symbol(name, i, c)
                     definition = self.template(node.template, {"i": i} if i else {}, c)
-                    present = symbols_of(definition)
-                    parents = tuple(s for p in node.parents for s in self._candidates(p, c)
-                                    if s in present)
-                    self.nodes[symbol] = Node(symbol, parents, definition)
+                    self.nodes[symbol] = Node(symbol, self._parents(node, definition),
+                                              definition)
         ys = tuple(self.symbol(model.output, i, c) for c in self.columns() for i in self.rows())
         self.nodes[self.f] = Node(self.f, ys, self.f_function(*ys))
+        self._leaves: list[sp.Symbol] | None = None
+
+    def _parents(self, node: Definition, definition: sp.Expr) -> tuple[sp.Symbol, ...]:
+        """The leaf and node symbols `definition` names, in the order the model names them
+        (row by row within a name); linear in the definition's size."""
+        order = {name: k for k, name in enumerate(node.parents)}
+        present = [s for s in symbols_of(definition) if s.name.split("[")[0] in order]
+        return tuple(sorted(present, key=lambda s: (order[s.name.split("[")[0]],
+                                                    _row_key(s.name))))
 
     def rows(self) -> range:
         return range(1, self.n + 1)
@@ -396,11 +478,13 @@ class Instance(Graph):
     @property
     def leaves(self) -> list[sp.Symbol]:
         """Independent variables: the model's leaves, then the gradients dy."""
-        found = []
-        for name in [*self.model.leaves, self.model.gradient]:
-            for c in self.columns():
-                found += [s for s in self._candidates(name, c) if s not in found]
-        return found
+        if self._leaves is None:
+            found: dict = {}
+            for name in [*self.model.leaves, self.model.gradient]:
+                for c in self.columns():
+                    found.update(dict.fromkeys(self._candidates(name, c)))
+            self._leaves = list(found)
+        return self._leaves
 
     @property
     def positive(self) -> set:
@@ -480,6 +564,12 @@ class Instance(Graph):
         rows = {"j": j} if m.indexed(leaf) else {}
         sets = self.columns() if m.kind(leaf) in SHARED_KINDS else (c,)
         return sp.Add(*[self.template(m.results[leaf].template, rows, s) for s in sets])
+
+
+def _row_key(name: str) -> tuple[int, ...]:
+    """x[2,1] -> (2, 1); gamma -> ()."""
+    inside = name.partition("[")[2].rstrip("]")
+    return tuple(int(k) for k in inside.split(",")) if inside else ()
 
 
 def named(template: sp.Expr) -> tuple[str, ...]:

@@ -617,7 +617,7 @@ class Algebra:
 
     def _point(self, rng: random.Random, hints: list = ()) -> dict:
         """Small random integers for every leaf, each positive leaf p > 0 chosen where
-        possible so that a radicand p + w(x) is a rational square (of `hints` first, then
+        possible so that a radicand c*p + w(x) is a rational square (of `hints` first, then
         of the model's own radicals), so that its square root stays rational."""
         model = self.model
         point = {leaf: Fraction(rng.randint(-5, 5)) for leaf in model.leaves}
@@ -627,17 +627,19 @@ class Algebra:
                 point[p] = Fraction(rng.randint(1, 5))
                 continue
             c, w = forms[p]
-            args = [flint.fmpq(point[s].numerator, point[s].denominator)
-                    for s in self.symbols] + [flint.fmpq(0)]
-            value = w(*args)
+            value = model.evaluate(w, {s: q for s, q in point.items() if s not in forms})
+            if not value.is_Rational:  # w is free of the positive leaves, so this is rare
+                point[p] = Fraction(rng.randint(1, 5))
+                continue
             root = math.isqrt(max(0, int(value.p) // int(value.q))) + 1 + rng.randint(0, 2)
             eps = (root * root - value) / c  # > 0, and c*p + w = root^2
             point[p] = Fraction(int(eps.p), int(eps.q))
         return point
 
     def _square_forms(self, hints) -> dict:
-        """positive leaf p -> (c, w) for the first radicand c*p + w (c > 0 a constant, w free
-        of every positive leaf) among `hints`, then the radicals of the model's nodes."""
+        """positive leaf p -> (c, w) for the first radicand c*p + w (c > 0 a rational, w an
+        expression free of every positive leaf), read off the radicand's terms without
+        expanding it: among `hints`, then the radicals of the model's nodes."""
         if self._model_radicands is None:
             nodes = [s for s in self.model.nodes if s != self.model.f]
             self._model_radicands = [e.base for e in self._radicals(sp.Tuple(*nodes))]
@@ -645,12 +647,20 @@ class Algebra:
         for base in [*hints, *self._model_radicands]:
             if len(forms) == len(self.positive):
                 break
-            try:
-                b = self.convert(base, None)
-            except (_Unsupported, ZeroDivisionError):
+            scale, body = as_expr(base).as_coeff_Mul()
+            if not scale > 0:
                 continue
-            if b.den.is_constant():
-                self._add_square_form(b.num * (1 / b.den.leading_coefficient()), forms)
+            for p in self.positive:
+                if p in forms:
+                    continue
+                linear = [t for t in sp.Add.make_args(body) if p in self.model.support(t)]
+                if len(linear) != 1:
+                    continue
+                c, rest = linear[0].as_coeff_Mul()
+                w = sp.Add(*[t for t in sp.Add.make_args(body) if t is not linear[0]])
+                if rest == p and c > 0 and not self.model.support(w) & set(self.positive):
+                    forms[p] = (c * scale, w * scale)
+                    break
         return forms
 
     def _add_square_form(self, r, forms: dict) -> None:
@@ -745,6 +755,11 @@ class Algebra:
         nowhere, so it is left to the several-radicals method, which says so)."""
         expr = as_expr(expr)
         bases = list(dict.fromkeys(e.base for e in self._radicals(expr)))
+        model = self.model
+        signs = Signs(model.positive, lambda s: model.nodes[s].definition
+                      if s in model.nodes and s != model.f else None)
+        if all(signs.sign(base) in (radicals.POS, radicals.NONNEG) for base in bases):
+            return True  # every square root is real everywhere (proved signs), cheaply
         forms: list = []
         for base in bases:
             try:

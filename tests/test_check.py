@@ -255,7 +255,7 @@ def test_cli_refuses_sizes_beyond_the_exact_method():
 CHECK_TIME_ERRORS = [
     ("x[5] = x[5]", "", "step 's1': row 5 is outside 1..N = 3; use --n 5 or more"),
     ("P(xhat[i], x[j]) = 0", "", ("step 's1' (i=1, j=2): x[2] is not a direct parent of "
-                                 "xhat[1]; its parents are x[1], mu, v")),
+                                 "xhat[1]; its parents are x[1], mu, v, eps")),
 ]
 
 
