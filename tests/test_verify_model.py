@@ -279,3 +279,19 @@ def test_derivation_model_file_relative_to_the_derivation(tmp_path):
     steps.write_text(LN_STEPS.replace("MODEL", "layernorm").replace("gamma[j]*(dy", "gamma*(dy"))
     with pytest.raises(SymbnError, match="'gamma' needs a row"):
         check(str(steps), 3)
+
+
+def test_check_row_symmetry_on_a_model_agrees_with_every_assignment(tmp_path):
+    """Above N = 8 check uses one assignment per index pattern; on LayerNorm (gamma[i]
+    permuted with the rows) it must agree with checking every assignment."""
+    from symbn.check import check
+
+    path = tmp_path / "ln.toml"
+    path.write_text(LN_STEPS.replace("MODEL", "layernorm") + '''[[step]]
+id = "named-row"
+claim = "D(y[2], gamma[j]) = KroneckerDelta(2, j)*xhat[2]"
+''')
+    fast, full = check(str(path), 9), check(str(path), 9, all_assignments=True)
+    assert [r.verdict for r in fast] == [r.verdict for r in full]
+    assert fast.info["exhaustive"] is False and full.info["exhaustive"] is True
+    assert fast["named-row"].verdict == "proved"
