@@ -1366,7 +1366,8 @@ class RandomTester:
         note = (f"{self.points} points from 2^{self.range.bit_length() - 1} integers; "
                 f"deg P <= {deg_p}, deg Q <= {deg_q}; "
                 f"error probability <= (({deg_p} + {deg_q}) / 2^{self.range.bit_length() - 1})"
-                f"^{self.points} < 2^{math.floor(math.log2(bound)) + 1}")
+                + (f"^{self.points} < 2^{math.floor(math.log2(bound)) + 1}" if bound else
+                   f"^{self.points} = 0 (a constant that vanished at a point)"))
         return Outcome(PROBABLE, METHOD_RANDOM, note=note)
 
     def _disproof(self, lhs, rhs, point) -> Outcome:

@@ -178,7 +178,8 @@ class _Checker:
 
 
 def _bound_exponent(note: str) -> int:
-    return int(note.rsplit("< 2^", 1)[1]) if "< 2^" in note else 0
+    """e of a bound "< 2^e" in a probable note; a bound of 0 counts as the strongest."""
+    return int(note.rsplit("< 2^", 1)[1]) if "< 2^" in note else -(1 << 30)
 
 
 def _graph_result(bn: BatchNorm) -> Result:

@@ -34,16 +34,19 @@ from .differentiate import backward_gradient, forward_gradient, total_derivative
 from .errors import SymbnError
 from .graph import INDEXED_KINDS, SHARED_KINDS, Instance, Model
 from .prove import (
+    PROBABLE,
     PROVED,
     UNKNOWN,
     Algebra,
     Budget,
     Outcome,
+    RandomTester,
     alarm,
     linear_in,
     unit_coefficient,
 )
 from .report import Report, Result
+from .verify import _bound_exponent
 
 MAX_CELLS = 1 << 12       # N x D
 EXHAUSTIVE_MAX_N = 8      # every instance, whole sums; above: row symmetry, dy coefficients
@@ -51,8 +54,13 @@ EXHAUSTIVE_MAX_CELLS = 24
 
 
 def verify_model(model: Model | str, n: int, d: int = 1, timeout: float | None = None,
-                 progress: Callable[[str], None] | None = None) -> Report:
-    """Prove the model's closed forms, forward and backward mode, for N elements in D sets."""
+                 progress: Callable[[str], None] | None = None, method: str = "exact",
+                 points: int = 8, seed: int = 0) -> Report:
+    """Prove the model's closed forms, forward and backward mode, for N elements in D sets.
+
+    `method="random"` evaluates both sides exactly at `points` random points instead
+    (`prove.RandomTester`, one square root per claim): `probable` with the Schwartz-Zippel
+    bound, never `proved`; a claim with several square roots is `unknown` there."""
     from .models import load
 
     m = model if isinstance(model, Model) else load(model)
@@ -63,14 +71,17 @@ def verify_model(model: Model | str, n: int, d: int = 1, timeout: float | None =
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     g = m.instantiate(n, d)
-    alg = Algebra(g)
+    if method not in ("exact", "random"):
+        raise SymbnError(f"unknown method {method!r}; use exact or random")
+    definer = Algebra(g)
+    alg = definer if method == "exact" else RandomTester(g, points=points, seed=seed)
     exhaustive = n <= EXHAUSTIVE_MAX_N and n * d <= EXHAUSTIVE_MAX_CELLS
     claims = _claims(g) if exhaustive else _symmetric_claims(g)
     results = []
     for k, (cid, instances) in enumerate(claims):
         if progress is not None:
             progress(f"[{k + 1}/{len(claims)}] {cid} ({time.monotonic() - start:.0f} s so far)")
-        results.append(_decide(alg, cid, instances, deadline))
+        results.append(_decide(alg, definer, cid, instances, deadline))
     notes = [f"model {m.name} ({m.path}): the graph and the closed forms are read from it"]
     notes += [f"paths from {leaf} to f: " + "; ".join(" -> ".join(p) for p in m.paths(leaf))
               for leaf in m.leaves]
@@ -82,9 +93,14 @@ def verify_model(model: Model | str, n: int, d: int = 1, timeout: float | None =
                      "are the sets: each claim compares dy-coefficients at i = j = 1 and "
                      "i = 2, j = 1 of set 1, which stand for every pair; the closed forms are "
                      "proved linear in dy first")
-    info = {"model": m.name, "n": n, "d": d, "method": "exact", "exhaustive": exhaustive,
+    if method == "random":
+        notes.append("random method: both sides evaluated exactly at random points; "
+                     "'probable' carries the Schwartz-Zippel bound; never 'proved'")
+    info = {"model": m.name, "n": n, "d": d, "method": method, "exhaustive": exhaustive,
             "seconds": round(time.monotonic() - start, 3)}
     title = f"symbn verify: {m.title}, backward, N = {n}" + (f", D = {d}" if d > 1 else "")
+    if method == "random":
+        title += f" (random method, {points} points)"
     return Report(title, results, info, notes)
 
 
@@ -220,10 +236,12 @@ def _undefined(alg: Algebra, expr: sp.Expr, deadline) -> str | None:
     return None
 
 
-def _decide(alg: Algebra, cid: str, instances: list[Claim] | Callable[[], Outcome],
-            deadline) -> Result:
+def _decide(alg: Algebra | RandomTester, definer: Algebra, cid: str,
+            instances: list[Claim] | Callable[[], Outcome], deadline) -> Result:
+    """One claim: every instance decided by `alg`, each side first shown defined somewhere
+    by `definer` (exact); proved, or probable with the weakest bound of its instances."""
     start = time.monotonic()
-    method = "exact"
+    method, verdict, bounds = "exact", PROVED, []
     try:
         with alarm(deadline):
             if callable(instances):  # a structural claim decided on its own
@@ -232,12 +250,16 @@ def _decide(alg: Algebra, cid: str, instances: list[Claim] | Callable[[], Outcom
                               outcome.witness, outcome.note)
             for label, lhs, rhs in instances:
                 left, right = lhs(), rhs()
-                undefined = _undefined(alg, sp.Tuple(left, right), deadline)
+                undefined = _undefined(definer, sp.Tuple(left, right), deadline)
                 if undefined is not None:
                     return Result(cid, UNKNOWN, "definedness", time.monotonic() - start,
                                   note=f"{label}: {undefined}" if label else undefined)
                 outcome = alg.decide(left, right, deadline)
                 method = outcome.method
+                if outcome.verdict == PROBABLE:
+                    verdict = PROBABLE
+                    bounds.append(outcome.note)
+                    continue
                 if outcome.verdict != PROVED:
                     witness = None if outcome.witness is None else \
                         {"instance": label, **outcome.witness}
@@ -249,4 +271,7 @@ def _decide(alg: Algebra, cid: str, instances: list[Claim] | Callable[[], Outcom
                       note="time budget exhausted")
     note = f"{len(instances)} instances" if len(instances) > 2 else \
         ", ".join(label for label, _, _ in instances if label)
-    return Result(cid, PROVED, method, time.monotonic() - start, note=note)
+    if bounds:  # the weakest bound among the instances
+        note = "; ".join(filter(None, [note, max(bounds, key=_bound_exponent)]))
+    return Result(cid, verdict, method, time.monotonic() - start, note=note)
+

@@ -295,3 +295,15 @@ claim = "D(y[2], gamma[j]) = KroneckerDelta(2, j)*xhat[2]"
     assert [r.verdict for r in fast] == [r.verdict for r in full]
     assert fast.info["exhaustive"] is False and full.info["exhaustive"] is True
     assert fast["named-row"].verdict == "proved"
+
+
+def test_random_method_on_models_is_probable_disproves_and_declines_two_radicals():
+    report = verify_model("layernorm", 64, method="random", points=4)
+    assert report.ok and {r.verdict for r in report} <= {"probable", "proved"}
+    assert all("error probability <= " in r.note or r.verdict == "proved" for r in report)
+    _, key, text, leaf = WRONG[2]  # RMSNorm with a mean subtracted
+    bad = verify_model(parse(_variant("rmsnorm", key, text), "<variant>"), 16, method="random")
+    assert bad[f"forward/d{leaf}"].verdict == "disproved"
+    two = verify_model("layernorm", 3, d=2, method="random", points=2)
+    assert two["forward/dgamma"].verdict == "unknown"  # sqrt(v_1 + eps), sqrt(v_2 + eps)
+    assert "distinct square roots" in two["forward/dgamma"].note
