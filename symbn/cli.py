@@ -155,7 +155,6 @@ def _batchnorm_only(args: argparse.Namespace, command: str) -> None:
 def _latex(args: argparse.Namespace) -> int:
     import time
 
-    _batchnorm_only(args, "latex")
     n = _positive_int("--n", args.n, allow_all=True)
     if n == "all":
         _refuse_with_all({"--expand": args.expand})
@@ -167,7 +166,7 @@ def _latex(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     doc, out = export(args.output, derivation=args.derivation, n=n, expand=args.expand,
-                      timeout=timeout, fmt=args.format)
+                      timeout=timeout, fmt=args.format, model=args.model)
     failed = [r for rep in doc.reports.values() for r in rep if r.verdict != "proved"]
     size = "every N, symbolic" if n == "all" else f"N = {n}"
     _wrote(out, f"{size}, {len(doc.equations)} equations, {len(failed)} not proved; checked "
@@ -269,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "- for standard output")
     p.add_argument("--format", choices=["tex", "pdf"],
                    help="tex or pdf (default: from the file name; tex for -o -)")
-    p.add_argument("--model", help="the layer model (default batchnorm, the only one so far)")
+    p.add_argument("--model", help="a shipped model or a .toml model file (default: the "
+                                   "derivation file's model, else batchnorm)")
     p.add_argument("--expand", action="store_true",
                    help="also print the results expanded in the leaves")
     p.add_argument("--timeout", help="seconds; claims left when it runs out are 'unknown'")

@@ -39,6 +39,16 @@ _BASES = {"x": "x", "y": "y", "xhat": r"\hat{x}", "mu": r"\mu", "v": "v", "eps":
 _MODEL_NAME = re.compile(r"([A-Za-z]+)(?:\[([0-9]+(?:,[0-9]+)*)\])?")
 
 
+def _word(name: str) -> bool:
+    """A model's own multi-letter name (ms, var), printed upright; Greek names stay Greek."""
+    return len(name) > 1 and name.isalpha() and name not in _GREEK
+
+
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
+          "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi",
+          "chi", "psi", "omega"}
+
+
 class Printer(LatexPrinter):
     r"""SymPy's LaTeX printer in the note's notation.
 
@@ -80,13 +90,13 @@ class Printer(LatexPrinter):
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         m = _MODEL_NAME.fullmatch(expr.name)
-        if m and (m.group(1) in _BASES or m.group(1) == "dy"):
+        if m and (m.group(1) in _BASES or m.group(1) == "dy" or _word(m.group(1))):
             return self._model_name(m.group(1), m.group(2))
         return super()._print_Symbol(expr, style)
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         name = expr.base.label.name
-        if name in _BASES or name == "dy":
+        if name in _BASES or name == "dy" or _word(name):
             return self._model_name(name, ",".join(self._print(a) for a in expr.indices))
         return super()._print_Indexed(expr)
 
@@ -94,7 +104,7 @@ class Printer(LatexPrinter):
         sub = f"_{{{index}}}" if index else ""
         if base == "dy":
             return rf"\frac{{\partial f}}{{\partial y{sub}}}"
-        return _BASES[base] + sub
+        return _BASES.get(base, rf"\mathrm{{{base}}}") + sub
 
     def partial(self, a: sp.Basic, b: sp.Basic) -> str:
         """∂a/∂b; a compound `a` is parenthesized as in the note's ∂(x_i − μ)/∂x_j."""
@@ -932,10 +942,22 @@ def write(doc: Document | str, path: str | os.PathLike, fmt: str | None = None) 
 
 
 def export(path: str | os.PathLike, derivation=None, n: int = 3, expand: bool = False,
-           timeout: float | None = None, fmt: str | None = None) -> tuple[Document, Target]:
-    """Check the path, build the document, write it: what `symbn latex` does."""
+           timeout: float | None = None, fmt: str | None = None,
+           model: str | None = None) -> tuple[Document, Target]:
+    """Check the path, build the document, write it: what `symbn latex` does.  A model other
+    than batchnorm (given, or named by the derivation file) gets `latex_model.build_model`."""
     check_output(path, fmt)
-    doc = build(derivation, n=n, expand=expand, timeout=timeout)
+    spec = getattr(_load(derivation), "spec", None) if derivation not in (None, False) \
+        else None
+    if model in (None, "batchnorm") and spec is None:
+        doc = build(derivation, n=n, expand=expand, timeout=timeout)
+    else:
+        from .latex_model import build_model
+
+        if expand:
+            raise SymbnError("expand=True prints BatchNorm's Jacobian entries; drop it for "
+                             "other models")
+        doc = build_model(model or spec, derivation=derivation, n=n, timeout=timeout)
     return doc, write(doc, path, fmt)
 
 
