@@ -455,6 +455,72 @@ def escape(text: str) -> str:
     return "".join(out)
 
 
+# the LaTeX a `$...$` of prose may use: no primitive that reads or writes files, defines
+# macros or changes catcodes reaches the document
+_MATH_COMMANDS = frozenset((
+    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "iota",
+    "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "varphi",
+    "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi",
+    "Omega", "frac", "tfrac", "dfrac", "sqrt", "sum", "prod", "partial", "hat", "bar", "tilde",
+    "vec", "dot", "ddot", "cdot", "cdots", "ldots", "dots", "times", "div", "pm", "mp", "leq",
+    "geq", "neq", "le", "ge", "ne", "approx", "equiv", "sim", "to", "mapsto", "in", "notin",
+    "subset", "infty", "nabla", "left", "right", "big", "Big", "bigl", "bigr", "Bigl", "Bigr",
+    "mathrm", "mathbf", "mathit", "mathbb", "mathcal", "operatorname", "text", "quad", "qquad",
+    "log", "exp", "min", "max", "lim", "top", "circ", "odot", "otimes", "langle", "rangle",
+    "lvert", "rvert", "lVert", "rVert",
+))
+_MATH_CHARS = re.compile(r"[A-Za-z0-9\s+\-*/=<>()\[\]{}^_.,;:!|'\\]*")
+
+
+def prose(text: str, where: str = "text") -> str:
+    r"""Prose with inline math: `$...$` is typeset as math, checked against a whitelist of
+    commands and characters; everything else is escaped as plain text.
+
+    >>> prose(r"the slope $\frac{\partial v}{\partial x_j}$ of v")
+    'the slope $\\frac{\\partial v}{\\partial x_j}$ of v'
+    >>> prose(r"$\input{/etc/passwd}$")
+    Traceback (most recent call last):
+    ...
+    symbn.errors.SymbnError: text: inline math uses \input, which is not allowed; use math commands such as \frac, \sqrt, \partial, \hat and Greek letters
+    """
+    parts = str(text).replace("\\$", "\x00").split("$")  # \$ is a dollar sign
+    if len(parts) % 2 == 0:
+        raise SymbnError(f"{where}: an unmatched $ in {_clip_text(text)!r}; write inline math "
+                         r"as $...$, or \$ for a dollar sign")
+    out = []
+    for k, part in enumerate(parts):
+        if k % 2 == 0:
+            out.append(escape(part.replace("\x00", "$")))
+            continue
+        part = part.replace("\x00", "\\$")
+        for command in re.findall(r"\\([A-Za-z]+|.)", part):
+            if command not in _MATH_COMMANDS and command not in ",;:! {}|":
+                raise SymbnError(f"{where}: inline math uses \\{command}, which is not "
+                                 r"allowed; use math commands such as \frac, \sqrt, "
+                                 r"\partial, \hat and Greek letters")
+        if not _MATH_CHARS.fullmatch(part) or _depth(part) is None or "^^" in part:
+            raise SymbnError(f"{where}: inline math ${_clip_text(part)}$ has a character or "
+                             "brace LaTeX would misread (#, %, &, ~, ^^, unbalanced braces); "
+                             "write it with letters, digits, operators and balanced braces")
+        out.append(f"${part}$")
+    return "".join(out)
+
+
+def _depth(math: str) -> int | None:
+    """0 when the braces of `math` balance, None otherwise (escaped braces do not count)."""
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", math):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return None
+    return None if depth else 0
+
+
+def _clip_text(text: str, width: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def _label(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9:.-]", "-", text)
 
@@ -915,7 +981,8 @@ def _steps_section(b: _Builder, deriv, report) -> None:
             result = report[step.id]
         except KeyError:
             result = None
-        b.add(rf"\paragraph{{\texttt{{{escape(step.id)}}}}} " + escape(step.text or ""))
+        b.add(rf"\paragraph{{\texttt{{{escape(step.id)}}}}} "
+              + prose(step.text or "", f"{deriv.path}: step '{step.id}': text"))
         b.align(f"step:{step.id}", step.links, verdict=getattr(result, "verdict", None),
                 note=_where(step, b.p))
         if result is not None:

@@ -105,3 +105,31 @@ def test_user_model_compiles_to_pdf(tmp_path):
 def test_size_below_the_model_domain_is_refused():
     with pytest.raises(SymbnError, match="integer >= 2 for batchnorm-unbiased"):
         build_model("batchnorm-unbiased", n=1)
+
+
+HOSTILE = [r"$\input{/etc/passwd}$", r"$\write18{rm -rf /}$", r"$\openout1=x$",
+           r"$\catcode`\@=11$", r"$^^5cinput x$", r"$a # b$", r"$x}$", r"$\def\x{1}$",
+           r"$\csname input\endcsname$", "unmatched $ dollar"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_inline_math_is_refused_and_nothing_is_written(text, tmp_path):
+    from symbn.latex import prose
+
+    with pytest.raises(SymbnError):
+        prose(text)
+    step = STEPS.split("[[step]]")[0] + "[[step]]\nid = \"a\"\nclaim = \"D(f, beta[j]) = dy[j]\"\n"
+    (tmp_path / "bad.toml").write_text(step + "text = '" + text + "'\n")
+    run = subprocess.run([sys.executable, "-m", "symbn", "latex", "bad.toml", "-o", "x.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.startswith("symbn: error: bad.toml: step 'a'")
+    assert run.stderr.count("\n") == 1 and not (tmp_path / "x.tex").exists()
+
+
+def test_inline_math_is_typeset_and_dollars_escaped():
+    from symbn.latex import build, prose
+
+    assert prose(r"costs \$5 and $\hat{x}_i = x_i/\sqrt{v + \epsilon}$ 50%") == \
+        r"costs \$5 and $\hat{x}_i = x_i/\sqrt{v + \epsilon}$ 50\%"
+    tex = build(n=2).tex  # the shipped note writes its prose math as $...$
+    assert r"$\partial \hat{x}_i/\partial x_j$ by the product rule" in tex
