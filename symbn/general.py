@@ -45,7 +45,7 @@ Why each step is sound (what it assumes, and where that is checked):
   its canonical coefficients) are named in the report: the claim is proved for every N
   where it is defined.  A radicand negative by the proved sign rules is `unknown`.
 - sqrt(eps + w) = s as for concrete N; square roots of even powers by proved signs only
-  (`symbn.radicals`).
+  (`symbn.prove.radicals`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from sympy.concrete.delta import deltasummation
 from .errors import SymbnError
 from .model import BatchNorm, as_expr
 from .prove import DISPROVED, PROVED, UNKNOWN, Algebra
-from .radicals import NEG, NONPOS, Signs, needs_rewrite, rewrite
+from .prove.radicals import NEG, NONPOS, Signs, needs_rewrite, rewrite
 from .report import Report, Result
 
 N = sp.Symbol("N", integer=True, positive=True)

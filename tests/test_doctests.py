@@ -12,7 +12,7 @@ import pytest
 
 import symbn
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(symbn.__path__, "symbn.")
+MODULES = sorted(m.name for m in pkgutil.walk_packages(symbn.__path__, "symbn.")
                  if m.name not in ("symbn.__main__",))
 
 

@@ -14,7 +14,6 @@ from fractions import Fraction
 import pytest
 import sympy as sp
 
-from symbn import multiradical
 from symbn.model import BatchNorm, Node, symbols_of
 from symbn.prove import (
     DISPROVED,
@@ -26,6 +25,7 @@ from symbn.prove import (
     UNKNOWN,
     Algebra,
     RandomTester,
+    multiradical,
 )
 
 BN = BatchNorm(3, 2)  # two columns: sqrt(v[1] + eps) and sqrt(v[2] + eps)

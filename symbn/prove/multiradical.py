@@ -43,15 +43,11 @@ from fractions import Fraction
 import flint
 import sympy as sp
 
-from .prove import (
-    Budget,
-    _degree,
-    _finite,
-    _times,
-    _Unsupported,
-    positive_sample,
-    root_above,
-)
+from .budget import Budget, _times
+from .definedness import _finite
+from .interface import _Unsupported
+from .rational import _degree
+from .witness import positive_sample, root_above
 
 MAX_ROOTS = 16  # distinct radicands in one claim; past this the claim is `unknown`
 MAX_SUBSET_BASIS = 10  # every product of basis radicands is tried up to this many; beyond, pairs
@@ -129,7 +125,7 @@ def build(alg, converted: list, deadline: float | None = None) -> Roots:
     Refused (`_Unsupported`, so `unknown` unless a point refutes the claim): a radicand
     that is not a polynomial; a constant < 0 (never real); a polynomial with a repeated
     factor, sqrt(t**2 * c) = |t| * sqrt(c), where the sign of t is what matters and
-    symbn.radicals did not prove it (the same rule as for one radical); more than
+    symbn.prove.radicals did not prove it (the same rule as for one radical); more than
     MAX_ROOTS radicands.
     """
     roots = Roots()
@@ -236,7 +232,7 @@ def _check_square_free(r, base, deadline) -> None:
             raise _Unsupported(
                 f"sqrt({base}): the radicand has the square factor ({factor})^{exponent}; "
                 f"sqrt(t**2 * c) = |t| * sqrt(c), and the sign of t is not proved "
-                f"(symbn.radicals)")
+                f"(symbn.prove.radicals)")
 
 
 def _rational_sqrt(q) -> flint.fmpq | None:

@@ -7,6 +7,9 @@ an exact algebraic number) and enclose the difference in an interval computed wi
 rounding (mpmath's `iv`).  An enclosure that excludes 0 proves the sides differ there.
 Nothing here can prove an identity.  The model is any object of the `symbn.prove.Model`
 protocol (leaves, positive, support, evaluate).
+
+>>> certainly_nonzero(sp.sqrt(3) - sp.Rational(17, 10))
+True
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from fractions import Fraction
 import sympy as sp
 from mpmath import iv
 
-from .model import as_expr
-from .prove import Model, positive_sample
+from ..model import as_expr
+from .interface import Model, _fmt
+from .witness import positive_sample
 
 
 class _NoEnclosure(Exception):
@@ -131,7 +135,3 @@ def separating_point(model: Model, lhs: sp.Expr, rhs: sp.Expr, seed: int = 0,
                     "lhs": str(left), "rhs": str(right),
                     "separation": f"lhs - rhs in [{sp.Float(gap.a, 8)}, {sp.Float(gap.b, 8)}]"}
     return None
-
-
-def _fmt(q: Fraction) -> str:
-    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"

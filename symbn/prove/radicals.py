@@ -1,7 +1,7 @@
 """Square roots of squares: sqrt(b**2 * c) = |b| sqrt(c), with the sign of b proved.
 
 The exact method replaces square roots by positive symbols (sqrt(eps + w) = s, or several
-s_k with s_k**2 = r_k, symbn.multiradical).  A radical whose base carries an even power,
+s_k with s_k**2 = r_k, symbn.prove.multiradical).  A radical whose base carries an even power,
 sqrt((v + eps)**2), sqrt(1/(v + eps)), sqrt(v**2), is first rewritten: for an integer
 e = 2q + r (r = 0 or 1),
 
@@ -20,6 +20,10 @@ root is nonnegative (positive if its base is); a Sum over 1..N of nonnegative te
 nonnegative (positive if they are, N >= 1); KroneckerDelta is 0 or 1.  So v = (1/N) sum
 (x_i - mu)**2 is nonnegative as a sum of squares, and v + eps is positive: nothing is
 assumed that these rules do not derive.
+
+>>> a, eps = sp.symbols("a eps")
+>>> rewrite(sp.sqrt((a**2 + eps) ** 2 * eps), Signs({eps}))
+sqrt(eps)*(a**2 + eps)
 """
 
 from __future__ import annotations

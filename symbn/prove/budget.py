@@ -1,0 +1,95 @@
+"""The budgets of one claim: time (`Budget`, `alarm`) and the size of every FLINT product.
+
+`_times`, `_gcd` and `_power` refuse, by raising `Budget`, an operation past
+`MAX_TERM_PRODUCTS` or `MAX_PRODUCT_BYTES`: the claim is `unknown`, never a process killed by
+a failed allocation.
+
+>>> import flint
+>>> x, y = flint.fmpq_mpoly_ctx.get(["x", "y"], "degrevlex").gens()
+>>> _power(x + y, 2)
+x^2 + 2*x*y + y^2
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+
+
+class Budget(BaseException):
+    """The time budget ran out.
+
+    A BaseException, so that no `except Exception` inside SymPy can swallow the alarm.
+    """
+
+
+@contextlib.contextmanager
+def alarm(deadline: float | None):
+    """Raise `Budget` wherever the work is when `deadline` (time.monotonic) passes.
+
+    The cooperative checks between prover operations cannot interrupt one long SymPy or
+    FLINT call; SIGALRM can.  Only in the main thread of a POSIX process; elsewhere the
+    cooperative checks alone apply.
+
+    >>> import time
+    >>> with alarm(time.monotonic() + 60):
+    ...     pass
+    """
+    usable = (deadline is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def ring(signum, frame):
+        raise Budget
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# One FLINT multiplication is a single C call that no alarm can interrupt, and FLINT aborts
+# the process when an allocation fails; past this many term-by-term products (about a
+# second on this class of machine), or a product that could need more memory than
+# MAX_PRODUCT_BYTES (each term packs its exponents in 8 bits per variable, plus the
+# coefficient), the claim is `unknown` before FLINT is asked.
+MAX_TERM_PRODUCTS = 5 * 10**7
+MAX_PRODUCT_BYTES = 1 << 28
+
+
+def _bytes(terms: int, poly) -> int:
+    """Memory of a polynomial with this many terms in `poly`'s ring, roughly."""
+    return terms * 8 * (-(-poly.context().nvars() // 8) + 2)
+
+
+def _times(a, b):
+    products = len(a) * len(b)
+    if products > MAX_TERM_PRODUCTS or _bytes(products, a) > MAX_PRODUCT_BYTES:
+        raise Budget(f"a product of {len(a)} by {len(b)} terms exceeds the size budget "
+                     f"(up to {_bytes(products, a) >> 20} MiB)")
+    return a * b
+
+
+def _gcd(a, b):
+    # FLINT's gcd works on copies of both operands and their cofactors: a few times their size
+    if _bytes(4 * (len(a) + len(b)), a) > MAX_PRODUCT_BYTES:
+        raise Budget(f"a gcd of {len(a)} and {len(b)} terms exceeds the size budget")
+    return a.gcd(b)
+
+
+def _power(a, k: int):
+    result, square = None, a
+    while k:
+        if k & 1:
+            result = square if result is None else _times(result, square)
+        k >>= 1
+        if k:
+            square = _times(square, square)
+    return result if result is not None else a ** 0

@@ -1,0 +1,215 @@
+"""Whether a claim is defined somewhere: divisors that are not the zero function (`nonzero`),
+radicands real on an open set (`real_somewhere`), and the exact points that show it.
+
+A claim defined nowhere would be vacuously true, so `symbn.check` asks these before it
+believes a `proved`.
+
+>>> from symbn.model import BatchNorm
+>>> from symbn.prove import Algebra
+>>> bn = BatchNorm(2)
+>>> Algebra(bn).nonzero(bn.x(1) - bn.x(2)), Algebra(bn).nonzero(bn.x(1) - bn.x(1))
+(True, False)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from fractions import Fraction
+
+import sympy as sp
+
+from ..model import as_expr
+from . import radicals
+from .interface import _Unsupported
+from .radicals import Signs
+from .rational import _degree
+from .separate import certainly_nonzero
+
+
+class Definedness:
+    """The definedness checks of `Algebra` (a mixin: they use its model, leaves and
+    conversion, `difference`, `convert`, `_radicals`, `_eps_form`)."""
+
+    def nonzero(self, expr: sp.Expr, deadline: float | None = None,
+                seed: int = 0) -> bool | None:
+        """Whether `expr` is not the zero function on the domain: True when it is nonzero
+        at one exact point (so its canonical numerator is not the zero polynomial), False
+        when that numerator is zero (or `expr` itself divides by zero), None if undecided.
+
+        >>> from symbn.model import BatchNorm
+        >>> from symbn.prove import Algebra
+        >>> bn = BatchNorm(1)
+        >>> alg = Algebra(bn)
+        >>> alg.nonzero(bn.v()), alg.nonzero(bn.v() + bn.eps)
+        (False, True)
+        """
+        expr = as_expr(expr)
+        if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            return False
+        if expr.is_Number:
+            return expr != 0
+        if expr.is_Pow and expr.exp.is_positive:  # sqrt(b) is the zero function iff b is
+            return self.nonzero(expr.base, deadline, seed)
+        hints = [e.base for e in self._radicals(expr)]
+        try:
+            value = self.model.evaluate(expr, self._point(random.Random(seed), hints))
+        except ZeroDivisionError:
+            value = None
+        if value is not None and certainly_nonzero(value):
+            return True
+        try:
+            diff, mode = self.difference(expr, sp.Integer(0), deadline)
+        except _Unsupported:
+            return None
+        except ZeroDivisionError:
+            return False
+        if diff.is_zero():
+            return False
+        if not isinstance(mode, (int, type(None))):
+            # several radicals: a nonzero reduced numerator may still be the zero function
+            # (dependent radicals), so only a point where the value is not 0 decides
+            for k in range(1, 9):
+                try:
+                    value = self.model.evaluate(expr, self._point(random.Random(seed + k),
+                                                                  hints))
+                except ZeroDivisionError:
+                    continue
+                if certainly_nonzero(value):
+                    return True
+            return None
+        return True
+
+    def real_somewhere(self, expr: sp.Expr, deadline: float | None = None) -> bool | None:
+        """Whether sqrt(expr) is real on an open set (or expr is the zero function): True;
+        False when `expr` is negative wherever it is not 0 (by proved signs); None if
+        undecided.
+
+        >>> from symbn.model import BatchNorm
+        >>> from symbn.prove import Algebra
+        >>> bn = BatchNorm(2)
+        >>> alg = Algebra(bn)
+        >>> alg.real_somewhere(bn.x(1) - bn.x(2)), alg.real_somewhere(-bn.v() - bn.eps)
+        (True, False)
+        """
+        model = self.model
+        signs = Signs(model.positive, lambda s: model.nodes[s].definition
+                      if s in model.nodes and s != model.f else None)
+        expr = as_expr(expr)
+        sign = signs.sign(expr)
+        if sign in (radicals.POS, radicals.NONNEG):
+            return True
+        if sign in (radicals.NEG, radicals.NONPOS):
+            return self.nonzero(expr, deadline) is False
+        for seed in range(8):
+            try:
+                value = model.evaluate(expr, self._point(random.Random(seed), [expr]))
+            except ZeroDivisionError:
+                continue
+            if value.is_real and certainly_nonzero(value) and value > 0:
+                return True
+        return True if self.nonzero(expr, deadline) is False else None
+
+    def _point(self, rng: random.Random, hints: list = ()) -> dict:
+        """Small random integers for every leaf, each positive leaf p > 0 chosen where
+        possible so that a radicand c*p + w(x) is a rational square (of `hints` first, then
+        of the model's own radicals), so that its square root stays rational."""
+        model = self.model
+        point = {leaf: Fraction(rng.randint(-5, 5)) for leaf in model.leaves}
+        forms = self._square_forms(hints)
+        for p in [leaf for leaf in model.leaves if leaf in model.positive]:
+            if p not in forms:
+                point[p] = Fraction(rng.randint(1, 5))
+                continue
+            c, w = forms[p]
+            value = model.evaluate(w, {s: q for s, q in point.items() if s not in forms})
+            if not value.is_Rational:  # w is free of the positive leaves, so this is rare
+                point[p] = Fraction(rng.randint(1, 5))
+                continue
+            root = math.isqrt(max(0, int(value.p) // int(value.q))) + 1 + rng.randint(0, 2)
+            eps = (root * root - value) / c  # > 0, and c*p + w = root^2
+            point[p] = Fraction(int(eps.p), int(eps.q))
+        return point
+
+    def _square_forms(self, hints) -> dict:
+        """positive leaf p -> (c, w) for the first radicand c*p + w (c > 0 a rational, w an
+        expression free of every positive leaf), read off the radicand's terms without
+        expanding it: among `hints`, then the radicals of the model's nodes."""
+        if self._model_radicands is None:
+            nodes = [s for s in self.model.nodes if s != self.model.f]
+            self._model_radicands = [e.base for e in self._radicals(sp.Tuple(*nodes))]
+        forms: dict = {}
+        for base in [*hints, *self._model_radicands]:
+            if len(forms) == len(self.positive):
+                break
+            scale, body = as_expr(base).as_coeff_Mul()
+            if not scale > 0:
+                continue
+            for p in self.positive:
+                if p in forms:
+                    continue
+                linear = [t for t in sp.Add.make_args(body) if p in self.model.support(t)]
+                if len(linear) != 1:
+                    continue
+                c, rest = linear[0].as_coeff_Mul()
+                w = sp.Add(*[t for t in sp.Add.make_args(body) if t is not linear[0]])
+                if rest == p and c > 0 and not self.model.support(w) & set(self.positive):
+                    forms[p] = (c * scale, w * scale)
+                    break
+        return forms
+
+    def _add_square_form(self, r, forms: dict) -> None:
+        """Record r = c*p + w in `forms` for the first positive leaf p without one, if r has
+        that shape: then p = (s**2 - w)/c makes r = s**2 a rational square."""
+        indices = [self.symbols.index(p) for p in self.positive]
+        for p, index in zip(self.positive, indices):
+            if p in forms or _degree(r, index) != 1:
+                continue
+            w = r.subs({index: 0})
+            c = (r - w) / self.gen[p]
+            if (c.is_constant() and c.leading_coefficient() > 0
+                    and all(_degree(w, k) == 0 for k in indices)):
+                forms[p] = (c.leading_coefficient(), w)
+                return
+
+    def _somewhere_defined(self, expr: sp.Expr) -> bool:
+        """Whether `expr` is defined somewhere, so that lhs = rhs with both sides this same
+        tree is not vacuous: when its square roots are all one sqrt(p + w(x)) (real for p
+        large; divisors are the business of symbn.check, as for any claim), or when it has
+        a finite real value at an exact point (sqrt(-v - eps) = sqrt(-v - eps) is true
+        nowhere, so it is left to the several-radicals method, which says so)."""
+        expr = as_expr(expr)
+        bases = list(dict.fromkeys(e.base for e in self._radicals(expr)))
+        model = self.model
+        signs = Signs(model.positive, lambda s: model.nodes[s].definition
+                      if s in model.nodes and s != model.f else None)
+        if all(signs.sign(base) in (radicals.POS, radicals.NONNEG) for base in bases):
+            return True  # every square root is real everywhere (proved signs), cheaply
+        forms: list = []
+        for base in bases:
+            try:
+                form = self._eps_form(self.convert(base, None))
+            except (_Unsupported, ZeroDivisionError):
+                form = None
+            if form is None:
+                forms = [None, None]
+                break
+            if all(form[0] != p or form[1] != w for p, w in forms):
+                forms.append(form)
+        if len(forms) <= 1:
+            return True
+        for seed in range(8):
+            try:
+                value = self.model.evaluate(expr, self._point(random.Random(seed), bases))
+            except ZeroDivisionError:
+                continue
+            if _finite(value):
+                return True
+        return False
+
+
+def _finite(value: sp.Expr) -> bool:
+    """A real number: no symbol left, no zoo, nan, infinity or imaginary unit."""
+    value = as_expr(value)
+    return (not value.free_symbols and not value.has(sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I)
+            and value.is_real is not False)
