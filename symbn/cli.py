@@ -88,15 +88,18 @@ def _progress():
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .errors import SymbnError
     from .limits import check_size
 
     n = _positive_int("--n", args.n, allow_all=True)
     d = 1 if args.d is None else _positive_int("--d", args.d)
     timeout = _timeout(args.timeout)
     if n == "all" and args.model not in (None, "batchnorm"):
-        raise SymbnError("--n all is proved for the batchnorm model so far; give a size such "
-                         "as --n 4 for other models")
+        _refuse_with_all({"--d": args.d, "--method": args.method,
+                          "--all-pairs": args.all_pairs})
+        from .verify_model import verify_model
+
+        return _emit(verify_model(args.model, "all", timeout=timeout, progress=_progress()),
+                     args.json)
     if n == "all":
         _refuse_with_all({"--d": args.d, "--method": args.method,
                           "--all-pairs": args.all_pairs})
@@ -144,14 +147,6 @@ def _check(args: argparse.Namespace) -> int:
     return _emit(report, args.json)
 
 
-def _batchnorm_only(args: argparse.Namespace, command: str) -> None:
-    from .errors import SymbnError
-
-    if args.model not in (None, "batchnorm"):
-        raise SymbnError(f"symbn {command} speaks the batchnorm model so far; drop --model "
-                         f"{args.model} (symbn verify --model {args.model} proves it)")
-
-
 def _latex(args: argparse.Namespace) -> int:
     import time
 
@@ -177,14 +172,15 @@ def _latex(args: argparse.Namespace) -> int:
 def _codegen(args: argparse.Namespace) -> int:
     from . import io
 
-    _batchnorm_only(args, "codegen")
     n = None if args.n is None else _positive_int("--n", args.n)
     where = io.target(args.output)  # refused before the proofs, not after
     from .codegen import generate
 
-    source = generate(args.target, n=n, unrolled=args.unrolled)
+    source = generate(args.target, n=n, unrolled=args.unrolled, model=args.model)
     io.write(where, source)
     what = f"unrolled for N = {n}" if args.unrolled else f"{args.target}, any N"
+    if args.model not in (None, "batchnorm"):
+        what = f"{args.model}, {what}"
     _wrote(where, f"{what}, {source.count(chr(10))} lines")
     return 0
 
@@ -278,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("codegen", help="write a standalone module computing the proved gradients")
     p.add_argument("-o", "--output", required=True,
                    help="the .py file to write, - for standard output")
-    p.add_argument("--model", help="the layer model (default batchnorm, the only one so far)")
+    p.add_argument("--model", help="a shipped model or a .toml model file (default batchnorm)")
     p.add_argument("--target", choices=["numpy", "numba"], default="numpy",
                    help="numpy (vectorised, default) or numba (fused loops)")
     p.add_argument("--n", default=None, help="batch size for --unrolled code")

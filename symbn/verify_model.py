@@ -53,17 +53,25 @@ EXHAUSTIVE_MAX_N = 8      # every instance, whole sums; above: row symmetry, dy 
 EXHAUSTIVE_MAX_CELLS = 24
 
 
-def verify_model(model: Model | str, n: int, d: int = 1, timeout: float | None = None,
+def verify_model(model: Model | str, n: int | str, d: int = 1, timeout: float | None = None,
                  progress: Callable[[str], None] | None = None, method: str = "exact",
                  points: int = 8, seed: int = 0) -> Report:
     """Prove the model's closed forms, forward and backward mode, for N elements in D sets.
 
+    `n="all"` proves them for every N >= the model's min_n at once (`symbn.every_n`).
     `method="random"` evaluates both sides exactly at `points` random points instead
     (`prove.RandomTester`, one square root per claim): `probable` with the Schwartz-Zippel
     bound, never `proved`; a claim with several square roots is `unknown` there."""
     from .models import load
 
     m = model if isinstance(model, Model) else load(model)
+    if n == "all":  # every N at once: the symbolic-N canonical form (symbn.every_n)
+        if d != 1 or method != "exact":
+            raise SymbnError("n='all' proves one set (d=1) with the exact method; the sets "
+                             "are checked for a concrete size, such as n=3, d=2")
+        from .every_n import verify_every_n
+
+        return verify_every_n(m, timeout=timeout, progress=progress)
     if n * d > MAX_CELLS:
         raise SymbnError(f"n={n} with d={d} is beyond the limit of {MAX_CELLS} elements for "
                          f"models other than batchnorm (every instance is checked); use a "
