@@ -411,8 +411,10 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
         results.append(_claim(cid, leaf, lhs, rhs, statement, m, scalars, memo, concrete,
                               rules_ok, deadline, domain))
     rule_text = ", ".join(f"{r.id.split('/')[1]} {r.verdict}" for r in rules)
+    from .verify_model import describe_source
+
     notes = [
-        f"model {m.name} ({m.path}): the graph and the closed forms are read from it",
+        f"model {describe_source(m)}: the graph and the closed forms are read from it",
         f"every result holds for all {domain}, 1 <= j <= N (N a symbol, not a sample), one "
         "set (D = 1), positive leaves > 0"
         + (f"; the model is defined for N >= {m.min_n} only" if m.min_n > 1 else ""),

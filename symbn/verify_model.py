@@ -90,7 +90,7 @@ def verify_model(model: Model | str, n: int | str, d: int = 1, timeout: float | 
         if progress is not None:
             progress(f"[{k + 1}/{len(claims)}] {cid} ({time.monotonic() - start:.0f} s so far)")
         results.append(_decide(alg, definer, cid, instances, deadline))
-    notes = [f"model {m.name} ({m.path}): the graph and the closed forms are read from it"]
+    notes = [f"model {describe_source(m)}: the graph and the closed forms are read from it"]
     notes += [f"paths from {leaf} to f: " + "; ".join(" -> ".join(p) for p in m.paths(leaf))
               for leaf in m.leaves]
     if not m.results:
@@ -110,6 +110,15 @@ def verify_model(model: Model | str, n: int | str, d: int = 1, timeout: float | 
     if method == "random":
         title += f" (random method, {points} points)"
     return Report(title, results, info, notes)
+
+
+def describe_source(m: Model) -> str:
+    """'layernorm (shipped)' or 'mine (mine.toml)': how reports name a model's file."""
+    from .models import shipped
+
+    path = shipped().get(m.name)
+    shipped_file = path is not None and str(path) == str(m.path)
+    return f"{m.name} (shipped)" if shipped_file else f"{m.name} ({m.path})"
 
 
 Claim = tuple[str, Callable[[], sp.Expr], Callable[[], sp.Expr]]
