@@ -62,7 +62,7 @@ import sympy as sp
 
 from .derivation import N
 from .errors import SymbnError
-from .general import Normalizer, Unsupported, _rules
+from .general.normal import Normalizer, Unsupported, _rules
 from .graph import INDEXED_KINDS, Model
 from .prove import DISPROVED, PROVED, UNKNOWN
 from .prove.radicals import NEG, NONNEG, POS, Signs

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from symbn.errors import SymbnError
-from symbn.latex_model import build_model, layout
+from symbn.latex.model import build_model, layout
 from symbn.models import load, parse, shipped
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def test_a_wrong_edge_label_would_be_caught():
     """The labels are proved, not trusted: a label off by a factor is disproved."""
     import sympy as sp
 
-    from symbn.latex_model import _edges, _prove_edge
+    from symbn.latex.model import _edges, _prove_edge
     from symbn.prove import Algebra
 
     m = load("rmsnorm")

@@ -47,6 +47,7 @@ MAX_AXIS, MAX_MIN_N = 32, 64
 RESERVED = {*INDEX, "N", "f", *lang.FUNCTIONS}
 _NAME = re.compile(r"[a-z0-9-]{1,64}")
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,31}")
+ADVICE = "introduce intermediate nodes"  # ends the messages about an expression's size
 
 
 def shipped() -> dict[str, Path]:
@@ -202,7 +203,7 @@ def _order(nodes: dict[str, str], names: dict[str, str], path: str) -> None:
 def _mentions(text: str) -> list[str]:
     """The identifiers in `text` in reading order; [] if it does not parse (reported later)."""
     try:
-        tree = _tree(text, "")
+        tree = lang.parse_tree(text, "", ADVICE)
     except SymbnError:
         return []
     names = sorted((n.lineno, n.col_offset, n.id) for n in ast.walk(tree)
@@ -210,39 +211,17 @@ def _mentions(text: str) -> list[str]:
     return [name for _, _, name in names]
 
 
-def _tree(text: str, at: str) -> ast.Expression:
-    """`text` parsed by Python's `ast` (never evaluated), within the derivation limits."""
-    if len(text) > lang.MAX_CLAIM_CHARS:
-        raise SymbnError(f"{at}: {len(text)} characters, more than {lang.MAX_CLAIM_CHARS}; "
-                         "introduce intermediate nodes")
-    depth = 0
-    for ch in text:
-        depth += (ch in "([{") - (ch in ")]}")
-        if depth > lang.MAX_DEPTH:
-            raise SymbnError(f"{at}: brackets nested more than {lang.MAX_DEPTH} deep; simplify")
-    if not text.strip():
-        raise SymbnError(f"{at}: empty expression; write a definition")
-    try:
-        return ast.parse(text.strip(), mode="eval")
-    except SyntaxError as err:
-        raise SymbnError(f"{at}: syntax error in '{_clip(text.strip())}': {err.msg}") from None
-    except (RecursionError, MemoryError):
-        raise SymbnError(f"{at}: '{_clip(text.strip())}' is nested too deeply; simplify "
-                         "the expression") from None
-    except ValueError as err:
-        raise SymbnError(f"{at}: cannot read '{_clip(text.strip())}': {err}") from None
-
-
 def _expression(text: str, at: str, vocabulary: Vocabulary, weights: dict, free: tuple,
                 sums: tuple) -> sp.Expr:
     """One expression read through the derivation parser's whitelist and limits; rows are
     named by indices, sums bind only `sums`, and only `free` may be free."""
-    tree = _tree(text, at)
-    size = sum(1 for _ in ast.walk(tree))
-    if size > lang.MAX_NODES:
-        raise SymbnError(f"{at}: expression has {size} parts, more than {lang.MAX_NODES}; "
-                         "introduce intermediate nodes")
-    expr = lang._Builder(at, vocabulary).build(tree.body, 0)
+    return lang.parse_expression(text, at, vocabulary, weights, ADVICE,
+                                 check=lambda expr: _indices(expr, at, free, sums))
+
+
+def _indices(expr: sp.Expr, at: str, free: tuple, sums: tuple) -> None:
+    """Refuse a row named by number, a sum over an index not in `sums`, a free index not in
+    `free`."""
     for e in sp.preorder_traversal(expr):
         rows = e.indices if isinstance(e, sp.Indexed) else (
             e.args if isinstance(e, sp.KroneckerDelta) else ())
@@ -259,11 +238,6 @@ def _expression(text: str, at: str, vocabulary: Vocabulary, weights: dict, free:
         allowed = f"only {' and '.join(free)} may be free" if free else "no index may be free"
         raise SymbnError(f"{at}: free index {', '.join(stray)}; {allowed} here: bind "
                          f"{stray[0]} by a Sum(..., ({stray[0]}, 1, N))")
-    n, d = _weigh(expr, weights)
-    if n + d > lang.MAX_WEIGHT:
-        raise SymbnError(f"{at}: '{_clip(text.strip())}' can reach polynomial degree "
-                         f"{n + d}, more than {lang.MAX_WEIGHT}; lower exponents or nesting")
-    return expr
 
 
 def _weigh(expr: sp.Expr, weights: dict) -> tuple[int, int]:

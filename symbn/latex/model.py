@@ -19,12 +19,13 @@ import time
 
 import sympy as sp
 
-from .derivation import INDEX
-from .errors import SymbnError
-from .graph import INDEXED_KINDS, Model
-from .latex import ALL, Document, Printer, _Builder, _finish, _steps_section, escape
-from .prove import PROVED, Algebra
-from .report import Result
+from ..derivation import INDEX
+from ..errors import SymbnError
+from ..graph import INDEXED_KINDS, Model
+from ..prove import PROVED, Algebra
+from ..report import Result
+from .document import ALL, Document, _Builder, _finish, _steps_section
+from .printer import Printer, escape
 
 i, j, k = INDEX["i"], INDEX["j"], INDEX["k"]
 F = sp.Symbol("f")
@@ -34,8 +35,8 @@ _STEP_X, _STEP_Y = 3.6, 2.4  # cm between layers, between nodes of one layer
 def build_model(model: Model | str, derivation=None, n: int = 3,
                 timeout: float | None = None) -> Document:
     """The LaTeX document of `model` (a Model, shipped name or path) for N = n."""
-    from .models import load
-    from .verify_model import verify_model
+    from ..models import load
+    from ..verify_model import verify_model
 
     m = model if isinstance(model, Model) else load(model)
     if n == ALL:
@@ -68,7 +69,7 @@ def build_model(model: Model | str, derivation=None, n: int = 3,
         return None if timeout is None else max(timeout - (time.monotonic() - start), 1e-3)
 
     if deriv is not None:
-        from .check import check
+        from ..check import check
 
         reports["check"] = check(deriv, n, timeout=left())
         _steps_section(b, deriv, reports["check"])
@@ -81,7 +82,7 @@ def build_model(model: Model | str, derivation=None, n: int = 3,
 
 
 def _derivation(derivation, m: Model):
-    from .derivation import load
+    from ..derivation import load
 
     if derivation in (None, False):
         return None
@@ -141,7 +142,7 @@ def _evaluate_deltas(e: sp.Expr) -> sp.Expr:
 
 def _prove_edge(g, alg: Algebra, child: str, parent: str, label: sp.Expr) -> Result:
     """The label equals local_partial(child[i], parent[j]) for every i, j at this N."""
-    from .differentiate import local_partial
+    from ..differentiate import local_partial
 
     start = time.monotonic()
     m = g.model
@@ -200,7 +201,7 @@ def layout(m: Model) -> dict[str, tuple[float, float]]:
 
 
 def load_model(name: str) -> Model:
-    from .models import load
+    from ..models import load
 
     return load(name)
 
@@ -250,7 +251,7 @@ def _paths(b: _Builder, m: Model) -> None:
 
 
 def _results(b: _Builder, m: Model, report) -> None:
-    from .derivation import D
+    from ..derivation import D
 
     b.add(r"\section{The results}")
     b.add(r"Each closed form of the model file, proved equal to forward mode (composition "
