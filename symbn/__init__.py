@@ -23,11 +23,12 @@ _PUBLIC = {
     "Result": ("report", "Result"),
     "SymbnError": ("errors", "SymbnError"),
     "check": ("check", "check"),
+    "check_impl": ("impl", "check_impl"),
     "lambdify_backward": ("codegen", "lambdify_backward"),
     "load": ("derivation", "load"),
     "verify": ("verify", "verify"),
 }
-__all__ = ["BatchNorm", "Report", "Result", "SymbnError", "__version__", "check",
+__all__ = ["BatchNorm", "Report", "Result", "SymbnError", "__version__", "check", "check_impl",
            "lambdify_backward", "load", "verify"]
 
 

@@ -207,6 +207,18 @@ def _cli_terms(message: str) -> str:
     return _PARAMETER.sub(lambda m: f"--{m[1]} {m[3]}" if m[3] else f"--{m[1]}", message)
 
 
+def _check_impl(args: argparse.Namespace) -> int:
+    n = _positive_int("--n", args.n)
+    d = _positive_int("--d", args.d)
+    timeout = _timeout(args.timeout)
+    from .impl import check_impl, load_function
+
+    function = load_function(args.function)
+    report = check_impl(function, model=args.model or "batchnorm", n=n, d=d,
+                        signature=args.signature, timeout=timeout or 60.0)
+    return _emit(report, args.json)
+
+
 def _models(args: argparse.Namespace) -> int:
     from .models import load, shipped
 
@@ -281,6 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unrolled", action="store_true",
                    help="unrolled scalar expressions for one concrete N (needs --n)")
     p.set_defaults(run=_codegen)
+
+    p = sub.add_parser(
+        "check-impl", help="prove your own backward function right, or find the batch that "
+        "breaks it", description="Imports PATH and runs FUNC: it is your own code, run like a "
+        "test (derivation and model files are never executed). FUNC is called once on NumPy "
+        "arrays of exact symbolic numbers; every returned gradient is proved equal to the "
+        "model's derivative for this N and D, or refuted with an exact batch.")
+    p.add_argument("function", metavar="PATH:FUNC", help="a .py file and a function in it")
+    p.add_argument("--model", help="a shipped model or a .toml model file (default batchnorm)")
+    p.add_argument("--n", default="3", help="elements per set N (default 3)")
+    p.add_argument("--d", default="2", help="number of sets D (default 2, so that a confusion "
+                                             "of axes or sizes shows)")
+    p.add_argument("--signature", help='the function\'s arguments and results, e.g. "dy, x, '
+                                       'w, eps -> dx, dw, db" (default per model)')
+    p.add_argument("--timeout", help="seconds for the call and the proofs (default 60)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(run=_check_impl)
 
     p = sub.add_parser("models", help="list the shipped layer models, or show one")
     p.add_argument("model", nargs="?", default=None,

@@ -1,0 +1,329 @@
+"""`check_impl`: trace the user's function on exact scalars, decide each returned entry
+against the model's closed form, and report (`ImplReport`) with a pasteable witness batch.
+
+>>> from symbn.models import load
+>>> g = load("batchnorm").instantiate(2, 1)
+>>> _layout(g, "gamma")[0], _layout(g, "x")[0]
+((1,), (2, 1))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from collections.abc import Callable
+from fractions import Fraction
+
+import numpy as np
+import sympy as sp
+
+from ..errors import SymbnError
+from ..graph import Instance, Model
+from ..prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, alarm
+from ..report import Report, Result
+from .exact import _TRACE, Exact, _ours, exact_number
+from .load import _one_line
+from .signature import Signature, parse_signature
+
+ROUTE_EXACT = "exact trace"
+MAX_TABLE_CELLS = 64  # the pasteable table lists every expected entry up to this many
+
+
+# -- the arrays of one instance -------------------------------------------------------------
+def _layout(g: Instance, name: str):
+    """(shape, {numpy index: (symbol, row j or None, set c)}) of a leaf or dy in the model's
+    layout."""
+    m = g.model
+    kind = "element" if name == m.gradient else m.kind(name)
+    rows_last = m.axis != 0
+    if kind == "element":
+        shape = (g.d, g.n) if rows_last else (g.n, g.d)
+        cells = {((c - 1, i - 1) if rows_last else (i - 1, c - 1)): (g.symbol(name, i, c), i, c)
+                 for i in g.rows() for c in g.columns()}
+    elif kind == "along":
+        shape, cells = (g.n,), {(i - 1,): (g.symbol(name, i), i, 1) for i in g.rows()}
+    elif kind == "set":
+        shape, cells = (g.d,), {(c - 1,): (g.symbol(name, None, c), None, c)
+                                for c in g.columns()}
+    else:
+        shape, cells = (), {(): (g.symbol(name), None, 1)}
+    return shape, cells
+
+
+def _array(shape, cells, value):
+    if shape == ():
+        return value(cells[()][0])
+    a = np.empty(shape, dtype=object)
+    for index, (symbol, _, _) in cells.items():
+        a[index] = value(symbol)
+    return a
+
+
+def _truth(g: Instance, leaf: str, cell: tuple) -> sp.Expr:
+    """D(f, leaf) at one entry: the model's closed form (summed over the sets for a shared
+    leaf), or forward mode where the model has none."""
+    _, j, c = cell
+    if leaf in g.model.results:
+        return g.result(leaf, j, c)
+    from ..differentiate import forward_gradient
+
+    return forward_gradient(g, g.leaf(leaf, j, c))  # a shared leaf's symbol: every set
+
+
+# -- the check ------------------------------------------------------------------------------
+class ImplReport(Report):
+    """A `Report` whose text ends with each disproof's batch as code to paste into a test."""
+
+    def __str__(self) -> str:
+        keep = ("entry", "implementation", "true")
+        plain = [Result(r.id, r.verdict, r.method, r.seconds,
+                        {k: v for k, v in r.witness.items() if k in keep} if r.witness
+                        else None, r.note) for r in self.results]
+        text = Report.__str__(Report(self.title, plain, self.info, self.notes))
+        tables = [r.witness["table"] for r in self.results if r.witness and "table" in
+                  r.witness]
+        return text + "".join("\n\n" + t for t in tables)
+
+
+def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3, d: int = 2,
+               signature: str | None = None, timeout: float | None = 60.0) -> Report:
+    """Decide `function`'s outputs against the model's derivative at N = n, D = d.
+
+    Runs `function` (the user's own code) once on object arrays of exact scalars; returns a
+    `Report` with one result per output gradient: proved, disproved (witness: the entry,
+    both values, the point, and a table to paste into a test) or unknown.
+
+    >>> def wrong(dy, x, gamma, eps):  # keeps only the Jacobian's diagonal
+    ...     xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)
+    ...     n = x.shape[0]
+    ...     return gamma * dy * (1 - 1 / n - xhat ** 2 / n) / np.sqrt(x.var(axis=0) + eps)
+    >>> check_impl(wrong, n=2, d=1, signature="dy, x, gamma, eps -> dx")["dx"].verdict
+    'disproved'
+    """
+    from ..models import load
+
+    m = model if isinstance(model, Model) else load(model)
+    g = m.instantiate(n, d)
+    sig = parse_signature(signature, m)
+    name = getattr(function, "__qualname__", None) or repr(function)
+    start = time.monotonic()
+    deadline = None if timeout is None else start + timeout
+    layouts = {leaf: _layout(g, leaf) for leaf in {*sig.inputs, *sig.outputs}}
+    args = [_array(*layouts[leaf], lambda s: Exact(s)) for leaf in sig.inputs]
+    returned, printed, stopped = _call(function, name, args, deadline, timeout)
+    info = {"function": name, "model": m.name, "n": n, "d": d, "route": ROUTE_EXACT,
+            "signature": str(sig)}
+    title = f"symbn check-impl: {name} against {m.title}, N = {n}, D = {d}"
+    notes = [(f"signature {sig}: arguments {', '.join(sig.inputs)}; outputs "
+              f"{', '.join('d' + o for o in sig.outputs)}"),
+             f"layout: {_describe_layout(g, sig)}"]
+    if printed:
+        lines = printed.rstrip("\n").count("\n") + 1
+        notes.append(f"{name} printed {lines} line{'s' * (lines > 1)} (captured)")
+    if stopped is not None:
+        notes.append("the exact trace stopped: " + stopped + "; evaluating in floating point "
+                     "(route 2) is not available yet")
+        results = [Result(f"d{o}", UNKNOWN, ROUTE_EXACT, time.monotonic() - start,
+                          note="the code left exact arithmetic") for o in sig.outputs]
+        return ImplReport(title, results, info, notes)
+    entries = _entries(returned, sig, layouts, name)
+    alg = Algebra(g)
+    results = [_decide(g, alg, sig, leaf, layouts, entries[leaf], deadline)
+               for leaf in sig.outputs]
+    rounded = dict(_TRACE.rounded)
+    if rounded and any(r.verdict == DISPROVED for r in results):
+        results = _rounding(function, name, args, g, alg, sig, layouts, results, rounded,
+                            deadline, timeout)
+    info["seconds"] = round(time.monotonic() - start, 3)
+    notes.append("proved means: the code's outputs equal the model's derivative as exact "
+                 f"functions of the leaves at N = {n}, D = {d} (floats read as the reals they "
+                 "denote; rounding is not analysed)")
+    return ImplReport(title, results, info, notes)
+
+
+def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, deadline,
+              timeout) -> list[Result]:
+    """A disproof that only the rounding of a computed float (1.0/3 for 1/3) explains is
+    not reported: the function is traced again with each such float read as the simplest
+    rational it rounds; an output proved then is `unknown`, never `disproved`."""
+    floats = ", ".join(f"{f!r} (read as {q.numerator}/{q.denominator} in the re-run)"
+                       for f, q in list(rounded.items())[:4])
+    _TRACE.intended = True
+    try:
+        again, _, stopped = _call(function, name, args, deadline, timeout)
+    finally:
+        _TRACE.intended = False
+    if stopped is not None:
+        return results
+    entries = _entries(again, sig, layouts, name)
+    out = []
+    for r in results:
+        leaf = r.id[1:]
+        if r.verdict == DISPROVED:
+            second = _decide(g, alg, sig, leaf, layouts, entries[leaf], deadline)
+            if second.verdict == PROVED:
+                r = Result(r.id, UNKNOWN, r.method, r.seconds + second.seconds,
+                           note=f"disproved only through the rounding of the float(s) "
+                                f"{floats}: with them read as those rationals it is proved; "
+                                "rounding is route 2's (not available yet)")
+            else:
+                r.note = "; ".join(filter(None, [r.note, f"floats read exactly: {floats}"]))
+        out.append(r)
+    return out
+
+
+def _describe_layout(g: Instance, sig: Signature) -> str:
+    parts = [f"{leaf} {_layout(g, leaf)[0] or 'scalar'}" for leaf in dict.fromkeys(sig.inputs)]
+    axis = "axis 0" if g.model.axis == 0 else "the last axis"
+    return ", ".join(parts) + f"; reductions along {axis}"
+
+
+def _call(function, name, args, deadline, timeout):
+    """(returned, printed text, why the trace stopped or None); route-3 errors raised."""
+    _TRACE.first = None
+    _TRACE.rounded = {}
+    buffer = io.StringIO()
+    try:
+        with alarm(deadline), contextlib.redirect_stdout(buffer):
+            returned = function(*args)
+    except Budget:
+        raise SymbnError(f"{name} did not return within the budget of {timeout:g} s (the "
+                         "exact trace runs it on symbolic scalars, far slower than floats; "
+                         "raise timeout= or use a smaller n)") from None
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code may raise anything
+        if _TRACE.first is not None:
+            return None, buffer.getvalue(), _TRACE.first
+        raise SymbnError(f"{name} raised {type(err).__name__}: {_one_line(err)}"
+                         f"{_where(err)} (called with NumPy object arrays of exact "
+                         "scalars)") from None
+    if _TRACE.first is not None:  # refused inside the function but caught there
+        return None, buffer.getvalue(), _TRACE.first
+    return returned, buffer.getvalue(), None
+
+
+def _where(err: BaseException) -> str:
+    tb, found = err.__traceback__, ""
+    while tb is not None:
+        path = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if not _ours(path):
+            found = f" at {path}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+def _entries(returned, sig: Signature, layouts: dict, name: str) -> dict:
+    """{leaf: {numpy index: SymPy expression}}, or a one-line SymbnError."""
+    k = len(sig.outputs)
+    want = ", ".join(f"d{o} {layouts[o][0] or 'scalar'}" for o in sig.outputs)
+    if k == 1 and not isinstance(returned, (tuple, list)):
+        returned = (returned,)
+    if not isinstance(returned, (tuple, list)) or len(returned) != k:
+        got = "None" if returned is None else f"{type(returned).__name__}" + \
+            (f" of {len(returned)}" if isinstance(returned, (tuple, list)) else "")
+        raise SymbnError(f"{name} returned {got}; the signature '{sig}' expects {k} "
+                         f"output{'s' * (k > 1)} ({want})")
+    out = {}
+    for leaf, value in zip(sig.outputs, returned):
+        shape, cells = layouts[leaf]
+        if value is None:
+            raise SymbnError(f"{name} returned None for d{leaf}; expected shape {shape}")
+        a = np.asarray(value, dtype=object) if not isinstance(value, np.ndarray) else value
+        if a.shape != shape:
+            raise SymbnError(f"{name} returned d{leaf} of shape {a.shape}; expected {shape} "
+                             f"(signature '{sig}')")
+        exprs = {}
+        for index in cells:
+            entry = a[index]
+            e = entry.e if isinstance(entry, Exact) else exact_number(entry)
+            if e is None:
+                raise SymbnError(f"{name} returned d{leaf}{list(index)} = {entry!r} of type "
+                                 f"{type(entry).__name__}; expected numbers")
+            exprs[index] = e
+        out[leaf] = exprs
+    return out
+
+
+def _label(leaf: str, index: tuple) -> str:
+    return f"d{leaf}[{', '.join(map(str, index))}]" if index else f"d{leaf}"
+
+
+def _decide(g, alg, sig, leaf, layouts, exprs, deadline) -> Result:
+    from ..verify_model import _undefined
+
+    start = time.monotonic()
+    method = "exact"
+    try:
+        with alarm(deadline):
+            for index, returned in exprs.items():
+                true = _truth(g, leaf, layouts[leaf][1][index])
+                why = _undefined(alg, sp.Tuple(returned, true), deadline)
+                if why is not None:
+                    return Result(f"d{leaf}", UNKNOWN, "definedness", time.monotonic() - start,
+                                  note=f"{_label(leaf, index)}: {why}")
+                outcome = alg.decide(returned, true, deadline)
+                method = outcome.method
+                if outcome.verdict == DISPROVED:
+                    witness = _witness(g, sig, leaf, index, layouts, exprs, outcome.witness)
+                    return Result(f"d{leaf}", DISPROVED, method, time.monotonic() - start,
+                                  witness, note=_label(leaf, index))
+                if outcome.verdict != PROVED:
+                    return Result(f"d{leaf}", UNKNOWN, method, time.monotonic() - start,
+                                  note="; ".join(filter(None, [_label(leaf, index),
+                                                               outcome.note])))
+    except Budget:
+        return Result(f"d{leaf}", UNKNOWN, method, time.monotonic() - start,
+                      note="time budget exhausted")
+    return Result(f"d{leaf}", PROVED, method, time.monotonic() - start,
+                  note=f"{len(exprs)} entr{'ies' if len(exprs) > 1 else 'y'}")
+
+
+def _witness(g, sig, leaf, index, layouts, exprs, found: dict) -> dict:
+    """The disproof: the entry, both values, the full point and a pasteable table."""
+    given = {k: sp.Rational(v) for k, v in found["point"].items()}
+    point = {}
+    for s in g.leaves:  # leaves the entry does not depend on: 1 (any value would do)
+        point[s] = given.get(str(s), sp.Integer(1))
+    fractions = {s: Fraction(int(v.p), int(v.q)) for s, v in point.items()}
+    witness = {"entry": _label(leaf, index), "implementation": found["lhs"],
+               "true": found["rhs"], "point": {str(s): str(v) for s, v in point.items()}}
+    lines = [(f"# {witness['entry']} is wrong at this batch: the function returns "
+              f"{found['lhs']}, the derivative is {found['rhs']}"),
+             "import numpy as np"]
+    for name, model_name in zip(sig.input_names, sig.inputs):
+        shape, cells = _layout(g, model_name)
+        values = _array(shape, cells, lambda s: _py(point[s]))
+        lines.append(f"{name} = {_literal(values)}")
+    shape, cells = layouts[leaf]
+    if len(cells) <= MAX_TABLE_CELLS:
+        expected = _array(shape, cells, lambda s: None) if shape else None
+        for i in cells:
+            value = g.evaluate(_truth(g, leaf, cells[i]), fractions)
+            text = _py(value) if value.is_Rational else f"{float(value)!r}"
+            if shape:
+                expected[i] = text
+            else:
+                expected = text
+        out_name = sig.output_names[sig.outputs.index(leaf)]
+        lines.append(f"expected_{out_name} = {_literal(expected)}  # exact; decimals are "
+                     "irrational values rounded")
+    witness["table"] = "\n".join(lines)
+    return witness
+
+
+def _py(v) -> str:
+    v = sp.Rational(v)
+    return str(v.p) if v.q == 1 else f"{v.p}/{v.q}"
+
+
+def _literal(a) -> str:
+    if not isinstance(a, np.ndarray):
+        return str(a)
+    if a.ndim == 0:
+        return str(a[()])
+
+    def nested(x):
+        return "[" + ", ".join(nested(y) if isinstance(y, np.ndarray) else str(y)
+                               for y in x) + "]"
+    return f"np.array({nested(a)})"

@@ -1,0 +1,297 @@
+"""The exact scalar of the trace: `Exact`, a SymPy expression with the arithmetic NumPy's
+object loops call, and `exact_number`, the rational a Python or NumPy number denotes.
+
+An operation that would leave exact arithmetic (float(), a comparison, a truth value) raises
+`LeftExact` and is recorded, with the user's line, in `_TRACE`.
+
+>>> import numpy as np
+>>> x = np.array([Exact(sp.Symbol("a")), Exact(sp.Symbol("b"))], dtype=object)
+>>> (x * 0.5).sum()
+a/2 + b/2
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from fractions import Fraction
+
+import numpy as np
+import sympy as sp
+
+# frames in this package and in NumPy are not the user's (error messages name the user's line)
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_NUMPY = os.path.dirname(os.path.abspath(np.__file__))
+
+
+def _ours(path: str) -> bool:
+    """Whether a frame's file is symbn.impl's or NumPy's (not the user's code)."""
+    return path.startswith((_HERE, _NUMPY))
+
+
+class LeftExact(TypeError):
+    """The traced code asked for a float, an int or a truth value of an exact scalar."""
+
+    __module__ = "symbn.impl"  # tracebacks name it where it is imported from
+
+
+class _Trace:
+    """Where the first operation that left exact arithmetic happened (one per call)."""
+
+    def __init__(self):
+        self.first: str | None = None
+        self.intended = False  # read floats as the simplest rational they round (a re-run)
+        self.rounded: dict = {}  # float -> the simplest rational it rounds, where different
+
+    def refuse(self, what: str) -> LeftExact:
+        where = _user_frame()
+        message = f"{what}{f' at {where}' if where else ''}"
+        if self.first is None:
+            self.first = message
+        return LeftExact(f"symbn exact trace: {message}")
+
+
+_TRACE = _Trace()
+
+
+def _user_frame() -> str:
+    """file:line (code) of the innermost caller outside symbn.impl and NumPy."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = os.path.abspath(frame.f_code.co_filename)
+        if not _ours(name):
+            line = _source_line(name, frame.f_lineno)
+            return f"{name}:{frame.f_lineno} in {frame.f_code.co_name}" + \
+                (f": {line}" if line else "")
+        frame = frame.f_back
+    return ""
+
+
+def _source_line(path: str, lineno: int) -> str:
+    import linecache
+
+    return linecache.getline(path, lineno).strip()
+
+
+def exact_number(value) -> sp.Rational | None:
+    """The exact rational a Python or NumPy number denotes; None for anything else.
+
+    >>> exact_number(0.1) == sp.Rational(3602879701896397, 36028797018963968), exact_number(3)
+    (True, 3)
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return sp.Integer(int(value))
+    if isinstance(value, (int, np.integer)):
+        return sp.Integer(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise _TRACE.refuse(f"the non-finite float {value!r} entered the computation")
+        p, q = value.as_integer_ratio()  # a binary float is this rational exactly
+        if isinstance(value, (float, np.float64)) and q > 1 << 20:
+            meant = _simplest(float(value))
+            if meant != Fraction(int(p), int(q)) and meant.denominator < 1 << 20:
+                _TRACE.rounded[float(value)] = meant  # such as 1.0/3 for 1/3
+                if _TRACE.intended:
+                    return sp.Rational(meant.numerator, meant.denominator)
+        return sp.Rational(int(p), int(q))
+    if isinstance(value, Fraction):
+        return sp.Rational(value.numerator, value.denominator)
+    if isinstance(value, sp.Rational):
+        return value
+    return None
+
+
+def _simplest(f: float) -> Fraction:
+    """The rational of least denominator that rounds to the float f (1.0/3 -> 1/3).
+
+    >>> _simplest(1.0 / 3), _simplest(0.1), _simplest(0.5)
+    (Fraction(1, 3), Fraction(1, 10), Fraction(1, 2))
+    """
+    if f < 0:
+        return -_simplest(-f)
+    x = Fraction(f)
+    lo = (x + Fraction(math.nextafter(f, -math.inf))) / 2
+    hi = (x + Fraction(math.nextafter(f, math.inf))) / 2
+    return _between(lo, hi) if lo > 0 else Fraction(0)
+
+
+def _between(lo: Fraction, hi: Fraction) -> Fraction:
+    """The simplest rational in [lo, hi], 0 < lo <= hi (continued fractions)."""
+    whole = math.floor(lo)
+    if whole == lo:
+        return Fraction(whole)
+    if whole + 1 <= hi:
+        return Fraction(whole + 1)
+    return whole + 1 / _between(1 / (hi - whole), 1 / (lo - whole))
+
+
+def _lift(value):
+    if isinstance(value, Exact):
+        return value.e
+    return exact_number(value)
+
+
+class Exact:
+    """An exact real: a SymPy expression in leaf symbols, with the arithmetic NumPy's object
+    loops call.  Comparisons, truth values and float()/int() refuse (`LeftExact`): the trace
+    cannot branch on a symbolic value or round it.
+
+    >>> a = Exact(sp.Symbol("a"))
+    >>> (0.5 * a + 1) ** 2, np.sqrt(a)
+    ((a/2 + 1)**2, sqrt(a))
+    >>> float(a)
+    Traceback (most recent call last):
+    ...
+    symbn.impl.LeftExact: symbn exact trace: float() of an exact value (a)...
+    """
+
+    __slots__ = ("e",)
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, e: sp.Expr):
+        self.e = e
+
+    def __repr__(self) -> str:
+        return str(self.e)
+
+    # arithmetic: other operands are numbers (converted exactly) or NotImplemented, so that
+    # NumPy arrays take over and broadcast
+    def _binary(self, other, op, reflected=False):
+        o = _lift(other)
+        if o is None:
+            return NotImplemented
+        return Exact(op(o, self.e) if reflected else op(self.e, o))
+
+    def __add__(self, o):
+        return self._binary(o, sp.Add)
+
+    def __radd__(self, o):
+        return self._binary(o, sp.Add, True)
+
+    def __sub__(self, o):
+        return self._binary(o, lambda a, b: a - b)
+
+    def __rsub__(self, o):
+        return self._binary(o, lambda a, b: a - b, True)
+
+    def __mul__(self, o):
+        return self._binary(o, sp.Mul)
+
+    def __rmul__(self, o):
+        return self._binary(o, sp.Mul, True)
+
+    def __truediv__(self, o):
+        return self._binary(o, _divide)
+
+    def __rtruediv__(self, o):
+        return self._binary(o, _divide, True)
+
+    def __pow__(self, o, modulo=None):
+        if modulo is not None:
+            raise _TRACE.refuse("pow(a, b, modulo) of an exact value")
+        return self._binary(o, sp.Pow)
+
+    def __rpow__(self, o):
+        return self._binary(o, sp.Pow, True)
+
+    def __neg__(self):
+        return Exact(-self.e)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return Exact(sp.Abs(self.e))
+
+    # what NumPy's ufuncs call on objects: np.sqrt(a) is a.sqrt(), ...
+    def sqrt(self):
+        return Exact(sp.sqrt(self.e))
+
+    def cbrt(self):
+        return Exact(sp.cbrt(self.e))
+
+    def exp(self):
+        return Exact(sp.exp(self.e))
+
+    def log(self):
+        return Exact(sp.log(self.e))
+
+    def tanh(self):
+        return Exact(sp.tanh(self.e))
+
+    def conjugate(self):  # np.var calls conjugate on object arrays; these are real
+        return self
+
+    @property
+    def real(self):
+        return self
+
+    @property
+    def imag(self):
+        return Exact(sp.Integer(0))
+
+    # leaving exact arithmetic: refuse, and record where
+    def _refuse(self, what):
+        raise _TRACE.refuse(f"{what} of an exact value ({_clip(self.e)})")
+
+    def __float__(self):
+        self._refuse("float()")
+
+    def __int__(self):
+        self._refuse("int()")
+
+    def __index__(self):  # noqa: PLE0305 - it refuses
+        self._refuse("int()")
+
+    def __complex__(self):
+        self._refuse("complex()")
+
+    def __bool__(self):  # noqa: PLE0304 - it refuses
+        self._refuse("a truth value (if/while/and/or)")
+
+    def __round__(self, n=None):
+        self._refuse("round()")
+
+    def _compare(self, op):
+        raise _TRACE.refuse(f"a comparison ({op}) of an exact value ({_clip(self.e)}); the "
+                            "code branches on a value")
+
+    def __lt__(self, o):
+        self._compare("<")
+
+    def __le__(self, o):
+        self._compare("<=")
+
+    def __gt__(self, o):
+        self._compare(">")
+
+    def __ge__(self, o):
+        self._compare(">=")
+
+    def __eq__(self, o):
+        self._compare("==")
+
+    def __ne__(self, o):
+        self._compare("!=")
+
+    def __floordiv__(self, o):
+        self._refuse("floor division //")
+
+    __rfloordiv__ = __floordiv__
+
+    def __mod__(self, o):
+        self._refuse("the remainder %")
+
+    __rmod__ = __mod__
+
+
+def _divide(a, b):
+    if b == 0:
+        raise _TRACE.refuse("a division by the constant 0")
+    return a / b
+
+
+def _clip(e, limit: int = 60) -> str:
+    text = str(e)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
