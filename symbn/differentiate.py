@@ -16,11 +16,15 @@ upstream gradient of output y[...] is the leaf dy[...].
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
 from .errors import SymbnError
-from .model import BatchNorm, symbols_of
+from .expr import symbols_of
+
+if TYPE_CHECKING:
+    from .graph import Graph as BatchNorm  # any graph: a BatchNorm or a model Instance
 
 # ---------------------------------------------------------------------------------------
 # forward mode: chain rule straight through the composed expressions
@@ -36,6 +40,7 @@ def total_derivative(bn: BatchNorm, expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
     "holding the leaves fixed" would differentiate the text, not the value), and an `expr`
     containing dy, which depends on the leaves through f (a second derivative of f).
 
+    >>> from symbn.model import BatchNorm
     >>> bn = BatchNorm(2)
     >>> total_derivative(bn, bn.mu(), bn.x(1))
     1/2
@@ -64,6 +69,7 @@ def forward_gradient(bn: BatchNorm, wrt: sp.Symbol, ys=None) -> sp.Expr:
 
     `ys` restricts the sum (a subset of the y nodes), giving the coefficient of those dy.
 
+    >>> from symbn.model import BatchNorm
     >>> bn = BatchNorm(2)
     >>> forward_gradient(bn, bn.beta())
     dy[1] + dy[2]
@@ -165,6 +171,7 @@ def _y_index(bn: BatchNorm) -> dict:
 def local_partial(bn: BatchNorm, node: sp.Symbol, parent: sp.Symbol) -> sp.Expr:
     """Partial of `node`'s definition with respect to its direct parent, other parents fixed.
 
+    >>> from symbn.model import BatchNorm
     >>> bn = BatchNorm(2)
     >>> local_partial(bn, bn.xhat(1), bn.x(1))
     1/sqrt(eps + v)
@@ -187,6 +194,7 @@ def local_partial(bn: BatchNorm, node: sp.Symbol, parent: sp.Symbol) -> sp.Expr:
 def paths(bn: BatchNorm, source: sp.Symbol, target: sp.Symbol | None = None) -> list[tuple]:
     """Every path from `target` (default f) back to `source`, listed source first.
 
+    >>> from symbn.model import BatchNorm
     >>> bn = BatchNorm(1)
     >>> [' -> '.join(map(str, p)) for p in paths(bn, bn.x(1))]  # doctest: +NORMALIZE_WHITESPACE
     ['x[1] -> mu -> v -> xhat[1] -> y[1] -> f', 'x[1] -> mu -> xhat[1] -> y[1] -> f',
@@ -216,6 +224,7 @@ def backward_gradient(bn: BatchNorm, wrt: sp.Symbol, ys=None) -> sp.Expr:
 
     `ys` keeps only the paths through those y nodes (the coefficient of their dy).
 
+    >>> from symbn.model import BatchNorm
     >>> bn = BatchNorm(2)
     >>> backward_gradient(bn, bn.beta())
     dy[1] + dy[2]

@@ -77,13 +77,13 @@ class Report:
 
     def _repr_markdown_(self) -> str:
         """Jupyter: the verdict table, counterexamples typeset as math."""
-        from .latex import report_markdown
+        from .jupyter import report_markdown
 
         return report_markdown(self)
 
     def _repr_latex_(self) -> str:
         """Jupyter/MathJax: the verdicts as a display-math array."""
-        from .latex import report_latex
+        from .jupyter import report_latex
 
         return report_latex(self)
 

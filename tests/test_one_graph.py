@@ -38,3 +38,19 @@ def test_batchnorm_class_is_the_model_instance():
     assert {s: n.definition for s, n in bn.nodes.items() if s != bn.f} == \
         {s: n.definition for s, n in g.nodes.items() if s != g.f}
     assert set(bn.leaves) == set(g.leaves)
+
+
+def test_report_and_its_jupyter_renderer_import_no_document_renderer():
+    """report -> jupyter -> notation only: no cycle through symbn.latex or the stages."""
+    import subprocess
+    import sys
+
+    code = ("import sys, symbn.report as r, symbn.jupyter as j, symbn.prove as p; "
+            "assert (j.PROVED, j.DISPROVED, j.UNKNOWN, j.PROBABLE) == "
+            "(p.PROVED, p.DISPROVED, p.UNKNOWN, p.PROBABLE); "
+            "r.Report('t', [])._repr_markdown_(); "
+            "bad = [m for m in sys.modules if m.startswith(('symbn.latex', 'symbn.verify', "
+            "'symbn.check', 'symbn.general'))]; assert not bad, bad")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr

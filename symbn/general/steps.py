@@ -335,7 +335,7 @@ def _check_step(step, derivation, start: float) -> Result:
 def _vacuous_sizes(step, derivation, sizes=(1, 2, 3, 4)) -> dict[int, str]:
     """{N: reason} for the small N at which a side of the step divides by a function that
     is identically zero (for some index assignment)."""
-    from ..check import undefined_at
+    from ..stepcheck import undefined_at
 
     found = {}
     for n in sizes:
@@ -346,8 +346,8 @@ def _vacuous_sizes(step, derivation, sizes=(1, 2, 3, 4)) -> dict[int, str]:
 
 
 def _concrete_step_disproof(step, derivation) -> dict | None:
-    from ..check import check
     from ..derivation import Derivation
+    from ..stepcheck import check_steps as check
 
     single = Derivation("one step", "batchnorm", "", getattr(derivation, "path", "<step>"),
                         [step])

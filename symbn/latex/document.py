@@ -14,12 +14,12 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from fractions import Fraction
 
 import sympy as sp
 
+from ..notation import name_latex, value_latex
 from ..prove import DISPROVED, PROBABLE, PROVED, UNKNOWN
-from .printer import _MODEL_NAME, Printer, escape, prose
+from .printer import Printer, escape, prose
 
 
 @dataclass
@@ -197,18 +197,12 @@ def witness_latex(witness: dict, printer: Printer | None = None) -> str:
     return out
 
 
-def _name_latex(name: str, printer: Printer) -> str:
-    if _MODEL_NAME.fullmatch(name):
-        return printer.doprint(sp.Symbol(name))
-    return rf"\text{{{escape(name)}}}"
+def _name_latex(name: str, printer: Printer | None = None) -> str:
+    return name_latex(name)
 
 
-def _value_latex(value, printer: Printer) -> str:
-    try:
-        q = Fraction(str(value))
-    except (ValueError, ZeroDivisionError):
-        return rf"\text{{\texttt{{{escape(str(value))}}}}}"
-    return printer.doprint(sp.Rational(q.numerator, q.denominator))
+def _value_latex(value, printer: Printer | None = None) -> str:
+    return value_latex(value)
 
 
 def _label(text: str) -> str:

@@ -17,20 +17,7 @@ from sympy.printing.latex import LatexPrinter
 
 from ..derivation import SCALARS
 from ..errors import SymbnError
-
-_BASES = {"x": "x", "y": "y", "xhat": r"\hat{x}", "mu": r"\mu", "v": "v", "eps": r"\epsilon",
-          "gamma": r"\gamma", "beta": r"\beta", "sigma": r"\sigma", "f": "f", "N": "N"}
-_MODEL_NAME = re.compile(r"([A-Za-z]+)(?:\[([0-9]+(?:,[0-9]+)*)\])?")
-
-
-def _word(name: str) -> bool:
-    """A model's own multi-letter name (ms, var), printed upright; Greek names stay Greek."""
-    return len(name) > 1 and name.isalpha() and name not in _GREEK
-
-
-_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
-          "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi",
-          "chi", "psi", "omega"}
+from ..notation import _BASES, _MODEL_NAME, _word, escape
 
 _EPS = SCALARS["eps"]  # printed last in a sum: the note writes v + eps
 
@@ -168,42 +155,6 @@ class Partial(sp.Function):
     """∂a/∂b along one edge of the graph, for display (never evaluated)."""
 
     nargs = 2
-
-
-_TEXT_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                 "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
-_UNICODE_MATH = {"μ": r"\mu", "σ": r"\sigma", "ε": r"\epsilon", "γ": r"\gamma", "β": r"\beta",
-                 "∂": r"\partial", "≠": r"\neq", "≤": r"\leq", "≥": r"\geq", "Σ": r"\Sigma",
-                 "∑": r"\sum", "→": r"\to", "−": "-", "×": r"\times", "·": r"\cdot",
-                 "δ": r"\delta", "√": r"\surd", "∈": r"\in", "ℝ": r"\mathbb{R}", "²": "^2",
-                 "³": "^3", "½": r"\tfrac12"}
-
-
-def escape(text: str) -> str:
-    """Plain text (prose from a derivation file) made safe for LaTeX.
-
-    >>> escape("x_i - μ & 50% ≠ 0")
-    'x\\\\_i - $\\\\mu$ \\\\& 50\\\\% $\\\\neq$ 0'
-    """
-    out = []
-    for ch in str(text):
-        if ch in _TEXT_ESCAPES:
-            out.append(_TEXT_ESCAPES[ch])
-        elif ch == "\u0302":  # combining circumflex, as in x̂: put a hat on the letter before
-            prev = out.pop() if out else ""
-            out.append(rf"$\hat{{{prev}}}$" if len(prev) == 1 and prev.isalpha() else prev)
-        elif ch in _UNICODE_MATH:
-            out.append(f"${_UNICODE_MATH[ch]}$")
-        elif ch in "\n\t":
-            out.append(" ")
-        elif ord(ch) < 32:
-            continue
-        elif ord(ch) > 255:
-            out.append("?")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 # the LaTeX a `$...$` of prose may use: no primitive that reads or writes files, defines
