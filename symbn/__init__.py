@@ -1,4 +1,4 @@
-"""symbn: machine-checked derivations of backpropagation through BatchNorm.
+"""symbn: machine-checked derivations of backpropagation through normalization layers.
 
 >>> import symbn
 >>> symbn.verify(n=3).ok

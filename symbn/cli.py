@@ -235,7 +235,9 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="symbn", description="Machine-checked BatchNorm backward derivations.")
+    parser = _Parser(prog="symbn", description="Machine-checked backward derivations of "
+                     "normalization layers (BatchNorm, LayerNorm, RMSNorm, your own model "
+                     "files), and checks of your backward code.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
