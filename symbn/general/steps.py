@@ -374,9 +374,10 @@ def check_all(derivation, timeout: float | None = None,
     from ..derivation import Derivation, load
 
     d = derivation if isinstance(derivation, Derivation) else load(derivation)
-    if d.spec is not None:
-        raise SymbnError(f"{d.path}: n='all' is proved for the batchnorm model so far, not "
-                         f"for model '{d.model}'; check it at a size such as n=6")
+    if d.spec is not None:  # a model file's derivation: symbn.every_n_steps
+        from ..every_n_steps import check_all as check_model
+
+        return check_model(d, timeout, progress)
     start = time.monotonic()
     results = []
     for n_done, step in enumerate(d.steps):

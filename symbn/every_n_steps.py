@@ -1,0 +1,448 @@
+"""Derivation files about a model file (`model = "layernorm"`, a user .toml) for every N.
+
+Each link of a step is translated into an expression of `symbn.every_n.SymbolicModel`: the
+model's nodes and names composed down to the leaves, every Sum of the step over a fresh row
+(k'1, k'2, ...: alpha-conversion by construction, so no derivative, substitution or `where`
+condition on a free index reaches a bound one), free indices i, j, k as positive integer
+symbols (those a `where i == j` equates are one symbol), D(a, leaf[j]) the SymPy `diff` of
+the composed a (d x_p / d x_j = delta_pj), D(a, p) for a scalar leaf p likewise, D(f, w) the
+chain rule sum_r dy_r d y_r / d w with f arbitrary, D(f, y[i]) = P(f, y[i]) = dy[i], and
+P(a, b) the `diff` of a's template (its parents held as references, then composed) with
+respect to a direct parent b; an edge that joins one row only (y[i] <- gamma[i]) needs b's
+row to be a's row.  Anything else (a concrete row, a node or dy in a D, f outside D) is
+`unknown` with the reason.
+
+Deciding a link: `symbn.every_n`'s canonical form (rules R1-R3, power sums S(...) as
+indeterminates, the model's one radicand eliminated by s), with delta_ij = 0 for the pairs
+a `where i != j` keeps apart.
+
+Why `proved` is sound:
+
+- After translation only leaves, dy, N, rows and KroneckerDelta remain (checked: a node
+  left as an indeterminate would be unsound), so the sides are the functions the step
+  means; the canonical form of lhs - rhs is built by R1-R3, identities for every N >= 1
+  (confirmed by SymPy's summation code; otherwise nothing is proved).
+- A zero polynomial in independent indeterminates stays zero under every specialization
+  (equal rows, the relations among power sums at small N), so the link holds for every
+  N >= min_n and every row assignment `where` allows, wherever both sides are defined.
+- s = sqrt(a p + w) with p = (s^2 - w)/a is a bijection on the points where the root is
+  real, as in `symbn.every_n`.
+- Definedness: a divisor written in the step whose canonical form is zero under some pattern
+  of equal free indices makes the step `unknown` (undefined for every N), as does a radicand
+  negative by the proved sign rules; the other divisors and radicands are signed with
+  N = M + min_n - 1, M >= 1, and the report says "where both sides are defined" unless all
+  are proved nonzero, naming the small N (min_n..min_n+3) where a side is undefined.
+- A nonzero canonical form is never a disproof: `disproved` needs an exact witness of the
+  concrete checker (`symbn.stepcheck.check_steps`) at N = min_n..min_n+3.
+
+>>> from symbn.derivation import parse
+>>> d = parse('title = "t"\\nmodel = "layernorm"\\n[[step]]\\nid = "a"\\n'
+...           'claim = "D(mu, x[j]) = 1/N"')
+>>> check_all(d)["a"].verdict
+'proved'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from itertools import pairwise
+
+import sympy as sp
+
+from .derivation import N
+from .errors import SymbnError
+from .every_n import _M, CONCRETE_SIZES, METHOD, Radicals, SymbolicModel
+from .general.normal import Normalizer, Unsupported, _rules
+from .general.steps import _patterns
+from .graph import INDEXED_KINDS
+from .prove import DISPROVED, PROVED, UNKNOWN
+from .prove.radicals import NEG, NONNEG, NONPOS, POS, Signs
+from .report import Report, Result
+
+_SYMPY_ERRORS = (sp.PolynomialError, NotImplementedError, TypeError, ValueError, RecursionError)
+
+
+class _Translate:
+    """The links of one step as expressions of the symbolic-N model (see the module text)."""
+
+    def __init__(self, sm: SymbolicModel, step):
+        from . import derivation as dv
+
+        self.dv, self.sm, self.m = dv, sm, sm.m
+        names = sorted({str(a) for a in step.free_indices})
+        self.rows = {name: sp.Symbol(name, integer=True, positive=True) for name in names}
+        self.equal: dict[sp.Symbol, sp.Symbol] = {}
+        self.distinct: set[frozenset] = set()
+        for cond in step.conditions:
+            a, b = sorted((self.rows[str(c)] for c in cond.args), key=str)
+            if isinstance(cond, sp.Eq):
+                self.equal[b] = a
+            else:
+                self.distinct.add(frozenset((a, b)))
+        for _ in names:  # i == j and j == k: every name to its class's first symbol
+            self.rows = {n: self.equal.get(r, r) for n, r in self.rows.items()}
+        self.distinct = {frozenset(self.rows[str(s)] for s in pair) for pair in self.distinct}
+        if any(len(pair) < 2 for pair in self.distinct):
+            raise Unsupported("where makes two indices both equal and distinct: no row "
+                              "assignment satisfies it")
+        vocab = self.m.vocabulary()
+        self.same_row = set(vocab.same_row)
+        self.gradient = self.m.gradient
+        self.scalar_leaves = {n for n, k in self.m.leaves.items() if k not in INDEXED_KINDS}
+        self.indexed_leaves = {n for n, k in self.m.leaves.items() if k in INDEXED_KINDS}
+        self.denominators: list[tuple[sp.Expr, sp.Expr]] = []
+        self.radicands: list[tuple[sp.Expr, sp.Expr]] = []
+
+    # -- templates ------------------------------------------------------------------------
+    def link(self, e: sp.Expr) -> sp.Expr:
+        self.denominators, self.radicands = [], []
+        out = self.run(e, dict(self.rows))
+        self.guard(out)
+        return out
+
+    def guard(self, e: sp.Expr) -> None:
+        """Only leaves, dy, N and rows may remain: a node left as an indeterminate would let
+        the canonical form treat a function of x as independent of x."""
+        labels = set()
+        for t in e.atoms(sp.Indexed):
+            if str(t.base) not in self.indexed_leaves | {self.gradient}:
+                raise Unsupported(f"{t} is not a leaf after translation")
+            labels.add(t.base.label)
+        for t in e.atoms(sp.Symbol):
+            if t in labels or t == N or t.name in self.scalar_leaves or t.is_integer:
+                continue
+            raise Unsupported(f"{t} has no symbolic-N meaning here")
+
+    def run(self, e: sp.Expr, env: dict) -> sp.Expr:
+        dv, sm = self.dv, self.sm
+        if e.is_Number:
+            return e
+        if isinstance(e, sp.Indexed):
+            name, row = str(e.base), self.row(e.indices[0], env)
+            if name in self.m.nodes:
+                return sm.element(name, row)
+            if name in self.indexed_leaves or name == self.gradient:
+                return sp.IndexedBase(name)[row]
+            raise Unsupported(f"{e} has no symbolic-N meaning here")
+        if e.is_Symbol:
+            if e == N:
+                return N
+            if e.name in self.m.names:
+                return self.template(self.m.names[e.name].template)
+            if e.name in self.m.nodes and not self.m.nodes[e.name].element:
+                return sm.set_node(e.name)
+            if e.name in self.scalar_leaves:
+                return sp.Symbol(e.name)
+            raise Unsupported(f"{e} has no symbolic-N meaning here")
+        if isinstance(e, sp.Sum):
+            inner, limits = dict(env), []
+            for var, lower, upper in e.limits:  # innermost first
+                bound = sm.fresh()
+                inner[var.name] = bound
+                limits.append((bound, self.run(lower, env), self.run(upper, env)))
+            out = self.run(e.function, inner)
+            for limit in limits:
+                out = sp.Sum(out, limit)
+            return out
+        if isinstance(e, sp.KroneckerDelta):
+            return sp.KroneckerDelta(*[self.row(a, env) for a in e.args])
+        if isinstance(e, dv.D):
+            return self.total(*e.args, env)
+        if isinstance(e, dv.P):
+            return self.partial(*e.args, env)
+        if e.is_Pow:
+            if not e.exp.is_Rational:
+                raise Unsupported(f"a power other than rational: {e}")
+            base = self.run(e.base, env)
+            if e.exp.is_negative:  # SymPy would cancel v/v to 1: keep the divisor apart
+                self.denominators.append((e.base, base))
+            if e.exp.q == 2:
+                self.radicands.append((e.base, base))
+            return base ** e.exp
+        if e.is_Add or e.is_Mul:
+            return e.func(*[self.run(a, env) for a in e.args])
+        raise Unsupported(f"{type(e).__name__} in {e}")
+
+    def template(self, t: sp.Expr) -> sp.Expr:
+        """A name's template (sigma), its divisors and radicands recorded as the step's."""
+        out = self.sm.run(t, {})
+        for p in out.atoms(sp.Pow):
+            if p.exp.is_Rational and p.exp.is_negative:
+                self.denominators.append((p.base, p.base))
+            if p.exp.is_Rational and p.exp.q == 2:
+                self.radicands.append((p.base, p.base))
+        return out
+
+    def row(self, e, env: dict) -> sp.Symbol:
+        if e.is_Symbol and e.name in env:
+            return env[e.name]
+        raise Unsupported(f"row {e} is a concrete row, not an index: not an every-N claim")
+
+    # -- D and P --------------------------------------------------------------------------
+    def wrt(self, b: sp.Expr, env: dict) -> sp.Expr:
+        if isinstance(b, sp.Indexed) and str(b.base) in self.indexed_leaves:
+            return sp.IndexedBase(str(b.base))[self.row(b.indices[0], env)]
+        if b.is_Symbol and b.name in self.scalar_leaves:
+            return sp.Symbol(b.name)
+        raise Unsupported(f"D(., {b}): only a leaf of the model is supported for symbolic N")
+
+    def total(self, a: sp.Expr, b: sp.Expr, env: dict) -> sp.Expr:
+        is_f = a.is_Symbol and a.name == "f"
+        if isinstance(b, sp.Indexed) and str(b.base) == self.m.output:
+            if is_f:
+                return sp.IndexedBase(self.gradient)[self.row(b.indices[0], env)]
+            raise Unsupported(f"D({a}, {b}): only D(f, {self.m.output}[i]) is defined")
+        w = self.wrt(b, env)
+        if is_f:  # chain rule through every output row, f arbitrary
+            r = self.sm.fresh("r")
+            return sp.Sum(sp.IndexedBase(self.gradient)[r]
+                          * sp.diff(self.sm.element(self.m.output, r), w), (r, 1, N))
+        inner = self.run(a, env)
+        if any(str(t.base) == self.gradient for t in inner.atoms(sp.Indexed)):
+            raise Unsupported(f"D({a}, {b}): {a} contains {self.gradient}, which depends on "
+                              "the leaves through f")
+        self.guard(inner)
+        return sp.diff(inner, w)
+
+    def partial(self, child: sp.Expr, parent: sp.Expr, env: dict) -> sp.Expr:
+        cname = str(child.base) if isinstance(child, sp.Indexed) else str(child)
+        pname = str(parent.base) if isinstance(parent, sp.Indexed) else str(parent)
+        if cname not in [*self.m.nodes, "f"] or pname not in self.m.parents(cname):
+            raise Unsupported(f"P({child}, {parent}): {pname} is not a direct parent of {cname}")
+        crow = self.row(child.indices[0], env) if isinstance(child, sp.Indexed) else None
+        prow = self.row(parent.indices[0], env) if isinstance(parent, sp.Indexed) else None
+        if (crow is None) == self.sm.indexed(cname) or (prow is None) == self.sm.indexed(pname):
+            raise Unsupported(f"P({child}, {parent}): a row is missing or extra")
+        if cname == "f":
+            return sp.IndexedBase(self.gradient)[prow]
+        if (cname, pname) in self.same_row and crow != prow:
+            raise Unsupported(f"P({child}, {parent}): {pname}[{prow}] is a direct parent of "
+                              f"{cname}[{crow}] only when the rows are equal; say so in where")
+        return self.sm.compose(self.sm.local(cname, pname, crow, prow))
+
+
+# ---------------------------------------------------------------------------------------
+# deciding a link
+# ---------------------------------------------------------------------------------------
+
+
+def _normal_form(e: sp.Expr, scalars: list, distinct=()) -> tuple[sp.Expr, Normalizer]:
+    """The numerator of e's canonical form (raises Unsupported or a SymPy error)."""
+    nz = Normalizer(distinct)
+    rad = Radicals(scalars)
+    form = nz.normal(rad.replace(e))
+    if form.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        raise Unsupported("a side divides by zero in canonical form")
+    return sp.expand(sp.together(rad.eliminate(form)).as_numer_denom()[0]), nz
+
+
+def _decide(lhs, rhs, scalars, distinct) -> tuple[str, str, Normalizer]:
+    nz = Normalizer(distinct)
+    rad = Radicals(scalars)
+    try:
+        lhs, rhs = rad.replace(lhs), rad.replace(rhs)
+        diff = nz.normal(lhs) - nz.normal(rhs)
+        if diff.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            return UNKNOWN, "a side divides by zero in canonical form", nz
+        zero = sp.expand(sp.together(rad.eliminate(diff)).as_numer_denom()[0]) == 0
+    except Unsupported as err:
+        return UNKNOWN, str(err), nz
+    except _SYMPY_ERRORS as err:
+        return UNKNOWN, f"outside the symbolic fragment ({type(err).__name__})", nz
+    if zero:
+        return PROVED, "", nz
+    return UNKNOWN, "canonical form nonzero in the power-sum indeterminates", nz
+
+
+def _undefined_everywhere(divisors, radicands, indices, distinct, scalars, signs, min_n):
+    """Why a link is undefined for every N (a written divisor zero under some pattern of
+    equal indices, a radicand negative by the sign rules), or None."""
+    for template, radicand in radicands:
+        if signs.sign(radicand.xreplace({N: _M + min_n - 1})) in (NEG, NONPOS):
+            return (f"undefined: the claim takes the square root of {template}, which is "
+                    "negative wherever it is not 0")
+    for rename, apart in _patterns(indices, distinct):
+        for template, divisor in divisors:
+            try:
+                zero = _normal_form(divisor.xreplace(rename), scalars, apart)[0] == 0
+            except (Unsupported, *_SYMPY_ERRORS):
+                return (f"undefined or undecided: the claim divides by {template}, whose "
+                        "canonical form could not be built")
+            if zero:
+                equal = sorted({f"{a} = {b}" for a, b in rename.items() if a != b})
+                when = f" when {', '.join(equal)}" if equal else ""
+                return (f"division by zero{when}: the claim divides by {template}, which is "
+                        "identically zero for every N")
+    return None
+
+
+def _signed(sides, signs, min_n) -> bool:
+    """Whether every divisor of the sides is proved nonzero and every radicand nonnegative
+    for all N >= min_n."""
+    for t in set().union(*(s.atoms(sp.Pow) for s in sides)):
+        if t.exp.is_Integer and t.exp > 0:
+            continue
+        sign = signs.sign(t.base.xreplace({N: _M + min_n - 1}))
+        if not (sign in (POS, NEG) if t.exp.is_negative else sign in (POS, NONNEG)):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------
+# concrete N
+# ---------------------------------------------------------------------------------------
+
+
+def _single(d, step):
+    from .derivation import Derivation
+
+    return Derivation("one step", d.model, "", d.path, [step], d.spec)
+
+
+def _concrete_disproof(d, step) -> dict | None:
+    from .stepcheck import check_steps
+
+    for n in range(d.spec.min_n, d.spec.min_n + CONCRETE_SIZES):
+        try:
+            result = check_steps(_single(d, step), n)[0]
+        except SymbnError:  # the concrete checker refuses this N (a non-edge P, rows, ...)
+            continue
+        if result.verdict == DISPROVED:
+            return {"N": n, **(result.witness or {})}
+    return None
+
+
+def _vacuous_sizes(d, step) -> dict[int, str]:
+    """{N: reason} for the N in min_n..min_n+3 at which a side of the step is undefined for
+    every point (for some index assignment)."""
+    from .prove import Algebra
+    from .stepcheck import _StepChecker, assignments
+
+    found = {}
+    for n in range(d.spec.min_n, d.spec.min_n + CONCRETE_SIZES):
+        try:
+            g = d.spec.instantiate(n)
+            checker = _StepChecker(_single(d, step), g, Algebra(g), None, True)
+            for assignment in assignments(step, n):
+                for link in step.links:
+                    checker.builder.denominators, checker.builder.radicands = [], []
+                    checker.builder.run(link, assignment)
+                    reason = checker._undefined(checker.builder.denominators,
+                                                checker.builder.radicands)
+                    if reason is not None:
+                        label = ", ".join(f"{k}={v}" for k, v in assignment.items())
+                        found[n] = f"{label}: {reason}" if label else reason
+                        break
+                if n in found:
+                    break
+        except SymbnError:
+            continue
+    return found
+
+
+# ---------------------------------------------------------------------------------------
+# steps and the report
+# ---------------------------------------------------------------------------------------
+
+
+def check_step(step, d, rules_ok: bool = True) -> Result:
+    """One step of a derivation about a model file, for every N >= the model's min_n."""
+    start = time.monotonic()
+    try:
+        return _check_step(step, d, rules_ok, start)
+    except Unsupported as err:
+        return Result(step.id, UNKNOWN, METHOD, time.monotonic() - start, note=str(err))
+    except _SYMPY_ERRORS as err:
+        return Result(step.id, UNKNOWN, METHOD, time.monotonic() - start,
+                      note=f"outside the symbolic fragment ({type(err).__name__})")
+
+
+def _check_step(step, d, rules_ok: bool, start: float) -> Result:
+    m = d.spec
+    sm = SymbolicModel(m)
+    tr = _Translate(sm, step)
+    links, divisors, radicands = [], [], []
+    for link in step.links:
+        links.append(tr.link(link))
+        divisors.append(tr.denominators)
+        radicands.append(tr.radicands)
+    scalars = [sp.Symbol(n) for n, k in sorted(m.leaves.items(), key=lambda t: t[1] != "positive")
+               if k not in INDEXED_KINDS]
+    signs = Signs({sp.Symbol(n) for n, k in m.leaves.items() if k == "positive"} | {_M})
+    indices = sorted(set(tr.rows.values()), key=str)
+    texts = step.link_texts()
+    rules, conditions = set(), set()
+    for n_link, (a, b) in enumerate(pairwise(links), 1):
+        label = f"link {n_link} ({texts[n_link - 1]} = {texts[n_link]})"
+        undefined = _undefined_everywhere(divisors[n_link - 1] + divisors[n_link],
+                                          radicands[n_link - 1] + radicands[n_link],
+                                          indices, tr.distinct, scalars, signs, m.min_n)
+        if undefined is not None:
+            return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
+                          note=f"{label}: {undefined}")
+        verdict, note, nz = _decide(a, b, scalars, tr.distinct)
+        if verdict == PROVED and not rules_ok:
+            verdict, note = UNKNOWN, "a summation rule was not confirmed by SymPy"
+        rules |= nz.rules
+        conditions |= nz.conditions
+        if verdict != PROVED:
+            witness = _concrete_disproof(d, step)
+            if witness is not None:
+                return Result(step.id, DISPROVED, METHOD, time.monotonic() - start, witness,
+                              f"{label}: false at N = {witness['N']}")
+            top = m.min_n + CONCRETE_SIZES - 1
+            return Result(step.id, UNKNOWN, METHOD, time.monotonic() - start,
+                          note=f"{label}: {note}; no counterexample at N = {m.min_n}..{top}")
+    count = f"{len(links) - 1} link(s)"
+    parts = [f"{count} for every N >= {m.min_n}"]
+    if not _signed(links, signs, m.min_n) or any(divisors) or any(radicands):
+        vacuous = _vacuous_sizes(d, step)
+        if not _signed(links, signs, m.min_n) or vacuous:
+            parts[0] += " where both sides are defined"
+        if vacuous:
+            sizes = sorted(vacuous)
+            run = list(range(m.min_n, m.min_n + len(sizes)))
+            if sizes == run:
+                parts[0] = f"{count} for every N >= {run[-1] + 1} where both sides are defined"
+            else:
+                parts[0] += f" (undefined at N = {', '.join(map(str, sizes))})"
+            parts.append(vacuous[sizes[0]])
+    where = [f"{a} == {b}" for b, a in tr.equal.items()] + \
+        [" != ".join(sorted(map(str, pair))) for pair in tr.distinct]
+    if where or conditions:
+        parts.append("if " + ", ".join(where + sorted(conditions)))
+    if rules:
+        parts.append("by " + ", ".join(sorted(rules)))
+    return Result(step.id, PROVED, METHOD, time.monotonic() - start, note="; ".join(parts))
+
+
+def check_all(d, timeout: float | None = None,
+              progress: Callable[[str], None] | None = None) -> Report:
+    """Every step of a derivation about a model file (`d.spec`) for every N >= min_n."""
+    m = d.spec
+    start = time.monotonic()
+    rules_ok = all(r.verdict == PROVED for r in _rules())
+    results = []
+    for n_done, step in enumerate(d.steps):
+        if timeout is not None and time.monotonic() - start > timeout:
+            results.append(Result(step.id, UNKNOWN, METHOD, 0.0, note="time budget exhausted"))
+            continue
+        if progress is not None:
+            progress(f"[{n_done + 1}/{len(d.steps)}] {step.id} "
+                     f"({time.monotonic() - start:.0f} s so far)")
+        results.append(check_step(step, d, rules_ok))
+    from .verify_model import describe_source
+
+    notes = [f"model {describe_source(m)}: the steps are read against its templates",
+             (f"every step for all N >= {m.min_n} and rows 1 <= i, j, k <= N (N a symbol), one "
+             "set (D = 1), positive leaves > 0"),
+             ("canonical form as in `symbn verify --model ... --n all`: rules R1-R3, power "
+              "sums S(...) as indeterminates, the model's radicand eliminated by s"),
+             ("unknown: outside the symbolic fragment (a concrete row, an unsupported "
+              "derivative) or not decided and no counterexample at N = "
+              f"{m.min_n}..{m.min_n + CONCRETE_SIZES - 1}; such a step can still be checked "
+              "for a given N")]
+    info = {"n": "all", "derivation": d.path, "model": m.name,
+            "seconds": round(time.monotonic() - start, 3)}
+    return Report(f"symbn check: {d.title}, every N (symbolic)", results, info, notes)
