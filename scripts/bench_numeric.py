@@ -1,4 +1,7 @@
-"""Accuracy and speed of the generated BatchNorm backward against real references.
+"""Accuracy and speed of the generated backward (BatchNorm, LayerNorm, RMSNorm) against real
+references.
+
+--model batchnorm (the default):
 
 Accuracy: max|err| / max|ref| of dX, dgamma, dbeta against a 50-digit mpmath evaluation of
 the closed form (written out here, independent of the generated code) on the same rounded
@@ -10,7 +13,17 @@ and with out= on one thread), a straightforward ("textbook") hand-written NumPy 
 torch CPU forward+backward and backward only (2 threads), and a memory-bandwidth floor
 (1.5 x the time of np.copyto of one array: reading X and dY and writing dX is 1.5 copies).
 
-    python scripts/bench_numeric.py [--repeats 20] [--skip-precision] [--skip-speed]
+--model layernorm / rmsnorm: the NumPy module generated from the model (reduction along the
+last axis, X of shape (rows, N)).  Accuracy: max|err| / max|ref| of dX (and dgamma, dbeta)
+against a 40-digit mpmath evaluation of the textbook gradient (written out here) on 8 rows of
+N = 256, for the generated module and torch.  Speed as above, for the generated backward
+(allocating), torch layer_norm / rms_norm forward+backward and backward only, and the floor;
+shapes (rows, N) = (4096, 1024), (32768, 256), (256, 4096), or with --small a quarter of the
+rows: (1024, 1024), (8192, 256), (64, 4096).  Tables in Markdown.
+
+    python scripts/bench_numeric.py [--model batchnorm|layernorm|rmsnorm] [--small]
+                                    [--torch-threads 2] [--repeats 20]
+                                    [--skip-precision] [--skip-speed]
 """
 
 from __future__ import annotations
@@ -99,12 +112,41 @@ def torch_backward(dY, X, gamma, eps=EPS):
 
 # -- generated modules ----------------------------------------------------------------------
 
-def load_generated(target: str, directory: str):
+def import_torch():
+    """torch, its version printed, or None with the install hint."""
+    try:
+        import torch
+    except ImportError:
+        print("torch not installed: pip install torch==2.13.0")
+        return None
+    print(f"torch {torch.__version__}")
+    return torch
+
+
+def interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
+    """Median ms of each callable, run interleaved after 3 warm-up rounds; the copy run
+    becomes the floor (1.5 x one copy: read X, write the result)."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(3):
+        for fn in runs.values():
+            fn()
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    ms["floor"] = 1.5 * ms.pop("copy")
+    return ms
+
+
+def load_generated(target: str, directory: str, model: str = "batchnorm"):
     from symbn.codegen import generate, write
 
-    path = os.path.join(directory, f"bn_{target}.py")
-    write(generate(target), path)
-    spec = importlib.util.spec_from_file_location(f"bn_{target}", path)
+    name = "bn" if model == "batchnorm" else model
+    path = os.path.join(directory, f"{name}_{target}.py")
+    write(generate(target, model=None if model == "batchnorm" else model), path)
+    spec = importlib.util.spec_from_file_location(f"{name}_{target}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -127,11 +169,12 @@ def precision(candidates: dict) -> None:
 
 # -- speed ----------------------------------------------------------------------------------
 
-def speed(candidates: dict, repeats: int, shapes=SHAPES, note: str = "") -> None:
+def speed(candidates: dict, repeats: int, shapes=SHAPES, note: str = "",
+          torch_threads: int = 2) -> None:
     """Candidates take (dY, X, gamma, out, scratch); `out`/`scratch` are None or buffers."""
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(torch_threads)
     print(f"median ms of {repeats} interleaved repeats after warm-up "
           f"(torch: {torch.get_num_threads()} threads{note})")
     names = list(candidates) + ["torch f+b", "torch bwd", "floor"]
@@ -158,17 +201,7 @@ def speed(candidates: dict, repeats: int, shapes=SHAPES, note: str = "") -> None
                     for name, fn in candidates.items()}
             runs["torch f+b"], runs["torch bwd"] = torch_fwd_bwd, torch_bwd
             runs["copy"] = lambda s=scratch, a=X: np.copyto(s, a)
-            times = {name: [] for name in runs}
-            for _ in range(3):
-                for fn in runs.values():
-                    fn()
-            for _ in range(repeats):
-                for name, fn in runs.items():
-                    start = time.perf_counter()
-                    fn()
-                    times[name].append(time.perf_counter() - start)
-            ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
-            ms["floor"] = 1.5 * ms.pop("copy")
+            ms = interleaved_medians(runs, repeats)
             label = f"{shape[0]}x{shape[1]} {np.dtype(dtype).name}"
             print(f"{label:<19}" + "".join(f"{ms[n]:>11.3f}" for n in names))
             row = [label, ms["numpy"] / ms["textbook"], ms["numpy"] / ms["torch f+b"]]
@@ -187,14 +220,184 @@ def speed(candidates: dict, repeats: int, shapes=SHAPES, note: str = "") -> None
     print()
 
 
+# -- LayerNorm and RMSNorm (--model): reduction along the last axis ------------------------
+
+MODEL_SHAPES = [(4096, 1024), (32768, 256), (256, 4096)]
+MODEL_SHAPES_SMALL = [(1024, 1024), (8192, 256), (64, 4096)]
+GRADS = {"layernorm": ("dX", "dgamma", "dbeta"), "rmsnorm": ("dX", "dgamma")}
+
+
+def mpmath_row_backward(model, dY, X, gamma, eps=EPS, dps=40):
+    """The textbook gradient of LayerNorm / RMSNorm per row, in `dps`-digit arithmetic:
+    r = sqrt(mean(xc**2) + eps), xhat = xc/r, g = dY*gamma (xc = x - mean(x) for LayerNorm,
+    x for RMSNorm), dX = (g - mean(g) - xhat*mean(g*xhat))/r (no mean(g) for RMSNorm),
+    dgamma = sum over rows of dY*xhat, dbeta = sum over rows of dY."""
+    import mpmath
+
+    mpmath.mp.dps = dps
+    rows, N = X.shape
+    e = mpmath.mpf(float(eps))
+    gm = [mpmath.mpf(float(t)) for t in gamma]
+    dX = np.empty((rows, N))
+    dg, db = [mpmath.mpf(0)] * N, [mpmath.mpf(0)] * N
+    for i in range(rows):
+        x = [mpmath.mpf(float(t)) for t in X[i]]
+        dy = [mpmath.mpf(float(t)) for t in dY[i]]
+        mu = mpmath.fsum(x) / N if model == "layernorm" else 0
+        xc = [t - mu for t in x]
+        r = mpmath.sqrt(mpmath.fsum([t * t for t in xc]) / N + e)
+        xhat = [t / r for t in xc]
+        g = [a * b for a, b in zip(dy, gm)]
+        mean_g = mpmath.fsum(g) / N if model == "layernorm" else 0
+        mean_gx = mpmath.fsum([a * b for a, b in zip(g, xhat)]) / N
+        for j in range(N):
+            dX[i, j] = float((g[j] - mean_g - xhat[j] * mean_gx) / r)
+            dg[j] += dy[j] * xhat[j]
+            db[j] += dy[j]
+    grads = (dX, np.array([float(t) for t in dg]), np.array([float(t) for t in db]))
+    return grads[:len(GRADS[model])]
+
+
+def torch_call(model, x, g, b):
+    import torch
+
+    if model == "layernorm":
+        return torch.nn.functional.layer_norm(x, (x.shape[-1],), g, b, eps=EPS)
+    return torch.nn.functional.rms_norm(x, (x.shape[-1],), g, eps=EPS)
+
+
+def torch_leaves(model, X, gamma):
+    import torch
+
+    x = torch.tensor(X, requires_grad=True)
+    g = torch.tensor(gamma, requires_grad=True)
+    b = torch.zeros_like(g, requires_grad=True) if model == "layernorm" else None
+    return x, g, b, tuple(t for t in (x, g, b) if t is not None)
+
+
+def torch_model_backward(model, dY, X, gamma):
+    import torch
+
+    x, g, b, leaves = torch_leaves(model, X, gamma)
+    grads = torch.autograd.grad(torch_call(model, x, g, b), leaves, torch.tensor(dY))
+    return tuple(t.numpy() for t in grads)
+
+
+def md_table(head, rows) -> None:
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" if k == 0 else "---:" for k in range(len(head))) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+def model_precision(model: str, backward) -> bool:
+    """Markdown table of max|err| / max|ref| against mpmath; True if the dX targets hold."""
+    rows, ok = [], True
+    shape = (8, 256)
+    names = GRADS[model]
+    for kind in ("normal", "hard"):
+        for dtype in (np.float32, np.float64):
+            dY, X, gamma = inputs(kind, dtype, shape)
+            ref = mpmath_row_backward(model, dY, X, gamma)
+            row = [kind, np.dtype(dtype).name]
+            for got in (backward(dY, X, gamma, EPS), torch_model_backward(model, dY, X, gamma)):
+                errs = [relerr(a, r) for a, r in zip(got, ref)]
+                row += [f"{errs[0]:.1e}", " / ".join(f"{e:.1e}" for e in errs[1:])]
+            target = 1e-5 if dtype == np.float32 else 1e-13
+            if kind == "hard":
+                ok = ok and float(row[2]) <= target
+            rows.append(row + [f"{target:.0e}"])
+    print(f"**{model}: precision**, max|err| / max|ref| against 40-digit mpmath on the same "
+          f"rounded inputs, {shape[0]} rows x N = {shape[1]}; normal: X ~ N(0, 1), "
+          "hard: X = 1e4 + N(0, 1e-2); dY, gamma ~ N(0, 1); eps = 1e-5")
+    print()
+    md_table(["inputs", "dtype", "generated dX", f"generated {' / '.join(names[1:])}",
+              "torch dX", f"torch {' / '.join(names[1:])}", "dX target"], rows)
+    return ok
+
+
+def model_speed(model: str, backward, repeats: int, shapes, torch_threads: int = 2) -> bool:
+    """Markdown table of medians and ratios; True if generated <= 2 x torch f+b everywhere."""
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    names = ["generated", "torch f+b", "torch bwd", "floor"]
+    rows, ok = [], True
+    for dtype in (np.float32, np.float64):
+        for shape in shapes:
+            dY, X, gamma = inputs("normal", dtype, shape)
+            x, g, b, leaves = torch_leaves(model, X, gamma)
+            tdy = torch.tensor(dY)
+            y_kept = torch_call(model, x, g, b)
+            scratch = np.empty_like(X)
+
+            def torch_fwd_bwd(x=x, g=g, b=b, leaves=leaves, tdy=tdy):
+                torch.autograd.grad(torch_call(model, x, g, b), leaves, tdy)
+
+            def torch_bwd(y=y_kept, leaves=leaves, tdy=tdy):
+                torch.autograd.grad(y, leaves, tdy, retain_graph=True)
+
+            runs = {"generated": lambda a=(dY, X, gamma, EPS): backward(*a),
+                    "torch f+b": torch_fwd_bwd, "torch bwd": torch_bwd,
+                    "copy": lambda s=scratch, a=X: np.copyto(s, a)}
+            ms = interleaved_medians(runs, repeats)
+            vs_torch = ms["generated"] / ms["torch f+b"]
+            ok = ok and vs_torch <= 2
+            rows.append([f"{shape[0]} x {shape[1]}", np.dtype(dtype).name]
+                        + [f"{ms[n]:.3f}" for n in names]
+                        + [f"{vs_torch:.2f}", f"{ms['generated'] / ms['torch bwd']:.2f}",
+                           f"{ms['generated'] / ms['floor']:.2f}"])
+    print(f"**{model}: speed**, median ms of {repeats} interleaved repeats after 3 warm-up "
+          f"rounds; generated = `{model}_backward` (allocating); torch "
+          f"`{'layer_norm' if model == 'layernorm' else 'rms_norm'}` on "
+          f"{torch.get_num_threads()} thread(s), f+b = forward + autograd.grad, bwd = "
+          "autograd.grad(retain_graph=True) of a kept forward; floor = 1.5 x np.copyto(X)")
+    print()
+    md_table(["rows x N", "dtype", "ms generated", "ms torch f+b", "ms torch bwd", "ms floor",
+              "generated / torch f+b", "generated / torch bwd", "generated / floor"], rows)
+    return ok
+
+
+def run_model(model: str, args) -> int:
+    if import_torch() is None:
+        return 1
+    print()
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = load_generated("numpy", tmp, model)
+    backward = getattr(gen, f"{model}_backward")
+    if not args.skip_precision:
+        ok = model_precision(model, backward)
+        print(f"precision target (hard inputs, generated dX: float32 <= 1e-5, float64 <= "
+              f"1e-13): {'holds' if ok else 'MISSED'}")
+        print()
+    if not args.skip_speed:
+        start = time.perf_counter()
+        ok = model_speed(model, backward, args.repeats,
+                         MODEL_SHAPES_SMALL if args.small else MODEL_SHAPES, args.torch_threads)
+        print(f"speed target (generated <= 2 x torch f+b, every row): "
+              f"{'holds' if ok else 'MISSED'}  ({time.perf_counter() - start:.0f} s)")
+        print()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-precision", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--model", default="batchnorm",
+                        choices=("batchnorm", "layernorm", "rmsnorm"))
+    parser.add_argument("--torch-threads", type=int, default=2,
+                        help="torch.set_num_threads for the speed runs (default 2; on a "
+                        "loaded machine 2 threads can be much slower than 1)")
+    parser.add_argument("--small", action="store_true",
+                        help="layernorm / rmsnorm: a quarter of the rows in every shape")
     args = parser.parse_args(argv)
     print(f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, NumPy {np.__version__}")
+    if args.model != "batchnorm":
+        return run_model(args.model, args)
     with tempfile.TemporaryDirectory() as tmp:
         gen = load_generated("numpy", tmp)
         candidates = {
@@ -228,12 +431,8 @@ def main(argv=None) -> int:
             print("numba not installed: the fused target is skipped")
         candidates["textbook"] = lambda dY, X, gamma, out, scratch: \
             straightforward_backward(dY, X, gamma)
-        try:
-            import torch
-
-            print(f"torch {torch.__version__}")
-        except ImportError:
-            print("torch not installed: pip install torch==2.13.0")
+        torch = import_torch()
+        if torch is None:
             return 1
         print()
         if not args.skip_precision:
@@ -243,7 +442,7 @@ def main(argv=None) -> int:
                 accurate["generated numba"] = fused.batchnorm_backward
             precision(accurate)
         if not args.skip_speed:
-            speed(candidates, args.repeats, note=note)
+            speed(candidates, args.repeats, note=note, torch_threads=args.torch_threads)
     return 0
 
 
