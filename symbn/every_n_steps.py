@@ -54,7 +54,7 @@ from .derivation import N
 from .errors import SymbnError
 from .every_n import _M, CONCRETE_SIZES, METHOD, Radicals, SymbolicModel
 from .general.normal import Normalizer, Unsupported, _rules
-from .general.steps import _patterns
+from .general.steps import _undefined_everywhere as _undefined_for_every_n
 from .graph import INDEXED_KINDS
 from .prove import DISPROVED, PROVED, UNKNOWN
 from .prove.radicals import NEG, NONNEG, NONPOS, POS, Signs
@@ -262,19 +262,9 @@ def _undefined_everywhere(divisors, radicands, indices, distinct, scalars, signs
         if signs.sign(radicand.xreplace({N: _M + min_n - 1})) in (NEG, NONPOS):
             return (f"undefined: the claim takes the square root of {template}, which is "
                     "negative wherever it is not 0")
-    for rename, apart in _patterns(indices, distinct):
-        for template, divisor in divisors:
-            try:
-                zero = _normal_form(divisor.xreplace(rename), scalars, apart)[0] == 0
-            except (Unsupported, *_SYMPY_ERRORS):
-                return (f"undefined or undecided: the claim divides by {template}, whose "
-                        "canonical form could not be built")
-            if zero:
-                equal = sorted({f"{a} = {b}" for a, b in rename.items() if a != b})
-                when = f" when {', '.join(equal)}" if equal else ""
-                return (f"division by zero{when}: the claim divides by {template}, which is "
-                        "identically zero for every N")
-    return None
+    return _undefined_for_every_n(
+        divisors, indices, distinct,
+        lambda divisor, apart: _normal_form(divisor, scalars, apart)[0] == 0)
 
 
 def _signed(sides, signs, min_n) -> bool:

@@ -136,8 +136,12 @@ def _generic(name: str, bn: BatchNorm) -> str:
 
 
 class _Checker:
-    def __init__(self, bn: BatchNorm, decider, deadline: float | None):
-        self.bn, self.decider, self.deadline = bn, decider, deadline
+    """Decides claims instance by instance with `decider` (exact or random); with `definer`
+    (an exact `Algebra`) each instance's sides are first shown defined somewhere."""
+
+    def __init__(self, bn: BatchNorm, decider, deadline: float | None,
+                 definer: Algebra | None = None):
+        self.bn, self.decider, self.deadline, self.definer = bn, decider, deadline, definer
 
     def run(self, cid: str, instances: list[Instance] | Callable[[], Outcome]) -> Result:
         start = time.monotonic()
@@ -158,7 +162,13 @@ class _Checker:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 return Result(cid, UNKNOWN, method or "exact", time.monotonic() - start,
                               note="time budget exhausted")
-            outcome = self.decider.decide(lhs(), rhs(), self.deadline)
+            left, right = lhs(), rhs()
+            if self.definer is not None:
+                undefined = self.definer.undefined(sp.Tuple(left, right), self.deadline)
+                if undefined is not None:
+                    return Result(cid, UNKNOWN, "definedness", time.monotonic() - start,
+                                  note=f"{label}: {undefined}" if label else undefined)
+            outcome = self.decider.decide(left, right, self.deadline)
             method = outcome.method
             if outcome.verdict not in (PROVED, PROBABLE):
                 witness = outcome.witness
@@ -248,8 +258,7 @@ def _scalar_claims(bn: BatchNorm, exhaustive: bool) -> list[tuple[str, list[Inst
 
 def _linear(bn: BatchNorm, expr: sp.Expr) -> Outcome:
     """A closed form is a linear form in dy, so its dy_i-coefficients decide it."""
-    dys = {bn.dy(i) for i in bn.rows()}
-    if linear_in(bn, expr, dys):
+    if linear_in(bn, expr, set(bn.dys)):
         return Outcome(PROVED, METHOD_LINEAR, note="every term has exactly one dy factor")
     return Outcome(UNKNOWN, METHOD_LINEAR, note="not syntactically linear in dy")
 

@@ -34,19 +34,16 @@ from .differentiate import backward_gradient, forward_gradient, total_derivative
 from .errors import SymbnError
 from .graph import INDEXED_KINDS, SHARED_KINDS, Instance, Model
 from .prove import (
-    PROBABLE,
     PROVED,
     UNKNOWN,
     Algebra,
-    Budget,
     Outcome,
     RandomTester,
-    alarm,
-    linear_in,
     unit_coefficient,
 )
-from .report import Report, Result
-from .verify import _bound_exponent
+from .report import Report
+from .verify import _Checker
+from .verify import _linear as linear_outcome
 
 MAX_CELLS = 1 << 12       # N x D
 EXHAUSTIVE_MAX_N = 8      # every instance, whole sums; above: row symmetry, dy coefficients
@@ -83,13 +80,14 @@ def verify_model(model: Model | str, n: int | str, d: int = 1, timeout: float | 
         raise SymbnError(f"unknown method {method!r}; use exact or random")
     definer = Algebra(g)
     alg = definer if method == "exact" else RandomTester(g, points=points, seed=seed)
+    checker = _Checker(g, alg, deadline, definer)
     exhaustive = n <= EXHAUSTIVE_MAX_N and n * d <= EXHAUSTIVE_MAX_CELLS
     claims = _claims(g) if exhaustive else _symmetric_claims(g)
     results = []
     for k, (cid, instances) in enumerate(claims):
         if progress is not None:
             progress(f"[{k + 1}/{len(claims)}] {cid} ({time.monotonic() - start:.0f} s so far)")
-        results.append(_decide(alg, definer, cid, instances, deadline))
+        results.append(checker.run(cid, instances))
     notes = [f"model {describe_source(m)}: the graph and the closed forms are read from it"]
     notes += [f"paths from {leaf} to f: " + "; ".join(" -> ".join(p) for p in m.paths(leaf))
               for leaf in m.leaves]
@@ -210,85 +208,7 @@ def _symmetric_claims(g: Instance) -> list[tuple[str, list[Claim] | Callable]]:
 
 def _linear(g: Instance, leaf: str) -> Outcome:
     """A closed form is a linear form in dy (every term exactly one dy factor)."""
-    form = g.result(leaf, 1 if g.model.indexed(leaf) else None, 1)
-    if linear_in(g, form, set(g.dys)):
-        return Outcome(PROVED, "structural induction", note="every term has exactly one dy "
-                                                             "factor")
-    return Outcome(UNKNOWN, "structural induction", note="not syntactically linear in dy, so "
-                   "the row symmetry argument does not apply; use a smaller n=")
-
-
-def _undefined(alg: Algebra, expr: sp.Expr, deadline) -> str | None:
-    """Why `expr` is undefined on the whole domain, or None: a divisor that is the zero
-    function, or a square root of something negative wherever it is not 0 (the nodes'
-    definitions included).  A claim is only ever proved where both sides are defined, so a
-    side defined nowhere makes it vacuous: unknown, never proved."""
-    g, memo = alg.bn, alg.__dict__.setdefault("_definedness", {})
-    seen, stack = set(), [expr]
-    while stack:
-        e = stack.pop()
-        if e in seen:
-            continue
-        seen.add(e)
-        if e in g.nodes and e != g.f:
-            stack.append(g.nodes[e].definition)
-        stack.extend(e.args)
-        if not e.is_Pow or e.exp.is_Integer and e.exp > 0:
-            continue
-        for test, why in ((alg.nonzero, "divides by") if e.exp.is_negative else (None, None),
-                          (alg.real_somewhere, "takes the square root of")
-                          if not e.exp.is_Integer else (None, None)):
-            if test is None:
-                continue
-            key = (why, e.base)
-            if key not in memo:
-                memo[key] = test(e.base, deadline)
-            if memo[key] is False:
-                what = "identically zero" if why == "divides by" else \
-                    "negative wherever it is not 0"
-                return f"undefined at N = {g.n}: a side {why} {e.base}, which is {what}"
-            if memo[key] is None:
-                return f"undefined or undecided: a side {why} {e.base}, which could not be " \
-                       "shown " + ("nonzero" if why == "divides by" else "positive anywhere")
-    return None
-
-
-def _decide(alg: Algebra | RandomTester, definer: Algebra, cid: str,
-            instances: list[Claim] | Callable[[], Outcome], deadline) -> Result:
-    """One claim: every instance decided by `alg`, each side first shown defined somewhere
-    by `definer` (exact); proved, or probable with the weakest bound of its instances."""
-    start = time.monotonic()
-    method, verdict, bounds = "exact", PROVED, []
-    try:
-        with alarm(deadline):
-            if callable(instances):  # a structural claim decided on its own
-                outcome = instances()
-                return Result(cid, outcome.verdict, outcome.method, time.monotonic() - start,
-                              outcome.witness, outcome.note)
-            for label, lhs, rhs in instances:
-                left, right = lhs(), rhs()
-                undefined = _undefined(definer, sp.Tuple(left, right), deadline)
-                if undefined is not None:
-                    return Result(cid, UNKNOWN, "definedness", time.monotonic() - start,
-                                  note=f"{label}: {undefined}" if label else undefined)
-                outcome = alg.decide(left, right, deadline)
-                method = outcome.method
-                if outcome.verdict == PROBABLE:
-                    verdict = PROBABLE
-                    bounds.append(outcome.note)
-                    continue
-                if outcome.verdict != PROVED:
-                    witness = None if outcome.witness is None else \
-                        {"instance": label, **outcome.witness}
-                    note = "; ".join(filter(None, [label, outcome.note]))
-                    return Result(cid, outcome.verdict, method, time.monotonic() - start,
-                                  witness, note)
-    except Budget:
-        return Result(cid, UNKNOWN, method, time.monotonic() - start,
-                      note="time budget exhausted")
-    note = f"{len(instances)} instances" if len(instances) > 2 else \
-        ", ".join(label for label, _, _ in instances if label)
-    if bounds:  # the weakest bound among the instances
-        note = "; ".join(filter(None, [note, max(bounds, key=_bound_exponent)]))
-    return Result(cid, verdict, method, time.monotonic() - start, note=note)
-
+    outcome = linear_outcome(g, g.result(leaf, 1 if g.model.indexed(leaf) else None, 1))
+    if outcome.verdict != PROVED:
+        outcome.note += ", so the row symmetry argument does not apply; use a smaller n="
+    return outcome

@@ -3,10 +3,9 @@ closed forms disproved at a concrete N with witnesses that re-evaluate (never pr
 symbolic proof agreeing with the concrete prover, user models, and `unknown` with a reason
 outside the fragment."""
 
-from fractions import Fraction
 
 import pytest
-import sympy as sp
+from model_fixtures import USER_MODELS, WRONG, variant, witness_gap
 
 from symbn.errors import SymbnError
 from symbn.general import verify_all
@@ -55,42 +54,9 @@ def test_symbolic_proofs_agree_with_the_concrete_prover(name, every_n):
                 assert concrete[r.id].verdict == "proved", (n, r.id, str(concrete))
 
 
-def _variant(name: str, key: str, text: str) -> str:
-    """The shipped model file with one line replaced."""
-    source = shipped()[name].read_text()
-    lines = [f'{key} = "{text}"' if line.startswith(f"{key} = ") else line
-             for line in source.splitlines()]
-    assert lines != source.splitlines(), key
-    return "\n".join(lines) + "\n"
-
-
-BN_DX = ("gamma*(v + eps)**(-1/2)*(dy[j] - Sum(dy[k], (k, 1, N))/N - (x[j] - mu)*(v + eps)"
-         "**(-1)*Sum((x[k] - mu)*dy[k], (k, 1, N))/{}")
-WRONG = [
-    # LayerNorm with gamma treated as one scalar per set: gamma[j] pulled out of the sums
-    ("layernorm", '"D(f, x[j])"',
-     ("gamma[j]*(v + eps)**(-1/2)*(dy[j] - Sum(dy[k], (k, 1, N))/N - (x[j] - mu)*(v + eps)"
-      "**(-1)*Sum((x[k] - mu)*dy[k], (k, 1, N))/N)"), "x"),
-    # the unbiased model's backward with the biased 1/N, and the biased one with 1/(N - 1)
-    ("batchnorm-unbiased", '"D(f, x[j])"', BN_DX.format("N)"), "x"),
-    ("batchnorm", '"D(f, x[j])"', BN_DX.format("(N - 1))"), "x"),
-    # RMSNorm with a mean subtracted
-    ("rmsnorm", '"D(f, x[j])"',
-     ("(ms + eps)**(-1/2)*(gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N - x[j]*(ms + eps)"
-      "**(-1)*Sum(gamma[k]*dy[k]*x[k], (k, 1, N))/N)"), "x"),
-    # the c2 term dropped
-    ("layernorm", '"D(f, x[j])"',
-     "(v + eps)**(-1/2)*(gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N)", "x"),
-    # RMSNorm's gamma on the wrong factor; a sign in D(f, eps)
-    ("rmsnorm", '"D(f, gamma[j])"', "dy[j]*x[j]", "gamma"),
-    ("layernorm", '"D(f, eps)"',
-     "1/2*(v + eps)**(-3/2)*Sum((x[k] - mu)*gamma[k]*dy[k], (k, 1, N))", "eps"),
-]
-
-
 @pytest.mark.parametrize("name,key,text,leaf", WRONG)
 def test_wrong_closed_forms_are_disproved_at_a_concrete_n_never_proved(name, key, text, leaf):
-    model = parse(_variant(name, key, text), f"<{name} variant>")
+    model = parse(variant(name, key, text), f"<{name} variant>")
     report = verify_model(model, "all")
     assert report[f"forward=backward/d{leaf}"].verdict == "proved"  # the modes still agree
     for mode in ("forward", "backward"):
@@ -99,46 +65,19 @@ def test_wrong_closed_forms_are_disproved_at_a_concrete_n_never_proved(name, key
         witness = result.witness
         n = witness["N"]
         assert n >= model.min_n and f"false at N = {n}" in result.note
-        g = model.instantiate(n)
-        j = int(witness["instance"].split("=")[1]) if "j=" in witness["instance"] else None
-        wrt = g.leaf(leaf, j)
-        # independent re-evaluation: sympy.diff of each composed output, dy at the witness
-        true = sum(sp.Symbol("d" + y.name) * sp.diff(g.compose(y), wrt) for y in g.outputs)
-        claimed = g.compose(g.result(leaf, j))
-        values = {sp.Symbol(k): sp.Rational(Fraction(v)) for k, v in witness["point"].items()}
-        gap = sp.N(true.xreplace(values) - claimed.xreplace(values), 50)
+        gap = witness_gap(model, witness, leaf, n)
         assert gap.free_symbols == set() and abs(gap) > 1e-30, (witness, gap)
-
-
-GEMMA = '''
-name = "gemma-rmsnorm"
-title = "RMSNorm with (1 + gamma)"
-[leaves]
-x = "element"
-gamma = "along"
-eps = "positive"
-[nodes]
-ms = "Sum(x[k]**2, (k, 1, N))/N"
-xhat = "x[i]*(ms + eps)**(-1/2)"
-y = "(1 + gamma[i])*xhat[i]"
-[model]
-output = "y"
-axis = -1
-[results]
-"D(f, gamma[j])" = "dy[j]*xhat[j]"
-"D(f, x[j])" = "(ms + eps)**(-1/2)*((1 + gamma[j])*dy[j] - x[j]*(ms + eps)**(-1)*Sum((1 + gamma[k])*dy[k]*x[k], (k, 1, N))/N)"
-'''
 
 
 def test_user_model_end_to_end(tmp_path):
     path = tmp_path / "gemma.toml"
-    path.write_text(GEMMA)
+    path.write_text(USER_MODELS["gemma-rmsnorm"])
     report = verify_model(str(path), "all")
     assert report.ok, str(report)
     assert [r.id for r in report] == ["forward/dx", "backward/dx", "forward=backward/dx",
                                       "forward/dgamma", "backward/dgamma",
                                       "forward=backward/dgamma", "forward=backward/deps"]
-    wrong = verify_model(parse(GEMMA.replace("(1 + gamma[k])*dy[k]*x[k]", "gamma[k]*dy[k]*x[k]"),
+    wrong = verify_model(parse(USER_MODELS["gemma-rmsnorm"].replace("(1 + gamma[k])*dy[k]*x[k]", "gamma[k]*dy[k]*x[k]"),
                                "<gemma wrong>"), "all")
     assert wrong["forward/dx"].verdict == "disproved" and wrong["forward/dx"].witness["N"] >= 1
 
@@ -171,29 +110,8 @@ def test_backward_sums_over_the_rows_of_intermediate_element_nodes():
         assert verify_model(model, n).ok
 
 
-EPS_OUTSIDE = '''
-name = "layernorm-eps-outside"
-title = "LayerNorm with eps outside the root"
-[leaves]
-x = "element"
-gamma = "along"
-beta = "along"
-eps = "positive"
-[nodes]
-mu = "Sum(x[k], (k, 1, N))/N"
-v = "Sum((x[k] - mu)**2, (k, 1, N))/N"
-xhat = "(x[i] - mu)/(sqrt(v) + eps)"
-y = "gamma[i]*xhat[i] + beta[i]"
-[model]
-output = "y"
-axis = -1
-[results]
-"D(f, gamma[j])" = "dy[j]*xhat[j]"
-'''
-
-
 def test_radicand_not_eps_plus_w_is_unknown_with_a_reason():
-    report = verify_model(parse(EPS_OUTSIDE, "<eps outside>"), "all")
+    report = verify_model(parse(USER_MODELS["layernorm-eps-outside"], "<eps outside>"), "all")
     for cid in ("forward=backward/dx", "forward/dgamma", "backward/dgamma"):
         assert report[cid].verdict == "unknown", str(report)
         assert "eps + w" in report[cid].note
@@ -201,7 +119,7 @@ def test_radicand_not_eps_plus_w_is_unknown_with_a_reason():
 
 
 def test_a_divisor_zero_for_every_n_is_unknown_never_vacuously_proved():
-    source = EPS_OUTSIDE.replace('"(x[i] - mu)/(sqrt(v) + eps)"',
+    source = USER_MODELS["layernorm-eps-outside"].replace('"(x[i] - mu)/(sqrt(v) + eps)"',
                                  '"(x[i] - mu)*(v + eps)**(-1/2)/Sum(x[k] - mu, (k, 1, N))"')
     source = source.replace('"dy[j]*xhat[j]"', '"0"')
     report = verify_model(parse(source, "<zero divisor>"), "all")

@@ -3,11 +3,11 @@ closed forms disproved with witnesses that re-evaluate, user model files end to 
 
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
 import sympy as sp
+from model_fixtures import USER_MODELS, WRONG, variant, witness_gap, wrong
 
 from symbn.cli import main
 from symbn.errors import SymbnError
@@ -39,112 +39,18 @@ def test_two_sets_are_independent_and_shared_leaves_sum_over_them(name):
     assert report["sets/independent"].verdict == "proved"
 
 
-def _variant(name: str, key: str, text: str) -> str:
-    """The shipped model file with one line replaced."""
-    source = shipped()[name].read_text()
-    lines = [f'{key} = "{text}"' if line.startswith(f"{key} = ") else line
-             for line in source.splitlines()]
-    assert lines != source.splitlines(), key
-    return "\n".join(lines) + "\n"
-
-
-WRONG = [
-    # LayerNorm with gamma treated as one scalar per set: gamma[j] pulled out of the sums
-    ("layernorm", '"D(f, x[j])"',
-     ("gamma[j]*(v + eps)**(-1/2)*(dy[j] - Sum(dy[k], (k, 1, N))/N - (x[j] - mu)*(v + eps)"
-     "**(-1)*Sum((x[k] - mu)*dy[k], (k, 1, N))/N)"), "x"),
-    # the unbiased model's backward with the biased 1/N
-    ("batchnorm-unbiased", '"D(f, x[j])"',
-     ("gamma*(v + eps)**(-1/2)*(dy[j] - Sum(dy[k], (k, 1, N))/N - (x[j] - mu)*(v + eps)**(-1)"
-     "*Sum((x[k] - mu)*dy[k], (k, 1, N))/N)"), "x"),
-    # RMSNorm with a mean subtracted
-    ("rmsnorm", '"D(f, x[j])"',
-     ("(ms + eps)**(-1/2)*(gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N - x[j]*(ms + eps)"
-     "**(-1)*Sum(gamma[k]*dy[k]*x[k], (k, 1, N))/N)"), "x"),
-    # the c2 term dropped
-    ("layernorm", '"D(f, x[j])"',
-     "(v + eps)**(-1/2)*(gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N)", "x"),
-    # RMSNorm's gamma on the wrong factor
-    ("rmsnorm", '"D(f, gamma[j])"', "dy[j]*x[j]", "gamma"),
-]
-
-
 @pytest.mark.parametrize("name,key,text,leaf", WRONG)
 def test_wrong_closed_forms_are_disproved_with_witnesses_that_reevaluate(name, key, text,
                                                                          leaf):
-    model = parse(_variant(name, key, text), f"<{name} variant>")
+    model = parse(variant(name, key, text), f"<{name} variant>")
     report = verify_model(model, 3)
     assert report[f"forward/d{leaf}"].verdict == "disproved"
     assert report[f"backward/d{leaf}"].verdict == "disproved"
     assert report[f"forward=backward/d{leaf}"].verdict == "proved"  # the modes still agree
-    witness = report[f"forward/d{leaf}"].witness
-    g = model.instantiate(3)
-    point = {sp.Symbol(k): Fraction(v) for k, v in witness["point"].items()}
-    j = int(witness["instance"].split("=")[1]) if "j=" in witness["instance"] else None
-    wrt = g.leaf(leaf, j)
-    # independent re-evaluation: sympy.diff of each composed output, dy at the witness
-    true = sum(sp.Symbol("d" + y.name) * sp.diff(g.compose(y), wrt) for y in g.outputs)
-    claimed = g.compose(g.result(leaf, j))
-    values = {s: sp.Rational(q.numerator, q.denominator) for s, q in point.items()}
-    gap = sp.N(true.xreplace(values) - claimed.xreplace(values), 50)
-    assert gap.free_symbols == set() and abs(gap) > 1e-30, (witness, gap)
+    gap = witness_gap(model, report[f"forward/d{leaf}"].witness, leaf, 3)
+    assert gap.free_symbols == set() and abs(gap) > 1e-30, gap
 
 
-USER_MODELS = {
-    "gemma-rmsnorm": '''
-name = "gemma-rmsnorm"
-title = "RMSNorm with (1 + gamma)"
-[leaves]
-x = "element"
-gamma = "along"
-eps = "positive"
-[nodes]
-ms = "Sum(x[k]**2, (k, 1, N))/N"
-xhat = "x[i]*(ms + eps)**(-1/2)"
-y = "(1 + gamma[i])*xhat[i]"
-[model]
-output = "y"
-axis = -1
-[results]
-"D(f, gamma[j])" = "dy[j]*xhat[j]"
-"D(f, x[j])" = "(ms + eps)**(-1/2)*((1 + gamma[j])*dy[j] - x[j]*(ms + eps)**(-1)*Sum((1 + gamma[k])*dy[k]*x[k], (k, 1, N))/N)"
-''',
-    "layernorm-no-beta": '''
-name = "layernorm-no-beta"
-title = "LayerNorm without beta"
-[leaves]
-x = "element"
-gamma = "along"
-eps = "positive"
-[nodes]
-mu = "Sum(x[k], (k, 1, N))/N"
-v = "Sum((x[k] - mu)**2, (k, 1, N))/N"
-xhat = "(x[i] - mu)*(v + eps)**(-1/2)"
-y = "gamma[i]*xhat[i]"
-[model]
-output = "y"
-axis = -1
-''',
-    "layernorm-eps-outside": '''
-name = "layernorm-eps-outside"
-title = "LayerNorm with eps outside the root"
-[leaves]
-x = "element"
-gamma = "along"
-beta = "along"
-eps = "positive"
-[nodes]
-mu = "Sum(x[k], (k, 1, N))/N"
-v = "Sum((x[k] - mu)**2, (k, 1, N))/N"
-xhat = "(x[i] - mu)/(sqrt(v) + eps)"
-y = "gamma[i]*xhat[i] + beta[i]"
-[model]
-output = "y"
-axis = -1
-[results]
-"D(f, gamma[j])" = "dy[j]*xhat[j]"
-''',
-}
 
 
 def test_radicand_without_eps_is_decided_where_defined_and_never_vacuously():
@@ -206,7 +112,7 @@ def test_verify_model_refuses_what_it_cannot_do(capsys):
 def test_row_symmetry_above_eight_needs_linear_closed_forms():
     """Above N = 8 claims compare dy-coefficients; a closed form not syntactically linear in
     dy leaves them unknown, never proved, while N <= 8 decides the whole sums."""
-    source = _variant("rmsnorm", '"D(f, gamma[j])"', "dy[j]*xhat[j]*(dy[j] + 1) - dy[j]**2*xhat[j]")
+    source = variant("rmsnorm", '"D(f, gamma[j])"', "dy[j]*xhat[j]*(dy[j] + 1) - dy[j]**2*xhat[j]")
     model = parse(source, "<nonlinear>")
     small, large = verify_model(model, 4), verify_model(model, 9)
     assert small["forward/dgamma"].verdict == "proved"
@@ -220,10 +126,9 @@ def test_row_symmetry_above_eight_needs_linear_closed_forms():
 def test_row_symmetry_at_n_64_and_a_wrong_form_still_caught(name):
     report = verify_model(name, 64)
     assert report.ok and report.info["exhaustive"] is False, str(report)
-    wrong = {"layernorm": WRONG[0], "batchnorm-unbiased": WRONG[1], "rmsnorm": WRONG[2]}
-    if name in wrong:
-        _, key, text, leaf = wrong[name]
-        bad = verify_model(parse(_variant(name, key, text), "<variant>"), 16)
+    if name != "batchnorm":
+        _, key, text, leaf = wrong(name)
+        bad = verify_model(parse(variant(name, key, text), "<variant>"), 16)
         assert bad[f"forward/d{leaf}"].verdict == "disproved"
 
 
@@ -301,8 +206,8 @@ def test_random_method_on_models_is_probable_disproves_and_declines_two_radicals
     report = verify_model("layernorm", 64, method="random", points=4)
     assert report.ok and {r.verdict for r in report} <= {"probable", "proved"}
     assert all("error probability <= " in r.note or r.verdict == "proved" for r in report)
-    _, key, text, leaf = WRONG[2]  # RMSNorm with a mean subtracted
-    bad = verify_model(parse(_variant("rmsnorm", key, text), "<variant>"), 16, method="random")
+    _, key, text, leaf = wrong("rmsnorm")  # RMSNorm with a mean subtracted
+    bad = verify_model(parse(variant("rmsnorm", key, text), "<variant>"), 16, method="random")
     assert bad[f"forward/d{leaf}"].verdict == "disproved"
     two = verify_model("layernorm", 3, d=2, method="random", points=2)
     assert two["forward/dgamma"].verdict == "unknown"  # sqrt(v_1 + eps), sqrt(v_2 + eps)

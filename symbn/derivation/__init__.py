@@ -43,7 +43,7 @@ Modules: `vocabulary` (limits, names, D, P, `Vocabulary`), `builder` (the whitel
 
 from .builder import _Builder
 from .expression import check_size, parse_expression, parse_tree
-from .files import MODELS, STEP_KEYS, TOP_KEYS, Derivation, Step, load, parse, shipped
+from .files import MODELS, STEP_KEYS, TOP_KEYS, Derivation, Step, load, parse, read_text, shipped
 from .interpret import _Instantiate, instantiate
 from .util import _clip, _did_you_mean, _free_indices, _one_line
 from .vocabulary import (
@@ -76,7 +76,7 @@ __all__ = [
     "MAX_DERIVATIVE_DEPTH", "MAX_EXPONENT", "MAX_FILE_BYTES", "MAX_INTEGER", "MAX_NODES",
     "MAX_STEPS", "MAX_WEIGHT", "MODELS", "NAMES", "PARENTS", "SCALARS", "STEP_KEYS", "TOP_KEYS",
     "D", "Derivation", "N", "P", "Step", "Vocabulary", "check_size", "instantiate", "load",
-    "parse", "parse_expression", "parse_tree", "shipped"]
+    "parse", "parse_expression", "parse_tree", "read_text", "shipped"]
 
 # private names that symbn.models, symbn.check, symbn.graph and the tests read from here
 _SHARED = (_Builder, _Instantiate, _Weight, _clip, _did_you_mean, _free_indices, _one_line)

@@ -108,20 +108,24 @@ def load(path_or_name: str) -> Derivation:
             names = ", ".join(available) or "none"
             raise SymbnError(f"{text}: no such file or shipped derivation"
                              f"{_did_you_mean(text, available)}; shipped: {names}")
+    return parse(read_text(path, text, "a derivation file is a short list of steps"), label)
+
+
+def read_text(path: Path, name: str, advice: str) -> str:
+    """A data file's text (derivation or model file), at most MAX_FILE_BYTES of UTF-8;
+    one-line errors start with `name` and say `advice` when the file is too large."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as err:
-        raise SymbnError(f"{text}: cannot read ({err.strerror}); check the path") from None
+        raise SymbnError(f"{name}: cannot read ({err.strerror}); check the path") from None
     if len(data) > MAX_FILE_BYTES:
-        raise SymbnError(f"{text}: file larger than {MAX_FILE_BYTES // 1024} KiB; "
-                         "a derivation file is a short list of steps")
+        raise SymbnError(f"{name}: file larger than {MAX_FILE_BYTES // 1024} KiB; {advice}")
     try:
-        source = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise SymbnError(f"{text}: not UTF-8 text (byte {err.start}); save it as UTF-8") \
+        raise SymbnError(f"{name}: not UTF-8 text (byte {err.start}); save it as UTF-8") \
             from None
-    return parse(source, label)
 
 
 def parse(source: str, path: str = "<string>") -> Derivation:

@@ -249,18 +249,18 @@ def _vanishing_sizes(divisors: list) -> dict[int, str]:
     return found
 
 
-def _undefined_everywhere(divisors: list, indices: list, distinct: set) -> str | None:
+def _undefined_everywhere(divisors: list, indices: list, distinct: set,
+                          is_zero: Callable | None = None) -> str | None:
     """Why a side divides by zero for every N (canonical form of a divisor zero under some
-    pattern of equal indices), or None."""
+    pattern of equal indices), or None.  `is_zero(divisor, apart)` decides one divisor
+    (default: BatchNorm's canonical form); it raises to say the form could not be built."""
+    is_zero = is_zero or _zero_divisor
     for rename, apart in _patterns(indices, distinct):
         for template, divisor in divisors:
-            nz = Normalizer(apart)
             try:
-                numerator = sp.together(_eliminate_sqrt(nz.normal(divisor.xreplace(rename))))
-                zero = numerator.has(sp.zoo, sp.nan) or \
-                    sp.expand(numerator.as_numer_denom()[0]) == 0
+                zero = is_zero(divisor.xreplace(rename), apart)
             except (Unsupported, sp.PolynomialError, NotImplementedError, TypeError,
-                    ValueError):
+                    ValueError, RecursionError):
                 return (f"undefined or undecided: the claim divides by {template}, whose "
                         "canonical form could not be built")
             if zero:
@@ -269,6 +269,11 @@ def _undefined_everywhere(divisors: list, indices: list, distinct: set) -> str |
                 return (f"division by zero{when}: the claim divides by {template}, which is "
                         "identically zero for every N")
     return None
+
+
+def _zero_divisor(divisor: sp.Expr, apart) -> bool:
+    numerator = sp.together(_eliminate_sqrt(Normalizer(apart).normal(divisor)))
+    return numerator.has(sp.zoo, sp.nan) or sp.expand(numerator.as_numer_denom()[0]) == 0
 
 
 def check_step(step, derivation=None) -> Result:

@@ -250,7 +250,6 @@ def _label(leaf: str, index: tuple) -> str:
 
 
 def _decide(g, alg, sig, leaf, layouts, exprs, deadline) -> Result:
-    from ..verify_model import _undefined
 
     start = time.monotonic()
     method = "exact"
@@ -258,7 +257,7 @@ def _decide(g, alg, sig, leaf, layouts, exprs, deadline) -> Result:
         with alarm(deadline):
             for index, returned in exprs.items():
                 true = _truth(g, leaf, layouts[leaf][1][index])
-                why = _undefined(alg, sp.Tuple(returned, true), deadline)
+                why = alg.undefined(sp.Tuple(returned, true), deadline)
                 if why is not None:
                     return Result(f"d{leaf}", UNKNOWN, "definedness", time.monotonic() - start,
                                   note=f"{_label(leaf, index)}: {why}")

@@ -72,19 +72,7 @@ def load(name_or_path: str | Path) -> Model:
         else:
             raise SymbnError(f"{text}: no such file or shipped model"
                              f"{_did_you_mean(text, available)}; shipped: {', '.join(available)}")
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise SymbnError(f"{path}: cannot read ({err.strerror}); check the path") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise SymbnError(f"{path}: file larger than {MAX_FILE_BYTES // 1024} KiB; "
-                         "a model file is a few short definitions")
-    try:
-        source = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SymbnError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") \
-            from None
+    source = lang.read_text(path, str(path), "a model file is a few short definitions")
     return parse(source, str(path))
 
 

@@ -31,6 +31,40 @@ class Definedness:
     """The definedness checks of `Algebra` (a mixin: they use its model, leaves and
     conversion, `difference`, `convert`, `_radicals`, `_eps_form`)."""
 
+    def undefined(self, expr: sp.Expr, deadline: float | None = None) -> str | None:
+        """Why `expr` is undefined on the whole domain, or None: a divisor that is the zero
+        function, or a square root of something negative wherever it is not 0 (the nodes'
+        definitions included).  A claim is only ever proved where both sides are defined, so a
+        side defined nowhere makes it vacuous: unknown, never proved."""
+        g, memo = self.model, self.__dict__.setdefault("_definedness", {})
+        seen, stack = set(), [expr]
+        while stack:
+            e = stack.pop()
+            if e in seen:
+                continue
+            seen.add(e)
+            if e in g.nodes and e != g.f:
+                stack.append(g.nodes[e].definition)
+            stack.extend(e.args)
+            if not e.is_Pow or e.exp.is_Integer and e.exp > 0:
+                continue
+            for test, why in ((self.nonzero, "divides by") if e.exp.is_negative else (None, None),
+                              (self.real_somewhere, "takes the square root of")
+                              if not e.exp.is_Integer else (None, None)):
+                if test is None:
+                    continue
+                key = (why, e.base)
+                if key not in memo:
+                    memo[key] = test(e.base, deadline)
+                if memo[key] is False:
+                    what = "identically zero" if why == "divides by" else \
+                        "negative wherever it is not 0"
+                    return f"undefined at N = {g.n}: a side {why} {e.base}, which is {what}"
+                if memo[key] is None:
+                    return f"undefined or undecided: a side {why} {e.base}, which could not be " \
+                           "shown " + ("nonzero" if why == "divides by" else "positive anywhere")
+        return None
+
     def nonzero(self, expr: sp.Expr, deadline: float | None = None,
                 seed: int = 0) -> bool | None:
         """Whether `expr` is not the zero function on the domain: True when it is nonzero
