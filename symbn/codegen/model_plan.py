@@ -345,11 +345,16 @@ def prove_model_plan(plan: ModelPlan, ns: tuple[int, ...] | None = None) -> list
     ]
 
 
+def _every_n(plan: ModelPlan) -> list[str] | None:
+    from .model_every_n import prove_plan_every_n
+
+    return prove_plan_every_n(plan)
+
+
 # Symbolic-N provers of a plan: each takes the plan and returns the header lines saying what
-# it proved for every N, or None when it does not apply.  symbn.every_n (the every-N normal
-# form of any model, being built) is meant to be registered here; until then the header
-# says the proof covers the concrete N above only.
-SYMBOLIC_N: list[Callable[[ModelPlan], list[str] | None]] = []
+# it proved for every N, or None when the plan is outside its fragment; one that finds the
+# plan wrong raises SymbnError, and no code is written.
+SYMBOLIC_N: list[Callable[[ModelPlan], list[str] | None]] = [_every_n]
 
 
 def prove_all_n(plan: ModelPlan) -> list[str]:
@@ -359,5 +364,5 @@ def prove_all_n(plan: ModelPlan) -> list[str]:
         if lines is not None:
             plan.symbolic_n = lines
             return lines
-    return [(f"symbolic N: not yet proved for {plan.model.name} (hook: "
-            "symbn.codegen.model_plan.SYMBOLIC_N); the proof covers the N above only")]
+    return [(f"symbolic N: outside the fragment symbn.every_n decides for {plan.model.name}; "
+             "the proof covers the N above only")]
