@@ -162,7 +162,7 @@ class Model:
 
     def vocabulary(self) -> Vocabulary:
         """The names derivation files about this model may use."""
-        scalars = [n for n in [*self.leaves, *self.nodes] if not self.indexed(n)]
+        scalars = [n for n in [*self.nodes, *self.leaves] if not self.indexed(n)]
         indexed = [n for n in [*self.leaves, *self.nodes] if self.indexed(n)]
         same_row = tuple((c, p) for c, node in self.nodes.items() if node.element
                          for p in node.parents if self.indexed(p)
@@ -181,8 +181,7 @@ class Model:
 
         table = {name: (1, 0) for name in [*self.leaves, self.gradient, "f"]}
         table["N"] = (0, 0)
-        weigh = _Weight()
-        weigh.NODE = table
+        weigh = _Weight(table)
         for name, d in [*self.nodes.items(), *self.names.items()]:
             table[name] = weigh._of(d.template)
         return table

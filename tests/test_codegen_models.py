@@ -99,7 +99,7 @@ def test_module_text_names_and_proofs(files, name):
     low = 2 if name == "batchnorm-unbiased" else 1
     assert f"N = {low}..6 (one set) and N = 2 with two sets, symbn.prove.Algebra" in text
     assert f"closed forms = forward mode = backward mode (symbn verify --model {name})" in text
-    assert f"symbolic N: not yet proved for {name}" in text
+    assert f"every N >= {low} (symbolic N, canonical form over QQ" in text
     assert ("D = (X - K) - RowSum(X - K)/N as computed" in text) == (name != "rmsnorm")
     assert ("no centring (the model has no mean)" in text) == (name == "rmsnorm")
     code = text.split('"""', 2)[2]

@@ -14,15 +14,40 @@ def _names(e) -> str:
     return str(e.base) if isinstance(e, sp.Indexed) else str(e)
 
 
-def test_builtin_vocabulary_is_the_model_files():
-    model = load("batchnorm").vocabulary()
-    assert set(BATCHNORM.scalars) == set(model.scalars)
-    assert set(BATCHNORM.indexed) == set(model.indexed)
-    assert BATCHNORM.leaves == model.leaves and BATCHNORM.output == model.output
-    assert {k: set(v) for k, v in BATCHNORM.parents.items()} == \
-        {k: set(v) for k, v in model.parents.items()}
-    assert set(BATCHNORM.same_row) == set(model.same_row)
-    assert set(BATCHNORM.names) == set(model.names)
+def test_builtin_vocabulary_is_read_off_the_model_file():
+    m = load("batchnorm")
+    assert BATCHNORM == m.vocabulary()
+    # the names (in the order error messages list them) and the graph, as the note has them
+    assert BATCHNORM.scalars == ("mu", "v", "gamma", "beta", "eps", "f", "sigma")
+    assert BATCHNORM.indexed == ("x", "xhat", "y", "dy")
+    assert {k: set(v) for k, v in BATCHNORM.parents.items()} == {
+        "mu": {"x"}, "v": {"x", "mu"}, "xhat": {"x", "mu", "v", "eps"},
+        "y": {"xhat", "gamma", "beta"}, "f": {"y"}}
+    assert set(BATCHNORM.same_row) == {("xhat", "x"), ("y", "xhat")}
+
+
+def test_every_n_definitions_are_read_off_the_model_file():
+    from symbn.general.batchnorm import (
+        DEFINITIONS,
+        N,
+        beta,
+        eps,
+        gamma,
+        i,
+        mu_node,
+        p,
+        q,
+        v_node,
+        x,
+    )
+
+    note = {  # the note's definitions, written independently of the model file
+        "mu": (sp.Sum(x[p], (p, 1, N)) / N, {"x_j"}),
+        "v": (sp.Sum((x[q] - mu_node) ** 2, (q, 1, N)) / N, {"x_j", "mu"}),
+        "xhat_i": ((x[i] - mu_node) / sp.sqrt(v_node + eps), {"x_j", "mu", "v"}),
+        "y_i": (gamma * sp.Symbol("xhat_i") + beta, {"xhat_i", "gamma", "beta"}),
+    }
+    assert {k: (d, set(parents)) for k, (d, parents) in DEFINITIONS.items()} == note
 
 
 def test_figure_edges_are_the_model_files_except_the_parameter_eps():

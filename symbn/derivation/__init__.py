@@ -43,15 +43,13 @@ Modules: `vocabulary` (limits, names, D, P, `Vocabulary`), `builder` (the whitel
 
 from .builder import _Builder
 from .expression import check_size, parse_expression, parse_tree
-from .files import MODELS, STEP_KEYS, TOP_KEYS, Derivation, Step, load, parse, read_text, shipped
+from .files import STEP_KEYS, TOP_KEYS, Derivation, Step, load, parse, read_text, shipped
 from .interpret import _Instantiate, instantiate
 from .util import _clip, _did_you_mean, _free_indices, _one_line
 from .vocabulary import (
-    BATCHNORM,
     FUNCTIONS,
     INDEX,
     INDEXED,
-    LEAVES_FOR_D,
     MAX_CLAIM_CHARS,
     MAX_DEPTH,
     MAX_DERIVATIVE_DEPTH,
@@ -62,21 +60,27 @@ from .vocabulary import (
     MAX_STEPS,
     MAX_WEIGHT,
     NAMES,
-    PARENTS,
     SCALARS,
     D,
     N,
     P,
     Vocabulary,
+    builtin,
 )
 from .weight import _Weight
 
 __all__ = [
-    "BATCHNORM", "FUNCTIONS", "INDEX", "INDEXED", "LEAVES_FOR_D", "MAX_CLAIM_CHARS", "MAX_DEPTH",
+    "BATCHNORM", "FUNCTIONS", "INDEX", "INDEXED", "MAX_CLAIM_CHARS", "MAX_DEPTH",
     "MAX_DERIVATIVE_DEPTH", "MAX_EXPONENT", "MAX_FILE_BYTES", "MAX_INTEGER", "MAX_NODES",
-    "MAX_STEPS", "MAX_WEIGHT", "MODELS", "NAMES", "PARENTS", "SCALARS", "STEP_KEYS", "TOP_KEYS",
-    "D", "Derivation", "N", "P", "Step", "Vocabulary", "check_size", "instantiate", "load",
+    "MAX_STEPS", "MAX_WEIGHT", "NAMES", "SCALARS", "STEP_KEYS", "TOP_KEYS",
+    "D", "Derivation", "N", "P", "Step", "Vocabulary", "builtin", "check_size", "instantiate", "load",
     "parse", "parse_expression", "parse_tree", "read_text", "shipped"]
+
 
 # private names that symbn.models, symbn.check, symbn.graph and the tests read from here
 _SHARED = (_Builder, _Instantiate, _Weight, _clip, _did_you_mean, _free_indices, _one_line)
+
+def __getattr__(name: str):
+    if name == "BATCHNORM":  # read off the shipped model file on first use
+        return builtin()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

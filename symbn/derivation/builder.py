@@ -15,7 +15,6 @@ import sympy as sp
 from ..errors import SymbnError
 from .util import _clip, _describe, _did_you_mean, _has_df, _kind, _words
 from .vocabulary import (
-    BATCHNORM,
     FUNCTIONS,
     INDEX,
     MAX_DEPTH,
@@ -26,6 +25,7 @@ from .vocabulary import (
     N,
     P,
     Vocabulary,
+    builtin,
 )
 
 
@@ -33,7 +33,8 @@ class _Builder:
     """Builds an unevaluated SymPy template from a Python expression AST, node by node,
     accepting the names of `vocabulary` (BatchNorm's by default)."""
 
-    def __init__(self, at: str, vocabulary: Vocabulary = BATCHNORM):
+    def __init__(self, at: str, vocabulary: Vocabulary | None = None):
+        vocabulary = vocabulary or builtin()
         self.at = at
         self.vocab = vocabulary
         self.scalars = {name: sp.Symbol(name) for name in vocabulary.scalars}

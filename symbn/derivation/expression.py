@@ -15,7 +15,7 @@ import sympy as sp
 from ..errors import SymbnError
 from .builder import _Builder
 from .util import _clip
-from .vocabulary import BATCHNORM, MAX_CLAIM_CHARS, MAX_DEPTH, MAX_NODES, MAX_WEIGHT, Vocabulary
+from .vocabulary import MAX_CLAIM_CHARS, MAX_DEPTH, MAX_NODES, MAX_WEIGHT, Vocabulary
 from .weight import _Weight
 
 
@@ -58,12 +58,13 @@ def parse_tree(text: str, at: str, advice: str = "split it into steps") -> ast.E
         raise SymbnError(f"{at}: cannot read '{_clip(text.strip())}': {err}") from None
 
 
-def parse_expression(text: str, at: str, vocabulary: Vocabulary = BATCHNORM,
+def parse_expression(text: str, at: str, vocabulary: Vocabulary | None = None,
                      weights: dict | None = None, advice: str = "split it into steps",
                      check: Callable[[sp.Expr], None] | None = None) -> sp.Expr:
     """`text` as an unevaluated template of `vocabulary`'s names, within every limit.
 
-    `weights` replaces BatchNorm's table of node degrees (`_Weight.NODE`); `advice` ends the
+    `vocabulary` and `weights` (the table of node degrees, `Model.weights`) default to
+    BatchNorm's, read off its model file; `advice` ends the
     messages about size; `check` (if given) sees the template before it is weighed.
     """
     tree = parse_tree(text, at, advice)
@@ -73,9 +74,7 @@ def parse_expression(text: str, at: str, vocabulary: Vocabulary = BATCHNORM,
     expr = _Builder(at, vocabulary).build(tree.body, 0)
     if check is not None:
         check(expr)
-    weigh = _Weight()
-    if weights is not None:
-        weigh.NODE = weights  # the model's nodes weighed as defined
+    weigh = _Weight(weights)
     weight = weigh.of(expr)
     if weight > MAX_WEIGHT:
         raise SymbnError(f"{at}: '{_clip(text.strip())}' can reach polynomial degree "

@@ -19,9 +19,8 @@ import sympy as sp
 from ..errors import SymbnError
 from .expression import check_size, parse_expression
 from .util import _clip, _did_you_mean, _free_indices, _one_line, _rows
-from .vocabulary import BATCHNORM, INDEX, MAX_FILE_BYTES, MAX_STEPS, Vocabulary
+from .vocabulary import INDEX, MAX_FILE_BYTES, MAX_STEPS, Vocabulary, builtin, builtin_weights
 
-MODELS = ("batchnorm",)
 STEP_KEYS = ("id", "claim", "where", "text")
 TOP_KEYS = ("title", "model", "source", "step")
 
@@ -144,9 +143,10 @@ def parse(source: str, path: str = "<string>") -> Derivation:
                              f"{_did_you_mean(key, TOP_KEYS)}; expected {', '.join(TOP_KEYS)}")
     title = _string(data, "title", path, required=True)
     model = _string(data, "model", path, required=True)
-    spec = None if model in MODELS else _model(model, path)
-    vocabulary = BATCHNORM if spec is None else spec.vocabulary()
-    weights = None if spec is None else spec.weights()
+    # batchnorm keeps its own checkers (spec None); its names are read off its model file too
+    spec = None if model == "batchnorm" else _model(model, path)
+    vocabulary = builtin() if spec is None else spec.vocabulary()
+    weights = builtin_weights() if spec is None else spec.weights()
     steps_data = data.get("step")
     if not isinstance(steps_data, list) or not steps_data:
         raise SymbnError(f"{path}: no steps; add [[step]] tables with id and claim")
@@ -189,7 +189,7 @@ def _string(table: dict, key: str, where: str, required: bool = False) -> str | 
     return value
 
 
-def _step(table: dict, number: int, path: str, vocabulary: Vocabulary = BATCHNORM,
+def _step(table: dict, number: int, path: str, vocabulary: Vocabulary | None = None,
           weights: dict | None = None) -> Step:
     for key in table:
         if key not in STEP_KEYS:
@@ -246,7 +246,7 @@ def _split_links(claim: str) -> list[str]:
     return parts + [claim[start:]]
 
 
-def _parse_claim(claim: str, at: str, vocabulary: Vocabulary = BATCHNORM,
+def _parse_claim(claim: str, at: str, vocabulary: Vocabulary | None = None,
                  weights: dict | None = None) -> tuple[sp.Expr, ...]:
     check_size(claim, at, "split it into steps", what="claim is ")
     parts = _split_links(claim)

@@ -1,7 +1,8 @@
 """The words of the derivation language: limits, index and model names, D and P, and the
-`Vocabulary` a claim is read against (`BATCHNORM` for `model = "batchnorm"`).
+`Vocabulary` a claim is read against (`BATCHNORM` for `model = "batchnorm"`, read off the
+shipped model file).
 
->>> INDEX["i"], N.is_positive, sorted(BATCHNORM.leaves)
+>>> INDEX["i"], N.is_positive, sorted(builtin().leaves)
 (i, True, ['beta', 'eps', 'gamma', 'x'])
 """
 
@@ -29,12 +30,6 @@ INDEXED = {name: sp.IndexedBase(name) for name in ("x", "xhat", "y", "dy")}
 FUNCTIONS = {"sqrt": 1, "Sum": 2, "KroneckerDelta": 2, "D": 2, "P": 2}
 NAMES = sorted([*INDEX, "N", *SCALARS, *INDEXED, *FUNCTIONS])
 
-# Direct parents of each node kind in the graph (row-matched for xhat <- x and y <- xhat).
-PARENTS = {"mu": ("x",), "v": ("x", "mu"), "xhat": ("x", "mu", "v", "eps"),
-           "y": ("xhat", "gamma", "beta"), "f": ("y",)}
-LEAVES_FOR_D = ("x", "y", "gamma", "beta", "eps")
-
-
 class D(sp.Function):
     """D(a, b): total derivative of the expression a with respect to b; never evaluates.
 
@@ -57,7 +52,7 @@ class P(sp.Function):
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """The names a claim may use and their roles in the graph; `BATCHNORM` is today's.
+    """The names a claim may use and their roles in the graph (`Model.vocabulary()`).
 
     `scalars` are written bare (mu, gamma), `indexed` with a row (x[i]); `leaves` maps each
     leaf to its kind (element, along, set, constant, positive): D(a, b) takes b among them
@@ -65,7 +60,7 @@ class Vocabulary:
     and `same_row` the (node, parent) edges that join one row only; `names` stand for
     expressions (sigma), neither leaves nor nodes; `functions` are the callable ones.
 
-    >>> BATCHNORM.gradient, BATCHNORM.leaves["gamma"]
+    >>> builtin().gradient, builtin().leaves["gamma"]
     ('dy', 'set')
     """
 
@@ -84,9 +79,27 @@ class Vocabulary:
         return "d" + self.output
 
 
-# the order of `scalars` is the order error messages list them in
-BATCHNORM = Vocabulary(
-    scalars=("mu", "v", "gamma", "beta", "eps", "f", "sigma"), indexed=tuple(INDEXED),
-    leaves={"x": "element", "gamma": "set", "beta": "set", "eps": "positive"},
-    parents=PARENTS, names=("sigma",), same_row=(("xhat", "x"), ("y", "xhat")))
+def __getattr__(name: str):
+    # BATCHNORM is read from the shipped model file on first use (one definition of the graph)
+    if name == "BATCHNORM":
+        return builtin()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+_BUILTIN: dict = {}
+
+
+def builtin() -> Vocabulary:
+    """The vocabulary of `model = "batchnorm"`, read off symbn/models/batchnorm.toml."""
+    if not _BUILTIN:
+        from ..models import load
+
+        m = load("batchnorm")
+        _BUILTIN.update(vocabulary=m.vocabulary(), weights=m.weights())
+    return _BUILTIN["vocabulary"]
+
+
+def builtin_weights() -> dict[str, tuple[int, int]]:
+    """BatchNorm's node degrees for the size bound (`Model.weights`), read off its file."""
+    builtin()
+    return _BUILTIN["weights"]

@@ -8,12 +8,11 @@ file cannot ask for polynomials of astronomic size (`MAX_WEIGHT`).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import sympy as sp
 
 from ..errors import SymbnError
-from .vocabulary import SCALARS, D, P  # noqa: F401  (SCALARS: the example)
+from .vocabulary import SCALARS, D, P, builtin_weights  # noqa: F401  (SCALARS: the example)
 
 
 class _Weight:
@@ -31,10 +30,9 @@ class _Weight:
 
     SUM_TERMS = 8
 
-    NODE: ClassVar[dict[str, tuple[int, int]]] = {
-        "mu": (1, 0), "v": (2, 0), "sigma": (2, 0), "eps": (1, 0), "gamma": (1, 0),
-        "beta": (1, 0), "f": (1, 0), "x": (1, 0), "dy": (1, 0), "xhat": (2, 2),
-        "y": (3, 2), "N": (0, 0)}
+    def __init__(self, table: dict[str, tuple[int, int]] | None = None):
+        # the weights of leaves and nodes (`Model.weights`); BatchNorm's by default
+        self.NODE = builtin_weights() if table is None else table
 
     def of(self, e: sp.Expr) -> int:
         n, d = self._of(e)

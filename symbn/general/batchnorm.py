@@ -15,20 +15,21 @@ from .normal import N, Unsupported, dy, eps, i, j, x
 p, q, r = sp.symbols("p q r", integer=True, positive=True)  # bound inside mu, v and D(f, .)
 gamma, beta = sp.symbols("gamma beta")  # the names BatchNorm(n) uses
 mu_node, v_node = sp.symbols("mu v")  # node names, for local partials
+XHAT = sp.Symbol("xhat_i")
 
 
 def mu() -> sp.Expr:
-    """mu = (1/N) sum_p x_p.
+    """mu = (1/N) sum_p x_p, as the model file defines it.
 
     >>> mu()
     Sum(x[p], (p, 1, N))/N
     """
-    return sp.Sum(x[p], (p, 1, N)) / N
+    return DEFINITIONS["mu"][0]
 
 
 def v() -> sp.Expr:
     """v = (1/N) sum_q (x_q - mu)^2, mu composed."""
-    return sp.Sum((x[q] - mu()) ** 2, (q, 1, N)) / N
+    return DEFINITIONS["v"][0].xreplace({mu_node: mu()})
 
 
 def compose(expr: sp.Expr) -> sp.Expr:
@@ -40,22 +41,53 @@ def compose(expr: sp.Expr) -> sp.Expr:
     return expr.xreplace({v_node: v()}).xreplace({mu_node: mu()})
 
 
-DEFINITIONS = {  # node -> (definition in its direct parents, parents)
-    "mu": (sp.Sum(x[p], (p, 1, N)) / N, ("x_j",)),
-    "v": (sp.Sum((x[q] - mu_node) ** 2, (q, 1, N)) / N, ("x_j", "mu")),
-    "xhat_i": ((x[i] - mu_node) / sp.sqrt(v_node + eps), ("x_j", "mu", "v")),
-    "y_i": (gamma * sp.Symbol("xhat_i") + beta, ("xhat_i", "gamma", "beta")),
-}
-PARENT_SYMBOL = {"x_j": x[j], "mu": mu_node, "v": v_node, "xhat_i": sp.Symbol("xhat_i"),
+def _evaluated(e: sp.Expr) -> sp.Expr:
+    """A template (kept unevaluated as written) rebuilt in SymPy's canonical form."""
+    return e.func(*[_evaluated(a) for a in e.args]) if e.args else e
+
+
+def _definitions() -> dict[str, tuple[sp.Expr, tuple[str, ...]]]:
+    """node -> (definition in its direct parents, parents), read off models/batchnorm.toml:
+    rows and bound indices in this module's symbols (each node's sum bound by the next of p,
+    q), element nodes and leaves named by their row (xhat_i, x_j), the parameter eps left out
+    of the parents as in the note's graph.
+
+    >>> _definitions()["v"]
+    (Sum((-mu + x[q])**2, (q, 1, N))/N, ('x_j', 'mu'))
+    """
+    from ..graph import ELEMENT
+    from ..models import load
+
+    m = load("batchnorm")
+    letters = iter((p, q))
+    rows = {n: f"{n}_j" if kind == "element" else n for n, kind in m.leaves.items()
+            if kind != "positive"}
+    rows |= {n: f"{n}_i" if node.element else n for n, node in m.nodes.items()}
+    out = {}
+    for name, node in m.nodes.items():
+        t = _evaluated(node.template.xreplace({ELEMENT: i}))
+        for total in t.atoms(sp.Sum):
+            (old, low, high), = total.limits
+            new = next(letters)
+            t = t.xreplace({total: sp.Sum(total.function.xreplace({old: new}), (new, low, high))})
+        t = t.xreplace({sp.IndexedBase(n)[i]: sp.Symbol(f"{n}_i") for n, d in m.nodes.items()
+                        if d.element})
+        out[rows[name]] = (t, tuple(rows[parent] for parent in node.parents if parent in rows))
+    return out
+
+
+DEFINITIONS = _definitions()
+PARENT_SYMBOL = {"x_j": x[j], "mu": mu_node, "v": v_node, "xhat_i": XHAT,
                  "gamma": gamma, "beta": beta}
 
 
 def xhat(row=i) -> sp.Expr:
-    return (x[row] - mu()) / sp.sqrt(v() + eps)
+    """x̂ at `row`, mu and v composed."""
+    return compose(DEFINITIONS["xhat_i"][0].xreplace({i: row}))
 
 
 def y(row=i) -> sp.Expr:
-    return gamma * xhat(row) + beta
+    return DEFINITIONS["y_i"][0].xreplace({XHAT: xhat(row)})
 
 
 def closed_dx() -> sp.Expr:

@@ -230,9 +230,7 @@ def _indices(expr: sp.Expr, at: str, free: tuple, sums: tuple) -> None:
 
 def _weigh(expr: sp.Expr, weights: dict) -> tuple[int, int]:
     """The derivation parser's degree bound, with this model's nodes weighed as defined."""
-    weight = lang._Weight()
-    weight.NODE = weights  # an instance table: the class's BatchNorm table stays untouched
-    return weight._of(expr)
+    return lang._Weight(weights)._of(expr)
 
 
 def _results(table: dict, path: str, vocabulary: Vocabulary, weights: dict) -> dict:
