@@ -1,6 +1,7 @@
-"""Derivation files about a model file (`model = "layernorm"`, a user .toml) for every N.
+"""Derivation files for every N, about any model (`model = "layernorm"`, a user .toml, and
+BatchNorm's own `model = "batchnorm"` through its model file).
 
-Each link of a step is translated into an expression of `symbn.every_n.SymbolicModel`: the
+Each link of a step is translated (`symbn.every_n_translate`) into an expression of `symbn.every_n.SymbolicModel`: the
 model's nodes and names composed down to the leaves, every Sum of the step over a fresh row
 (k'1, k'2, ...: alpha-conversion by construction, so no derivative, substitution or `where`
 condition on a free index reaches a bound one), free indices i, j, k as positive integer
@@ -53,173 +54,14 @@ import sympy as sp
 from .derivation import N
 from .errors import SymbnError
 from .every_n import _M, CONCRETE_SIZES, METHOD, Radicals, SymbolicModel
+from .every_n_translate import _Translate
 from .general.normal import Normalizer, Unsupported, _rules
-from .general.steps import _undefined_everywhere as _undefined_for_every_n
 from .graph import INDEXED_KINDS
 from .prove import DISPROVED, PROVED, UNKNOWN
-from .prove.radicals import NEG, NONNEG, NONPOS, POS, Signs
+from .prove.radicals import NEG, NONNEG, NONPOS, POS, Signs, needs_rewrite, rewrite
 from .report import Report, Result
 
 _SYMPY_ERRORS = (sp.PolynomialError, NotImplementedError, TypeError, ValueError, RecursionError)
-
-
-class _Translate:
-    """The links of one step as expressions of the symbolic-N model (see the module text)."""
-
-    def __init__(self, sm: SymbolicModel, step):
-        from . import derivation as dv
-
-        self.dv, self.sm, self.m = dv, sm, sm.m
-        names = sorted({str(a) for a in step.free_indices})
-        self.rows = {name: sp.Symbol(name, integer=True, positive=True) for name in names}
-        self.equal: dict[sp.Symbol, sp.Symbol] = {}
-        self.distinct: set[frozenset] = set()
-        for cond in step.conditions:
-            a, b = sorted((self.rows[str(c)] for c in cond.args), key=str)
-            if isinstance(cond, sp.Eq):
-                self.equal[b] = a
-            else:
-                self.distinct.add(frozenset((a, b)))
-        for _ in names:  # i == j and j == k: every name to its class's first symbol
-            self.rows = {n: self.equal.get(r, r) for n, r in self.rows.items()}
-        self.distinct = {frozenset(self.rows[str(s)] for s in pair) for pair in self.distinct}
-        if any(len(pair) < 2 for pair in self.distinct):
-            raise Unsupported("where makes two indices both equal and distinct: no row "
-                              "assignment satisfies it")
-        vocab = self.m.vocabulary()
-        self.same_row = set(vocab.same_row)
-        self.gradient = self.m.gradient
-        self.scalar_leaves = {n for n, k in self.m.leaves.items() if k not in INDEXED_KINDS}
-        self.indexed_leaves = {n for n, k in self.m.leaves.items() if k in INDEXED_KINDS}
-        self.denominators: list[tuple[sp.Expr, sp.Expr]] = []
-        self.radicands: list[tuple[sp.Expr, sp.Expr]] = []
-
-    # -- templates ------------------------------------------------------------------------
-    def link(self, e: sp.Expr) -> sp.Expr:
-        self.denominators, self.radicands = [], []
-        out = self.run(e, dict(self.rows))
-        self.guard(out)
-        return out
-
-    def guard(self, e: sp.Expr) -> None:
-        """Only leaves, dy, N and rows may remain: a node left as an indeterminate would let
-        the canonical form treat a function of x as independent of x."""
-        labels = set()
-        for t in e.atoms(sp.Indexed):
-            if str(t.base) not in self.indexed_leaves | {self.gradient}:
-                raise Unsupported(f"{t} is not a leaf after translation")
-            labels.add(t.base.label)
-        for t in e.atoms(sp.Symbol):
-            if t in labels or t == N or t.name in self.scalar_leaves or t.is_integer:
-                continue
-            raise Unsupported(f"{t} has no symbolic-N meaning here")
-
-    def run(self, e: sp.Expr, env: dict) -> sp.Expr:
-        dv, sm = self.dv, self.sm
-        if e.is_Number:
-            return e
-        if isinstance(e, sp.Indexed):
-            name, row = str(e.base), self.row(e.indices[0], env)
-            if name in self.m.nodes:
-                return sm.element(name, row)
-            if name in self.indexed_leaves or name == self.gradient:
-                return sp.IndexedBase(name)[row]
-            raise Unsupported(f"{e} has no symbolic-N meaning here")
-        if e.is_Symbol:
-            if e == N:
-                return N
-            if e.name in self.m.names:
-                return self.template(self.m.names[e.name].template)
-            if e.name in self.m.nodes and not self.m.nodes[e.name].element:
-                return sm.set_node(e.name)
-            if e.name in self.scalar_leaves:
-                return sp.Symbol(e.name)
-            raise Unsupported(f"{e} has no symbolic-N meaning here")
-        if isinstance(e, sp.Sum):
-            inner, limits = dict(env), []
-            for var, lower, upper in e.limits:  # innermost first
-                bound = sm.fresh()
-                inner[var.name] = bound
-                limits.append((bound, self.run(lower, env), self.run(upper, env)))
-            out = self.run(e.function, inner)
-            for limit in limits:
-                out = sp.Sum(out, limit)
-            return out
-        if isinstance(e, sp.KroneckerDelta):
-            return sp.KroneckerDelta(*[self.row(a, env) for a in e.args])
-        if isinstance(e, dv.D):
-            return self.total(*e.args, env)
-        if isinstance(e, dv.P):
-            return self.partial(*e.args, env)
-        if e.is_Pow:
-            if not e.exp.is_Rational:
-                raise Unsupported(f"a power other than rational: {e}")
-            base = self.run(e.base, env)
-            if e.exp.is_negative:  # SymPy would cancel v/v to 1: keep the divisor apart
-                self.denominators.append((e.base, base))
-            if e.exp.q == 2:
-                self.radicands.append((e.base, base))
-            return base ** e.exp
-        if e.is_Add or e.is_Mul:
-            return e.func(*[self.run(a, env) for a in e.args])
-        raise Unsupported(f"{type(e).__name__} in {e}")
-
-    def template(self, t: sp.Expr) -> sp.Expr:
-        """A name's template (sigma), its divisors and radicands recorded as the step's."""
-        out = self.sm.run(t, {})
-        for p in out.atoms(sp.Pow):
-            if p.exp.is_Rational and p.exp.is_negative:
-                self.denominators.append((p.base, p.base))
-            if p.exp.is_Rational and p.exp.q == 2:
-                self.radicands.append((p.base, p.base))
-        return out
-
-    def row(self, e, env: dict) -> sp.Symbol:
-        if e.is_Symbol and e.name in env:
-            return env[e.name]
-        raise Unsupported(f"row {e} is a concrete row, not an index: not an every-N claim")
-
-    # -- D and P --------------------------------------------------------------------------
-    def wrt(self, b: sp.Expr, env: dict) -> sp.Expr:
-        if isinstance(b, sp.Indexed) and str(b.base) in self.indexed_leaves:
-            return sp.IndexedBase(str(b.base))[self.row(b.indices[0], env)]
-        if b.is_Symbol and b.name in self.scalar_leaves:
-            return sp.Symbol(b.name)
-        raise Unsupported(f"D(., {b}): only a leaf of the model is supported for symbolic N")
-
-    def total(self, a: sp.Expr, b: sp.Expr, env: dict) -> sp.Expr:
-        is_f = a.is_Symbol and a.name == "f"
-        if isinstance(b, sp.Indexed) and str(b.base) == self.m.output:
-            if is_f:
-                return sp.IndexedBase(self.gradient)[self.row(b.indices[0], env)]
-            raise Unsupported(f"D({a}, {b}): only D(f, {self.m.output}[i]) is defined")
-        w = self.wrt(b, env)
-        if is_f:  # chain rule through every output row, f arbitrary
-            r = self.sm.fresh("r")
-            return sp.Sum(sp.IndexedBase(self.gradient)[r]
-                          * sp.diff(self.sm.element(self.m.output, r), w), (r, 1, N))
-        inner = self.run(a, env)
-        if any(str(t.base) == self.gradient for t in inner.atoms(sp.Indexed)):
-            raise Unsupported(f"D({a}, {b}): {a} contains {self.gradient}, which depends on "
-                              "the leaves through f")
-        self.guard(inner)
-        return sp.diff(inner, w)
-
-    def partial(self, child: sp.Expr, parent: sp.Expr, env: dict) -> sp.Expr:
-        cname = str(child.base) if isinstance(child, sp.Indexed) else str(child)
-        pname = str(parent.base) if isinstance(parent, sp.Indexed) else str(parent)
-        if cname not in [*self.m.nodes, "f"] or pname not in self.m.parents(cname):
-            raise Unsupported(f"P({child}, {parent}): {pname} is not a direct parent of {cname}")
-        crow = self.row(child.indices[0], env) if isinstance(child, sp.Indexed) else None
-        prow = self.row(parent.indices[0], env) if isinstance(parent, sp.Indexed) else None
-        if (crow is None) == self.sm.indexed(cname) or (prow is None) == self.sm.indexed(pname):
-            raise Unsupported(f"P({child}, {parent}): a row is missing or extra")
-        if cname == "f":
-            return sp.IndexedBase(self.gradient)[prow]
-        if (cname, pname) in self.same_row and crow != prow:
-            raise Unsupported(f"P({child}, {parent}): {pname}[{prow}] is a direct parent of "
-                              f"{cname}[{crow}] only when the rows are equal; say so in where")
-        return self.sm.compose(self.sm.local(cname, pname, crow, prow))
 
 
 # ---------------------------------------------------------------------------------------
@@ -237,9 +79,13 @@ def _normal_form(e: sp.Expr, scalars: list, distinct=()) -> tuple[sp.Expr, Norma
     return sp.expand(sp.together(rad.eliminate(form)).as_numer_denom()[0]), nz
 
 
-def _decide(lhs, rhs, scalars, distinct) -> tuple[str, str, Normalizer]:
+def _decide(lhs, rhs, scalars, distinct, positive=frozenset()) -> tuple[str, str, Normalizer]:
     nz = Normalizer(distinct)
     rad = Radicals(scalars)
+    radicals = [p for p in sp.Tuple(lhs, rhs).atoms(sp.Pow) if p.exp.is_Rational and p.exp.q == 2]
+    if needs_rewrite(radicals):  # sqrt((v + eps)**2) = v + eps, by proved signs (N >= 1)
+        signs = Signs(set(positive) | {N})
+        lhs, rhs = rewrite(lhs, signs), rewrite(rhs, signs)
     try:
         lhs, rhs = rad.replace(lhs), rad.replace(rhs)
         diff = nz.normal(lhs) - nz.normal(rhs)
@@ -265,6 +111,73 @@ def _undefined_everywhere(divisors, radicands, indices, distinct, scalars, signs
     return _undefined_for_every_n(
         divisors, indices, distinct,
         lambda divisor, apart: _normal_form(divisor, scalars, apart)[0] == 0)
+
+
+def _patterns(indices: list, distinct: set):
+    """Each way of making some of `indices` equal (a set partition) that keeps the pairs in
+    `distinct` apart, as (renaming to each block's first index, the pairs now distinct)."""
+    def partitions(items):
+        if not items:
+            yield []
+            return
+        first, rest = items[0], items[1:]
+        for smaller in partitions(rest):
+            yield [[first], *smaller]
+            for n_block in range(len(smaller)):
+                yield [*smaller[:n_block], [first, *smaller[n_block]], *smaller[n_block + 1:]]
+
+    for blocks in partitions(sorted(indices, key=str)):
+        if any(frozenset((a, b)) in distinct for block in blocks for a in block for b in block
+               if a != b):
+            continue
+        rename = {a: block[0] for block in blocks for a in block}
+        apart = {frozenset((x[0], y[0])) for x in blocks for y in blocks if x is not y}
+        yield rename, apart
+
+
+def _undefined_for_every_n(divisors: list, indices: list, distinct: set,
+                           is_zero: Callable) -> str | None:
+    """Why a side divides by zero for every N (canonical form of a divisor zero under some
+    pattern of equal indices), or None.  `is_zero(divisor, apart)` decides one divisor; it
+    raises to say the form could not be built."""
+    for rename, apart in _patterns(indices, distinct):
+        for template, divisor in divisors:
+            try:
+                zero = is_zero(divisor.xreplace(rename), apart)
+            except (Unsupported, sp.PolynomialError, NotImplementedError, TypeError,
+                    ValueError, RecursionError):
+                return (f"undefined or undecided: the claim divides by {template}, whose "
+                        "canonical form could not be built")
+            if zero:
+                equal = sorted({f"{a} = {b}" for a, b in rename.items() if a != b})
+                when = f" when {', '.join(equal)}" if equal else ""
+                return (f"division by zero{when}: the claim divides by {template}, which is "
+                        "identically zero for every N")
+    return None
+
+
+def _vanishing_sizes(divisors: list, scalars: list, min_n: int) -> dict[int, str]:
+    """{N: reason} for every N >= min_n at which the canonical form of a divisor vanishes
+    because all its coefficients, polynomials in N, share the root N (such as N - 7)."""
+    found = {}
+    for template, divisor in divisors:
+        try:
+            numerator = _normal_form(divisor, scalars)[0]
+            gens = sorted(numerator.free_symbols - {N}, key=str)
+            coeffs = sp.Poly(numerator, *gens).coeffs() if gens else [numerator]
+            content = sp.gcd_list(coeffs) if len(coeffs) > 1 else coeffs[0]
+            factors = sp.factor_list(content, N)[1] if content.has(N) else []
+        except (Unsupported, *_SYMPY_ERRORS):
+            continue
+        for factor, _ in factors:
+            poly = sp.Poly(factor, N)
+            if poly.degree() == 1:
+                root = -poly.all_coeffs()[1] / poly.all_coeffs()[0]
+                if root.is_Integer and root >= min_n:
+                    found.setdefault(int(root), f"division by zero at N = {root}: the claim "
+                                                f"divides by {template}, which is "
+                                                "identically zero there")
+    return found
 
 
 def _signed(sides, signs, min_n) -> bool:
@@ -371,7 +284,8 @@ def _check_step(step, d, rules_ok: bool, start: float) -> Result:
         if undefined is not None:
             return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
                           note=f"{label}: {undefined}")
-        verdict, note, nz = _decide(a, b, scalars, tr.distinct)
+        positive = {sp.Symbol(n) for n, k in m.leaves.items() if k == "positive"}
+        verdict, note, nz = _decide(a, b, scalars, tr.distinct, positive)
         if verdict == PROVED and not rules_ok:
             verdict, note = UNKNOWN, "a summation rule was not confirmed by SymPy"
         rules |= nz.rules
@@ -388,6 +302,9 @@ def _check_step(step, d, rules_ok: bool, start: float) -> Result:
     parts = [f"{count} for every N >= {m.min_n}"]
     if not _signed(links, signs, m.min_n) or any(divisors) or any(radicands):
         vacuous = _vacuous_sizes(d, step)
+        for size, reason in _vanishing_sizes([t for side in divisors for t in side], scalars,
+                                             m.min_n).items():
+            vacuous.setdefault(size, reason)
         if not _signed(links, signs, m.min_n) or vacuous:
             parts[0] += " where both sides are defined"
         if vacuous:

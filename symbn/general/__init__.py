@@ -91,15 +91,7 @@ from .normal import (
 # internal helpers other modules and tests use from symbn.general, as when it was one module
 from .normal import _eliminate_sqrt as _eliminate_sqrt
 from .normal import _rules as _rules
-from .steps import _check_step as _check_step
-from .steps import _concrete_step_disproof as _concrete_step_disproof
-from .steps import _patterns as _patterns
-from .steps import _step_links as _step_links
-from .steps import _Translate as _Translate
-from .steps import _undefined_everywhere as _undefined_everywhere
-from .steps import _vacuous_sizes as _vacuous_sizes
-from .steps import _vanishing_sizes as _vanishing_sizes
-from .steps import check_all, check_step, translate
+from .steps import check_all, translate
 from .theorems import (
     CONDITION,
     append_every_n,
@@ -113,7 +105,7 @@ from .theorems import _claim as _claim
 
 __all__ = [
     "CONDITION", "DEFINITIONS", "METHOD", "PARENT_SYMBOL", "N", "Normalizer", "Unsupported",
-    "append_every_n", "backward", "beta", "check_all", "check_step", "claims", "closed_dx",
+    "append_every_n", "backward", "beta", "check_all", "claims", "closed_dx",
     "compose", "concrete_disproof", "decide", "dy", "eps", "forward_dx", "forward_param",
     "gamma", "i", "instantiate", "j", "k", "local_partial", "mu", "mu_node", "p",
     "path_families", "prove", "q", "r", "rule_equations", "s", "translate", "v", "v_node",
