@@ -152,7 +152,8 @@ def _latex(args: argparse.Namespace) -> int:
 
     n = _positive_int("--n", args.n, allow_all=True)
     if n == "all":
-        _refuse_with_all({"--expand": args.expand})
+        _refuse_with_all({"--expand": args.expand, "--d": args.d})
+    d = None if args.d is None else _positive_int("--d", args.d)
     timeout = _timeout(args.timeout)
     from .pdf import check_output
 
@@ -160,10 +161,20 @@ def _latex(args: argparse.Namespace) -> int:
     from .latex import export
 
     start = time.monotonic()
-    doc, out = export(args.output, derivation=args.derivation, n=n, expand=args.expand,
-                      timeout=timeout, fmt=args.format, model=args.model)
+    if d is None:
+        doc, out = export(args.output, derivation=args.derivation, n=n, expand=args.expand,
+                          timeout=timeout, fmt=args.format, model=args.model)
+    else:
+        from .errors import SymbnError
+
+        if args.expand:
+            raise SymbnError("--expand prints BatchNorm's Jacobian entries; drop it with --d")
+        from .latex.model import export_model
+
+        doc, out = export_model(args.output, model=args.model, derivation=args.derivation,
+                                n=n, d=d, timeout=timeout, fmt=args.format)
     failed = [r for rep in doc.reports.values() for r in rep if r.verdict != "proved"]
-    size = "every N, symbolic" if n == "all" else f"N = {n}"
+    size = "every N, symbolic" if n == "all" else f"N = {n}" + (f", D = {d}" if d else "")
     _wrote(out, f"{size}, {len(doc.equations)} equations, {len(failed)} not proved; checked "
                 f"in {doc.seconds:.1f} s, {time.monotonic() - start:.1f} s in all")
     return 1 if any(r.verdict == "disproved" for r in failed) else (3 if failed else 0)
@@ -282,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "derivation file's model, else batchnorm)")
     p.add_argument("--expand", action="store_true",
                    help="also print the results expanded in the leaves")
+    p.add_argument("--d", help="number of sets D: adds the results in matrix form along the "
+                               "model's axis, proved for N x D (models other than batchnorm)")
     p.add_argument("--timeout", help="seconds; claims left when it runs out are 'unknown'")
     p.set_defaults(run=_latex)
 

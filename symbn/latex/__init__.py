@@ -14,6 +14,9 @@ The modules, each with one responsibility:
                    the results; `build`, and `write`/`export` (what `symbn latex` does)
     batchnorm_all  the BatchNorm document for every N (`build_all`, verdicts of symbn.general)
     model          the document of any model file (`build_model`, `layout`, `figure`)
+    model_all      any model's document for every N (`build_model_all`, symbn.every_n)
+    model_matrix   a model's results in matrix form for D sets along its axis (`--d D`)
+    model_vector   one set's gradient as a matrix times df/dy, proved entry by entry
     jupyter        `report_markdown`, `report_latex` for `Report` in notebooks
 
 The PDF compiler is `symbn.pdf` (no SymPy, so the command line checks `-o` first).

@@ -32,19 +32,31 @@ F = sp.Symbol("f")
 _STEP_X, _STEP_Y = 3.6, 2.4  # cm between layers, between nodes of one layer
 
 
-def build_model(model: Model | str, derivation=None, n: int = 3,
-                timeout: float | None = None) -> Document:
-    """The LaTeX document of `model` (a Model, shipped name or path) for N = n."""
+def build_model(model: Model | str, derivation=None, n: int | str = 3,
+                timeout: float | None = None, d: int | None = None) -> Document:
+    """The LaTeX document of `model` (a Model, shipped name or path) for N = n; n="all"
+    for every N (`model_all.build_model_all`); d sets add the results in matrix form."""
     from ..models import load
-    from ..verify_model import verify_model
+    from ..verify_model import MAX_CELLS, verify_model
 
     m = model if isinstance(model, Model) else load(model)
+    if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
+        raise SymbnError(f"d must be a positive integer (the number of sets), got {d!r}; "
+                         "try d=2")
     if n == ALL:
-        raise SymbnError(f"n='all' documents the batchnorm model so far; give a size such as "
-                         f"n=3 for {m.name}")
+        if d is not None:
+            raise SymbnError("d= has no meaning with n='all', which proves one set for every "
+                             f"N; the sets are checked for a size, such as n={max(3, m.min_n)}, "
+                             "d=2")
+        from .model_all import build_model_all
+
+        return build_model_all(m, derivation, timeout=timeout)
     if isinstance(n, bool) or not isinstance(n, int) or n < max(1, m.min_n):
         raise SymbnError(f"n must be an integer >= {max(1, m.min_n)} for {m.name}, got {n!r}; "
                          f"try n={max(3, m.min_n)}")
+    if d is not None and n * d > MAX_CELLS:
+        raise SymbnError(f"n={n} with d={d} is beyond the limit of {MAX_CELLS} elements; use a "
+                         "smaller n= or d=")
     start = time.monotonic()
     deriv = _derivation(derivation, m)
     g = m.instantiate(n)
@@ -74,11 +86,41 @@ def build_model(model: Model | str, derivation=None, n: int = 3,
         reports["check"] = check(deriv, n, timeout=left())
         _steps_section(b, deriv, reports["check"])
     reports["verify"] = verify_model(m, n, timeout=left())
-    _results(b, m, reports["verify"])
+    _results(b, m, reports["verify"], d)
+    if d is not None:
+        from .model_matrix import matrix_report, matrix_section
+
+        reports["matrix"] = matrix_report(m, n, d, timeout=left())
+        matrix_section(b, m, n, d, reports["matrix"])
     title = deriv.title if deriv is not None else f"Backpropagation through {m.title}"
     source = (getattr(deriv, "source", None) if deriv is not None else None) or m.source
-    return _finish(b, reports, n, rf"model \texttt{{{escape(m.name)}}}, $N = {n}$", title,
-                   source, start)
+    size = rf"$N = {n}$" + (rf", $D = {d}$ sets" if d is not None else "")
+    return _finish(b, reports, n, rf"model \texttt{{{escape(m.name)}}}, {size}", title, source,
+                   start)
+
+
+def export_model(path, model: Model | str | None = None, derivation=None, n: int | str = 3,
+                 d: int | None = None, timeout: float | None = None, fmt: str | None = None):
+    """Check the path, build the model's document, write it: `symbn latex --model M --d D`.
+
+    The batchnorm document states its matrix form for one column and takes no d.
+
+    >>> export_model("x.tex", "batchnorm", d=2)
+    Traceback (most recent call last):
+    symbn.errors.SymbnError: d= gives the matrix form of models other than batchnorm (the batchnorm document states its own, for one column); drop d=, or give another model
+    """
+    from ..derivation import load
+    from ..pdf import check_output
+    from .batchnorm import write
+
+    check_output(path, fmt)
+    spec = load(derivation).spec if derivation not in (None, False) else None
+    if model in (None, "batchnorm") and spec is None:
+        raise SymbnError("d= gives the matrix form of models other than batchnorm (the "
+                         "batchnorm document states its own, for one column); drop d=, or "
+                         "give another model")
+    doc = build_model(model or spec, derivation=derivation, n=n, timeout=timeout, d=d)
+    return doc, write(doc, path, fmt)
 
 
 def _derivation(derivation, m: Model):
@@ -250,7 +292,7 @@ def _paths(b: _Builder, m: Model) -> None:
     b.add("\\begin{itemize}\n" + "\n".join(items) + "\n\\end{itemize}")
 
 
-def _results(b: _Builder, m: Model, report) -> None:
+def _results(b: _Builder, m: Model, report, d: int | None = None) -> None:
     from ..derivation import D
 
     b.add(r"\section{The results}")
@@ -269,5 +311,8 @@ def _results(b: _Builder, m: Model, report) -> None:
         if leaf not in m.results and any(r.id == f"forward=backward/d{leaf}" for r in report):
             b.verdict(report[f"forward=backward/d{leaf}"],
                       rf"forward = backward mode for ${b.p.partial(F, _template(m, leaf, j))}$")
-    b.add(rf"Across sets the reductions run along array axis ${m.axis}$; a leaf shared by "
-              r"the sets has the sum over the sets as its derivative.")
+    if d is None:
+        b.add(rf"These are one set's results.  Across sets the reductions run along array "
+              rf"axis ${m.axis}$; the results in matrix form, where a leaf shared by the sets "
+              r"has the sum over the sets as its derivative, are proved with "
+              rf"\texttt{{-{{}}-d 2}}.")
