@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import sympy as sp
 
-from .derivation import N
+from .derivation import Interpreter, N
 from .every_n import SymbolicModel, load_model
 from .general.normal import Unsupported
 from .graph import INDEXED_KINDS, Model
@@ -43,15 +43,17 @@ def translate(template: sp.Expr, model: Model | str = "batchnorm") -> sp.Expr:
     return tr.link(template)
 
 
-class _Translate:
-    """The links of one step as expressions of the symbolic-N model (see the module text)."""
+class _Translate(Interpreter):
+    """The links of one step as expressions of the symbolic-N model (see the module text):
+    the symbolic back-end of `symbn.derivation.Interpreter`."""
+
+    Error = Unsupported
 
     across_rows = False  # P(a[i], b[j]) of a same-row edge: refused unless where i == j
 
     def __init__(self, sm: SymbolicModel, step):
-        from . import derivation as dv
-
-        self.dv, self.sm, self.m = dv, sm, sm.m
+        super().__init__()
+        self.sm, self.m = sm, sm.m
         names = sorted({str(a) for a in step.free_indices})
         self.rows = {name: sp.Symbol(name, integer=True, positive=True) for name in names}
         self.equal: dict[sp.Symbol, sp.Symbol] = {}
@@ -73,8 +75,6 @@ class _Translate:
         self.gradient = self.m.gradient
         self.scalar_leaves = {n for n, k in self.m.leaves.items() if k not in INDEXED_KINDS}
         self.indexed_leaves = {n for n, k in self.m.leaves.items() if k in INDEXED_KINDS}
-        self.denominators: list[tuple[sp.Expr, sp.Expr]] = []
-        self.radicands: list[tuple[sp.Expr, sp.Expr]] = []
 
     # -- templates ------------------------------------------------------------------------
     def link(self, e: sp.Expr) -> sp.Expr:
@@ -96,55 +96,37 @@ class _Translate:
                 continue
             raise Unsupported(f"{t} has no symbolic-N meaning here")
 
-    def run(self, e: sp.Expr, env: dict) -> sp.Expr:
-        dv, sm = self.dv, self.sm
-        if e.is_Number:
-            return e
+    def name(self, e: sp.Expr, env: dict) -> sp.Expr:
         if isinstance(e, sp.Indexed):
             name, row = str(e.base), self.row(e.indices[0], env)
             if name in self.m.nodes:
-                return sm.element(name, row)
+                return self.sm.element(name, row)
             if name in self.indexed_leaves or name == self.gradient:
                 return sp.IndexedBase(name)[row]
             raise Unsupported(f"{e} has no symbolic-N meaning here")
-        if e.is_Symbol:
-            if e == N:
-                return N
-            if e.name in self.m.names:
-                return self.template(self.m.names[e.name].template)
-            if e.name in self.m.nodes and not self.m.nodes[e.name].element:
-                return sm.set_node(e.name)
-            if e.name in self.scalar_leaves:
-                return sp.Symbol(e.name)
-            raise Unsupported(f"{e} has no symbolic-N meaning here")
-        if isinstance(e, sp.Sum):
-            inner, limits = dict(env), []
-            for var, lower, upper in e.limits:  # innermost first
-                bound = sm.fresh()
-                inner[var.name] = bound
-                limits.append((bound, self.run(lower, env), self.run(upper, env)))
-            out = self.run(e.function, inner)
-            for limit in limits:
-                out = sp.Sum(out, limit)
-            return out
-        if isinstance(e, sp.KroneckerDelta):
-            return sp.KroneckerDelta(*[self.row(a, env) for a in e.args])
-        if isinstance(e, dv.D):
-            return self.total(*e.args, env)
-        if isinstance(e, dv.P):
-            return self.partial(*e.args, env)
-        if e.is_Pow:
-            if not e.exp.is_Rational:
-                raise Unsupported(f"a power other than rational: {e}")
-            base = self.run(e.base, env)
-            if e.exp.is_negative:  # SymPy would cancel v/v to 1: keep the divisor apart
-                self.denominators.append((e.base, base))
-            if e.exp.q == 2:
-                self.radicands.append((e.base, base))
-            return base ** e.exp
-        if e.is_Add or e.is_Mul:
-            return e.func(*[self.run(a, env) for a in e.args])
-        raise Unsupported(f"{type(e).__name__} in {e}")
+        if e == N:
+            return N
+        if e.name in self.m.names:
+            return self.template(self.m.names[e.name].template)
+        if e.name in self.m.nodes and not self.m.nodes[e.name].element:
+            return self.sm.set_node(e.name)
+        if e.name in self.scalar_leaves:
+            return sp.Symbol(e.name)
+        raise Unsupported(f"{e} has no symbolic-N meaning here")
+
+    def sum(self, e: sp.Sum, env: dict) -> sp.Expr:
+        inner, limits = dict(env), []
+        for var, lower, upper in e.limits:  # innermost first
+            bound = self.sm.fresh()
+            inner[var.name] = bound
+            limits.append((bound, self.run(lower, env), self.run(upper, env)))
+        out = self.run(e.function, inner)
+        for limit in limits:
+            out = sp.Sum(out, limit)
+        return out
+
+    def delta(self, a: sp.Symbol, b: sp.Symbol) -> sp.Expr:
+        return sp.KroneckerDelta(a, b)
 
     def template(self, t: sp.Expr) -> sp.Expr:
         """A name's template (sigma), its divisors and radicands recorded as the step's."""
@@ -169,7 +151,8 @@ class _Translate:
             return sp.Symbol(b.name)
         raise Unsupported(f"D(., {b}): only a leaf of the model is supported for symbolic N")
 
-    def total(self, a: sp.Expr, b: sp.Expr, env: dict) -> sp.Expr:
+    def total(self, e: sp.Expr, env: dict) -> sp.Expr:
+        a, b = e.args
         is_f = a.is_Symbol and a.name == "f"
         if isinstance(b, sp.Indexed) and str(b.base) == self.m.output:
             if is_f:
@@ -187,7 +170,8 @@ class _Translate:
         self.guard(inner)
         return sp.diff(inner, w)
 
-    def partial(self, child: sp.Expr, parent: sp.Expr, env: dict) -> sp.Expr:
+    def partial(self, e: sp.Expr, env: dict) -> sp.Expr:
+        child, parent = e.args
         cname = str(child.base) if isinstance(child, sp.Indexed) else str(child)
         pname = str(parent.base) if isinstance(parent, sp.Indexed) else str(parent)
         if cname not in [*self.m.nodes, "f"] or pname not in self.m.parents(cname):

@@ -44,7 +44,7 @@ Modules: `vocabulary` (limits, names, D, P, `Vocabulary`), `builder` (the whitel
 from .builder import _Builder
 from .expression import check_size, parse_expression, parse_tree
 from .files import STEP_KEYS, TOP_KEYS, Derivation, Step, load, parse, read_text, shipped
-from .interpret import _Instantiate, instantiate
+from .interpret import Interpreter, _Instantiate, instantiate
 from .util import _clip, _did_you_mean, _free_indices, _one_line
 from .vocabulary import (
     FUNCTIONS,
@@ -73,7 +73,7 @@ __all__ = [
     "BATCHNORM", "FUNCTIONS", "INDEX", "INDEXED", "MAX_CLAIM_CHARS", "MAX_DEPTH",
     "MAX_DERIVATIVE_DEPTH", "MAX_EXPONENT", "MAX_FILE_BYTES", "MAX_INTEGER", "MAX_NODES",
     "MAX_STEPS", "MAX_WEIGHT", "NAMES", "SCALARS", "STEP_KEYS", "TOP_KEYS",
-    "D", "Derivation", "N", "P", "Step", "Vocabulary", "builtin", "check_size", "instantiate", "load",
+    "D", "Derivation", "Interpreter", "N", "P", "Step", "Vocabulary", "builtin", "check_size", "instantiate", "load",
     "parse", "parse_expression", "parse_tree", "read_text", "shipped"]
 
 

@@ -41,17 +41,72 @@ def instantiate(expr: sp.Expr, bn: Graph, assignment: dict) -> sp.Expr:
     return _Instantiate(bn).run(expr, rows)
 
 
-class _Instantiate:
+class Interpreter:
+    """One walk over a derivation template with two back-ends: `_Instantiate` (a concrete N,
+    sums expanded over 1..N) and `symbn.every_n_translate._Translate` (N a symbol, sums kept
+    over fresh rows).  A back-end says what a name, a Sum, a row, D and P mean; the walk
+    records the base of every negative and half-integer power as written, because SymPy
+    cancels v/v to 1 as it builds the result and definedness is judged on these."""
+
+    Error: type[Exception] = SymbnError
+
+    def __init__(self):
+        self.denominators: list[tuple[sp.Expr, sp.Expr]] = []  # (template, interpreted)
+        self.radicands: list[tuple[sp.Expr, sp.Expr]] = []
+
+    def run(self, e: sp.Expr, env: dict) -> sp.Expr:
+        if e.is_Number:
+            return e
+        if isinstance(e, sp.Indexed) or e.is_Symbol:
+            return self.name(e, env)
+        if isinstance(e, sp.Sum):  # SymPy merges nested sums into one with several limits
+            return self.sum(e, env)
+        if isinstance(e, sp.KroneckerDelta):
+            return self.delta(*(self.row(arg, env) for arg in e.args))
+        if isinstance(e, D):
+            return self.total(e, env)
+        if isinstance(e, P):
+            return self.partial(e, env)
+        if e.is_Add or e.is_Mul:
+            return e.func(*[self.run(a, env) for a in e.args])
+        if e.is_Pow:
+            if not e.exp.is_Rational:
+                raise self.Error(f"a power other than rational: {e}")
+            base = self.run(e.base, env)
+            if e.exp.is_negative:
+                self.denominators.append((e.base, base))
+            if e.exp.q == 2:
+                self.radicands.append((e.base, base))
+            return sp.Pow(base, e.exp)
+        raise self.Error(f"cannot interpret {type(e).__name__}: {e}")
+
+    # the back-end's meanings
+    def name(self, e: sp.Expr, env: dict) -> sp.Expr:
+        raise NotImplementedError
+
+    def sum(self, e: sp.Sum, env: dict) -> sp.Expr:
+        raise NotImplementedError
+
+    def row(self, e: sp.Expr, env: dict):
+        raise NotImplementedError
+
+    def delta(self, a, b) -> sp.Expr:
+        raise NotImplementedError
+
+    def total(self, e: D, env: dict) -> sp.Expr:
+        raise NotImplementedError
+
+    def partial(self, e: P, env: dict) -> sp.Expr:
+        raise NotImplementedError
+
+
+class _Instantiate(Interpreter):
     """Template -> model expression; D and P results are remembered per row assignment."""
 
     def __init__(self, bn: Graph):
+        super().__init__()
         self.bn = bn
         self.memo: dict = {}
-        # (template, instance) of every base raised to a negative power, in the order met:
-        # SymPy cancels v/v to 1 as it builds the instance, so a side's definedness is
-        # judged on these, not on the instance
-        self.denominators: list[tuple[sp.Expr, sp.Expr]] = []
-        self.radicands: list[tuple[sp.Expr, sp.Expr]] = []  # bases of square roots, likewise
 
     def row(self, e: sp.Expr, rows: dict) -> int:
         if e.is_Integer:
@@ -64,48 +119,37 @@ class _Instantiate:
             raise SymbnError(f"row {r} is outside 1..N = {self.bn.n}")
         return r
 
-    def run(self, e: sp.Expr, rows: dict) -> sp.Expr:
-        bn = self.bn
-        if e.is_Number:
-            return e
-        if isinstance(e, sp.Indexed) or e.is_Symbol:
-            return self._name(e, rows)
-        if isinstance(e, sp.Sum):  # SymPy merges nested sums into one with several limits
-            scopes = [rows]
-            for var, lower, upper in e.limits:
-                hi = bn.n if upper == N else int(upper)
-                scopes = [{**scope, var.name: r} for scope in scopes
-                          for r in range(int(lower), hi + 1)]
-            return sp.Add(*[self.run(e.function, scope) for scope in scopes])
-        if isinstance(e, sp.KroneckerDelta):
-            a, b = (self.row(arg, rows) for arg in e.args)
-            return sp.Integer(int(a == b))
-        if isinstance(e, (D, P)):
-            key = (e, tuple(sorted(rows.items())))
-            if key not in self.memo:
-                from ..differentiate import local_partial, total_derivative
-                rule = total_derivative if isinstance(e, D) else local_partial
-                mark, root = len(self.denominators), len(self.radicands)
-                value = rule(bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
-                self.memo[key] = (value, self.denominators[mark:], self.radicands[root:])
-            else:
-                self.denominators.extend(self.memo[key][1])
-                self.radicands.extend(self.memo[key][2])
-            return self.memo[key][0]
-        if e.is_Add:
-            return sp.Add(*[self.run(a, rows) for a in e.args])
-        if e.is_Mul:
-            return sp.Mul(*[self.run(a, rows) for a in e.args])
-        if e.is_Pow:
-            base = self.run(e.base, rows)
-            if e.exp.is_negative:
-                self.denominators.append((e.base, base))
-            if e.exp.q == 2:
-                self.radicands.append((e.base, base))
-            return sp.Pow(base, e.exp)
-        raise SymbnError(f"cannot instantiate {type(e).__name__}: {e}")
+    def sum(self, e: sp.Sum, rows: dict) -> sp.Expr:
+        scopes = [rows]
+        for var, lower, upper in e.limits:
+            hi = self.bn.n if upper == N else int(upper)
+            scopes = [{**scope, var.name: r} for scope in scopes
+                      for r in range(int(lower), hi + 1)]
+        return sp.Add(*[self.run(e.function, scope) for scope in scopes])
 
-    def _name(self, e: sp.Expr, rows: dict) -> sp.Expr:
+    def delta(self, a: int, b: int) -> sp.Expr:
+        return sp.Integer(int(a == b))
+
+    def total(self, e: D, rows: dict) -> sp.Expr:
+        return self._derivative(e, rows)
+
+    def partial(self, e: P, rows: dict) -> sp.Expr:
+        return self._derivative(e, rows)
+
+    def _derivative(self, e, rows: dict) -> sp.Expr:
+        key = (e, tuple(sorted(rows.items())))
+        if key not in self.memo:
+            from ..differentiate import local_partial, total_derivative
+            rule = total_derivative if isinstance(e, D) else local_partial
+            mark, root = len(self.denominators), len(self.radicands)
+            value = rule(self.bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
+            self.memo[key] = (value, self.denominators[mark:], self.radicands[root:])
+        else:
+            self.denominators.extend(self.memo[key][1])
+            self.radicands.extend(self.memo[key][2])
+        return self.memo[key][0]
+
+    def name(self, e: sp.Expr, rows: dict) -> sp.Expr:
         """A name of a model file's vocabulary (`symbn.graph.Instance`)."""
         g = self.bn
         if isinstance(e, sp.Indexed):
