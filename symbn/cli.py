@@ -231,10 +231,10 @@ def _check_impl(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .models import load, shipped
+    from .models import describe, load, shipped
 
     if args.model is not None:
-        print(load(args.model).describe())
+        print(describe(load(args.model)))
         return 0
     names = shipped()
     width = max(map(len, names))

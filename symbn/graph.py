@@ -198,34 +198,6 @@ class Model:
         domain = f"; N >= {self.min_n}" if self.min_n > 1 else ""
         return f"{leaves} -> {nodes}; axis {self.axis}{domain}"
 
-    def describe(self) -> str:
-        """The model as `symbn models NAME` prints it: definitions, edges, paths, results."""
-        def row(name: str) -> str:
-            return f"{name}[i]" if self.indexed(name) else name
-
-        width = max(len(f"{row(n)} = {d.text}") for n, d in self.nodes.items())
-        lines = [f"{self.name}: {self.title}"] + ([f"  source: {self.source}"] * bool(self.source))
-        lines.append("  leaves: " + ", ".join(f"{row(n)} ({k})" for n, k in self.leaves.items()))
-        for k, (name, d) in enumerate(self.nodes.items()):
-            text = f"{row(name)} = {d.text}"
-            lines.append(f"  {'nodes: ' if k == 0 else ' ' * 7} {text:<{width}}   <- "
-                         + ", ".join(d.parents))
-        for name, d in self.names.items():
-            lines.append(f"  name:   {name} = {d.text}")
-        lines.append(f"  output: {self.output} (f is a function of every {self.output}[i]; "
-                     f"{self.gradient}[i] = df/d{self.output}[i]); reduction along axis "
-                     f"{self.axis}" + (f"; defined for N >= {self.min_n}" if self.min_n > 1
-                                      else ""))
-        for leaf in self.leaves:
-            paths = "; ".join(" -> ".join(p) for p in self.paths(leaf))
-            lines.append(f"  paths from {leaf}: {paths}")
-        for result in self.results.values():
-            lines.append(f"  result: {result.key} = {result.text}")
-        if not self.results:
-            lines.append("  results: none (verify proves the two modes equal and prints the "
-                         "gradient)")
-        return "\n".join(lines)
-
     def instantiate(self, n: int, d: int = 1) -> Instance:
         """The concrete graph for D sets of N elements; see `Instance`."""
         return Instance(self, n, d)

@@ -76,6 +76,39 @@ def load(name_or_path: str | Path) -> Model:
     return parse(source, str(path))
 
 
+def describe(m: Model) -> str:
+    """The model as `symbn models NAME` prints it: definitions, edges, paths, results.
+
+    >>> describe(load("rmsnorm")).splitlines()[2]
+    '  leaves: x[i] (element), gamma[i] (along), eps (positive)'
+    """
+    def row(name: str) -> str:
+        return f"{name}[i]" if m.indexed(name) else name
+
+    width = max(len(f"{row(n)} = {d.text}") for n, d in m.nodes.items())
+    lines = [f"{m.name}: {m.title}"] + ([f"  source: {m.source}"] * bool(m.source))
+    lines.append("  leaves: " + ", ".join(f"{row(n)} ({k})" for n, k in m.leaves.items()))
+    for k, (name, d) in enumerate(m.nodes.items()):
+        text = f"{row(name)} = {d.text}"
+        lines.append(f"  {'nodes: ' if k == 0 else ' ' * 7} {text:<{width}}   <- "
+                     + ", ".join(d.parents))
+    for name, d in m.names.items():
+        lines.append(f"  name:   {name} = {d.text}")
+    lines.append(f"  output: {m.output} (f is a function of every {m.output}[i]; "
+                 f"{m.gradient}[i] = df/d{m.output}[i]); reduction along axis "
+                 f"{m.axis}" + (f"; defined for N >= {m.min_n}" if m.min_n > 1
+                                  else ""))
+    for leaf in m.leaves:
+        paths = "; ".join(" -> ".join(p) for p in m.paths(leaf))
+        lines.append(f"  paths from {leaf}: {paths}")
+    for result in m.results.values():
+        lines.append(f"  result: {result.key} = {result.text}")
+    if not m.results:
+        lines.append("  results: none (verify proves the two modes equal and prints the "
+                     "gradient)")
+    return "\n".join(lines)
+
+
 def parse(source: str, path: str = "<string>") -> Model:
     """Parse model text (TOML) into a `Model`; `path` names it in errors."""
     if len(source) > MAX_FILE_BYTES:
