@@ -88,7 +88,8 @@ def prove_plan_every_n(plan: ModelPlan) -> list[str] | None:
             raise SymbnError(f"{m.name}: {r.id} is {r.verdict} for symbolic N; refusing to "
                              "write the code")
     missing = [r.id for r in claims if r.verdict != PROVED]
-    grads = ", ".join(f"d{k}" for k in plan.gradients)
+    grads = ", ".join(f"d{plan.symbols[k].name if plan.kinds[k] == 'element' else k}"
+                      for k in plan.gradients)
     outside = f"; outside the symbolic fragment: {', '.join(missing)}" if missing else ""
     return [
         (f"every N >= {m.min_n} (symbolic N, canonical form over QQ; symbn verify --model "
