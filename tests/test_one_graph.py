@@ -2,6 +2,7 @@
 remain (the derivation language's built-in vocabulary, the document's figure) must agree with
 that file, so that they cannot drift apart."""
 
+import pytest
 import sympy as sp
 
 from symbn.derivation import BATCHNORM
@@ -79,3 +80,17 @@ def test_report_and_its_jupyter_renderer_import_no_document_renderer():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+def test_figure_edges_follow_the_model_file(monkeypatch):
+    """The figure's edges are read off the model file: an edge the note has no label for
+    stops the document instead of being left out."""
+    from symbn import SymbnError, models
+    from symbn.latex import batchnorm as doc
+
+    source = models.shipped()["batchnorm"].read_text().replace(
+        'y = "gamma*xhat[i] + beta"', 'y = "gamma*xhat[i] + beta + mu"')
+    extra = models.parse(source, "batchnorm-with-mu-in-y.toml")
+    monkeypatch.setattr(models, "load", lambda name: extra)
+    with pytest.raises(SymbnError, match=r"no label for the edge\(s\) \[\('y', 'mu'\)\]"):
+        doc._edges()

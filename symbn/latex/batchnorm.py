@@ -44,21 +44,51 @@ SETUP: list[tuple[sp.Expr, sp.Expr]] = [
     (Y[i], sp.Add(GAMMA * XHAT[i], BETA, evaluate=False)),
 ]
 
-# Each edge parent -> child of the backward graph with its local partial ∂child/∂parent;
-# proved equal to differentiate.local_partial for every index assignment at the document's N.
-# x_j is a direct parent of x̂_i only when i = j, hence the Kronecker delta.
-EDGES: list[tuple[sp.Expr, sp.Expr, sp.Expr]] = [
-    (MU, X[j], 1 / N),
-    (V, X[j], 2 / N * (X[j] - MU)),
-    (V, MU, -2 * sp.Sum(X[i] - MU, (i, 1, N)) / N),
-    (XHAT[i], X[j], sp.KroneckerDelta(i, j) / SIGMA),
-    (XHAT[i], MU, -1 / SIGMA),
-    (XHAT[i], V, sp.Mul(sp.Rational(-1, 2), X[i] - MU, SIGMA ** -3)),
-    (Y[i], XHAT[i], GAMMA),
-    (Y[i], GAMMA, XHAT[i]),
-    (Y[i], BETA, sp.Integer(1)),
-    (F, Y[i], DY[i]),
-]
+# The note's label of each edge parent -> child (its local partial ∂child/∂parent), in the
+# note's order; which edges exist is read off models/batchnorm.toml (`_edges`), and each label
+# is proved equal to differentiate.local_partial for every index assignment at the document's
+# N.  x_j is a direct parent of x̂_i only when i = j, hence the Kronecker delta.
+_LABELS = {
+    ("mu", "x"): 1 / N,
+    ("v", "x"): 2 / N * (X[j] - MU),
+    ("v", "mu"): -2 * sp.Sum(X[i] - MU, (i, 1, N)) / N,
+    ("xhat", "x"): sp.KroneckerDelta(i, j) / SIGMA,
+    ("xhat", "mu"): -1 / SIGMA,
+    ("xhat", "v"): sp.Mul(sp.Rational(-1, 2), X[i] - MU, SIGMA ** -3),
+    ("y", "xhat"): GAMMA,
+    ("y", "gamma"): XHAT[i],
+    ("y", "beta"): sp.Integer(1),
+    ("f", "y"): DY[i],
+}
+
+
+def _edges() -> list[tuple[sp.Expr, sp.Expr, sp.Expr]]:
+    """(child, parent, label) of every edge of the model file's graph but the parameter eps's
+    (the note's figure leaves it out): an element node at row i, its element parents at j
+    (at i for a same-row node parent), scalars bare."""
+    from ..models import load
+
+    m = load("batchnorm")
+    pairs = [(c, p) for c, d in m.nodes.items() for p in d.parents if m.kind(p) != "positive"]
+    pairs.append(("f", m.output))
+    missing = [pair for pair in pairs if pair not in _LABELS]
+    if missing or len(pairs) != len(_LABELS):
+        raise SymbnError(f"the document's figure has no label for the edge(s) {missing} of "
+                         "models/batchnorm.toml (or labels an edge it lacks)")
+
+    def node(name: str, row) -> sp.Expr:
+        return sp.IndexedBase(name)[row] if m.indexed(name) else sp.Symbol(name)
+
+    def parent(child: str, name: str) -> sp.Expr:
+        same_row = (child == "f" or m.indexed(child)) and name in m.nodes
+        return node(name, i if same_row else j)
+
+    order = list(_LABELS)
+    return [(node(c, i) if c != "f" else F, parent(c, p), _LABELS[(c, p)])
+            for c, p in sorted(pairs, key=order.index)]
+
+
+EDGES: list[tuple[sp.Expr, sp.Expr, sp.Expr]] = _edges()
 
 
 def _assignments(exprs, n: int) -> list[dict]:
