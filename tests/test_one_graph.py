@@ -1,6 +1,6 @@
-"""BatchNorm's graph is read from models/batchnorm.toml; the few hand-written views of it that
-remain (the derivation language's built-in vocabulary, the document's figure) must agree with
-that file, so that they cannot drift apart."""
+"""BatchNorm's graph is written once, in models/batchnorm.toml: the derivation language's
+built-in vocabulary, the every-N definitions and the document's figure are read off it (the
+note's own statements of them, written here independently, must come out)."""
 
 import pytest
 import sympy as sp
