@@ -1,17 +1,11 @@
 """Derivation files for every N, about any model (`model = "layernorm"`, a user .toml, and
 BatchNorm's own `model = "batchnorm"` through its model file).
 
-Each link of a step is translated (`symbn.every_n_translate`) into an expression of `symbn.every_n.SymbolicModel`: the
-model's nodes and names composed down to the leaves, every Sum of the step over a fresh row
-(k'1, k'2, ...: alpha-conversion by construction, so no derivative, substitution or `where`
-condition on a free index reaches a bound one), free indices i, j, k as positive integer
-symbols (those a `where i == j` equates are one symbol), D(a, leaf[j]) the SymPy `diff` of
-the composed a (d x_p / d x_j = delta_pj), D(a, p) for a scalar leaf p likewise, D(f, w) the
-chain rule sum_r dy_r d y_r / d w with f arbitrary, D(f, y[i]) = P(f, y[i]) = dy[i], and
-P(a, b) the `diff` of a's template (its parents held as references, then composed) with
-respect to a direct parent b; an edge that joins one row only (y[i] <- gamma[i]) needs b's
-row to be a's row.  Anything else (a concrete row, a node or dy in a D, f outside D) is
-`unknown` with the reason.
+Each link of a step is translated by `symbn.every_n_translate` (the symbolic back-end of the
+one template interpreter): the model's nodes composed down to the leaves, every Sum over a
+fresh row (alpha-conversion by construction), D and P as SymPy `diff`s of the composed model.
+Anything it cannot read (a concrete row, a node or dy in a D, f outside D) is `unknown` with
+the reason.
 
 Deciding a link: `symbn.every_n`'s canonical form (rules R1-R3, power sums S(...) as
 indeterminates, the model's one radicand eliminated by s), with delta_ij = 0 for the pairs
@@ -28,6 +22,10 @@ Why `proved` is sound:
   N >= min_n and every row assignment `where` allows, wherever both sides are defined.
 - s = sqrt(a p + w) with p = (s^2 - w)/a is a bijection on the points where the root is
   real, as in `symbn.every_n`.
+- sqrt(t^2) is rewritten to t only where t >= 0 is proved by the sign rules (positive
+  leaves > 0, N >= 1, sums of squares >= 0), never assumed (`symbn.prove.radicals`).
+- A divisor whose canonical coefficients share a factor N - n (n >= min_n) vanishes at that N:
+  the report names it beside the concrete sizes.
 - Definedness: a divisor written in the step whose canonical form is zero under some pattern
   of equal free indices makes the step `unknown` (undefined for every N), as does a radicand
   negative by the proved sign rules; the other divisors and radicands are signed with
