@@ -1,8 +1,9 @@
 """The `symbn` command line: argument parsing only, one library call per subcommand.
 
 Exit codes: 0 all proved (or success), 1 something disproved, 2 bad input or usage,
-3 undecided (unknown) with nothing disproved, 4 internal error (a defect in symbn, never a
-verdict), 130 interrupted, 141 the reader of standard output went away (`| head`).
+3 undecided (unknown, or check-impl's consistent) with nothing disproved, 4 internal error
+(a defect in symbn, never a verdict), 130 interrupted, 141 the reader of standard output went
+away (`| head`).
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def _check_impl(args: argparse.Namespace) -> int:
 
     function = load_function(args.function)
     report = check_impl(function, model=args.model or "batchnorm", n=n, d=d,
-                        signature=args.signature, timeout=timeout or 60.0)
+                        signature=args.signature, timeout=timeout or 60.0, arrays=args.arrays)
     return _emit(report, args.json)
 
 
@@ -314,7 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
         "breaks it", description="Imports PATH and runs FUNC: it is your own code, run like a "
         "test (derivation and model files are never executed). FUNC is called once on NumPy "
         "arrays of exact symbolic numbers; every returned gradient is proved equal to the "
-        "model's derivative for this N and D, or refuted with an exact batch.")
+        "model's derivative for this N and D, or refuted with an exact batch. Code that leaves "
+        "exact arithmetic (float buffers, math.sqrt, np.float32, compiled or PyTorch code) is "
+        "run in float64 at exact points instead: 'consistent' (agreement within rounding, exit "
+        "3, never a proof) or disproved with the batch. Exit codes: 0 proved, 1 disproved, "
+        "2 error, 3 consistent or unknown.")
     p.add_argument("function", metavar="PATH:FUNC", help="a .py file and a function in it")
     p.add_argument("--model", help="a shipped model or a .toml model file (default batchnorm)")
     p.add_argument("--n", default="3", help="elements per set N (default 3)")
@@ -323,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signature", help='the function\'s arguments and results, e.g. "dy, x, '
                                        'w, eps -> dx, dw, db" (default per model)')
     p.add_argument("--timeout", help="seconds for the call and the proofs (default 60)")
+    p.add_argument("--arrays", choices=["numpy", "torch"],
+                   help="numpy, or torch to call FUNC with torch.float64 tensors (never proved); "
+                        "default: numpy, torch when the exact trace fails on code using torch")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(run=_check_impl)
 

@@ -16,8 +16,9 @@ from .notation import name_latex, value_latex
 
 # the verdicts, as `symbn.report` writes them (this module is imported by it, not the reverse)
 PROVED, DISPROVED, UNKNOWN, PROBABLE = "proved", "disproved", "unknown", "probable"
+CONSISTENT = "consistent"  # check-impl's agreement within rounding: not a proof
 
-_MD_MARKS = {PROVED: "✓", PROBABLE: "✓", DISPROVED: "✗", UNKNOWN: "?"}
+_MD_MARKS = {PROVED: "✓", PROBABLE: "✓", CONSISTENT: "≈", DISPROVED: "✗", UNKNOWN: "?"}
 
 
 def report_markdown(report) -> str:
@@ -48,8 +49,8 @@ def report_latex(report) -> str:
     """A report as a display-math array (MathJax renders it in Jupyter)."""
     rows = []
     for r in report:
-        mark = {PROVED: r"\checkmark", PROBABLE: r"\checkmark", DISPROVED: r"\times"}.get(
-            r.verdict, "?")
+        mark = {PROVED: r"\checkmark", PROBABLE: r"\checkmark", CONSISTENT: r"\approx",
+                DISPROVED: r"\times"}.get(r.verdict, "?")
         row = rf"{mark} & \texttt{{{_tt(r.id)}}} & \text{{{r.verdict}}}"
         if r.witness:
             point = r.witness.get("point", {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .prove import DISPROVED, PROBABLE, PROVED, UNKNOWN
+from .prove import CONSISTENT, DISPROVED, PROBABLE, PROVED, UNKNOWN
 
 
 @dataclass
@@ -63,7 +63,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 all proved (or probable); 1 something disproved; 3 unknown, nothing disproved."""
+        """0 all proved (or probable); 1 something disproved; 3 unknown (or consistent),
+        nothing disproved."""
         if any(r.verdict == DISPROVED for r in self.results):
             return 1
         return 0 if self.ok else 3
@@ -90,7 +91,8 @@ class Report:
     def __str__(self) -> str:
         width = max([len(r.id) for r in self.results] + [5])
         lines = [self.title, ""]
-        lines += [f"  {r.id:<{width}}  {r.verdict:<9}  {r.seconds:7.3f}s  {r.method}"
+        wide = max([len(r.verdict) for r in self.results] + [9])  # 10 with "consistent"
+        lines += [f"  {r.id:<{width}}  {r.verdict:<{wide}}  {r.seconds:7.3f}s  {r.method}"
                   + (f"  ({r.note})" if r.note else "") for r in self.results]
         for r in self.results:
             if r.witness:
@@ -99,7 +101,7 @@ class Report:
                 lines += [f"    {k} = {v}" for k, v in r.witness.get("point", {}).items()]
         lines += [""] * bool(self.notes) + [f"  {n}" for n in self.notes]
         counts = {v: sum(r.verdict == v for r in self.results)
-                  for v in (PROVED, PROBABLE, DISPROVED, UNKNOWN)}
+                  for v in (PROVED, PROBABLE, CONSISTENT, DISPROVED, UNKNOWN)}
         lines += ["", "  " + ", ".join(f"{k} {v}" for k, v in counts.items() if v)]
         return "\n".join(lines)
 

@@ -72,8 +72,8 @@ def test_report_and_its_jupyter_renderer_import_no_document_renderer():
     import sys
 
     code = ("import sys, symbn.report as r, symbn.jupyter as j, symbn.prove as p; "
-            "assert (j.PROVED, j.DISPROVED, j.UNKNOWN, j.PROBABLE) == "
-            "(p.PROVED, p.DISPROVED, p.UNKNOWN, p.PROBABLE); "
+            "assert (j.PROVED, j.DISPROVED, j.UNKNOWN, j.PROBABLE, j.CONSISTENT) == "
+            "(p.PROVED, p.DISPROVED, p.UNKNOWN, p.PROBABLE, p.CONSISTENT); "
             "r.Report('t', [])._repr_markdown_(); "
             "bad = [m for m in sys.modules if m.startswith(('symbn.latex', 'symbn.verify', "
             "'symbn.check', 'symbn.general'))]; assert not bad, bad")

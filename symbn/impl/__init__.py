@@ -10,9 +10,15 @@ by `symbn.prove.Algebra`: `proved` (for that N and D), `disproved` with an exact
 (`float.as_integer_ratio`), so `0.5 *`, `** -1.5` and `1e-5` stay exact.
 
 Where the code leaves exact arithmetic (a float buffer, `float()`, `math.sqrt`, a comparison
-that would branch on a value) the trace stops there and every output is `unknown`, naming
-the operation and the line.  A function that raises, returns the wrong things or does not
-return within the budget is a one-line `SymbnError` naming it.
+that would branch on a value) the trace stops there, naming the operation and the line, and
+route 2 (`symbn.impl.floats`) runs the function in float64 at exact dyadic points: each entry
+is compared with the closed form enclosed in interval arithmetic against the rounding error
+a correct implementation can have there: `consistent` (never proved, exit 3), `disproved`
+with the point, or `unknown`.  The same happens where the trace raises (a dtype check, a
+compiled routine).  PyTorch code (route 4: `arrays="torch"`, or detected where the trace
+fails on a function that refers to torch) is run with torch.float64 tensors the same way.
+A function that raises, returns the wrong things or does not return within the budget is a
+one-line `SymbnError` naming it.
 
 Layout (the model's axis): batchnorm-like models (axis 0) take x, dy of shape (N, D) and
 set leaves (gamma, beta) of shape (D,); row models (axis -1: layernorm, rmsnorm) take x, dy
@@ -30,9 +36,10 @@ of shape (D, N) and along leaves of shape (N,); scalar leaves (eps) are scalars.
 
 from .check import MAX_TABLE_CELLS, ROUTE_EXACT, ImplReport, check_impl
 from .exact import Exact, LeftExact, exact_number
+from .floats import ROUTE_FLOAT, ROUTE_TORCH, points, uses_torch
 from .load import load_function
 from .signature import Signature, backward_inputs, default_signature, parse_signature
 
-__all__ = ["MAX_TABLE_CELLS", "ROUTE_EXACT", "Exact", "ImplReport", "LeftExact", "Signature",
-           "backward_inputs", "check_impl", "default_signature", "exact_number",
-           "load_function", "parse_signature"]
+__all__ = ["MAX_TABLE_CELLS", "ROUTE_EXACT", "ROUTE_FLOAT", "ROUTE_TORCH", "Exact", "ImplReport",
+           "LeftExact", "Signature", "backward_inputs", "check_impl", "default_signature",
+           "exact_number", "load_function", "parse_signature", "points", "uses_torch"]

@@ -22,8 +22,18 @@ import sympy as sp
 from ..errors import SymbnError
 from ..graph import Instance, Model
 from ..prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, alarm
+from ..prove.interface import CONSISTENT
 from ..report import Report, Result
 from .exact import _TRACE, Exact, _ours, exact_number
+from .floats import (
+    BOUND_FACTOR,
+    DISPROOF_MARGIN,
+    POINTS,
+    ROUTE_FLOAT,
+    ROUTE_TORCH,
+    route2,
+    uses_torch,
+)
 from .load import _one_line
 from .signature import Signature, parse_signature
 
@@ -77,7 +87,7 @@ class ImplReport(Report):
     """A `Report` whose text ends with each disproof's batch as code to paste into a test."""
 
     def __str__(self) -> str:
-        keep = ("entry", "implementation", "true")
+        keep = ("entry", "implementation", "true", "entries", "error")
         plain = [Result(r.id, r.verdict, r.method, r.seconds,
                         {k: v for k, v in r.witness.items() if k in keep} if r.witness
                         else None, r.note) for r in self.results]
@@ -88,12 +98,17 @@ class ImplReport(Report):
 
 
 def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3, d: int = 2,
-               signature: str | None = None, timeout: float | None = 60.0) -> Report:
+               signature: str | None = None, timeout: float | None = 60.0,
+               arrays: str | None = None) -> Report:
     """Decide `function`'s outputs against the model's derivative at N = n, D = d.
 
-    Runs `function` (the user's own code) once on object arrays of exact scalars; returns a
+    Runs `function` (the user's own code) on object arrays of exact scalars; returns a
     `Report` with one result per output gradient: proved, disproved (witness: the entry,
-    both values, the point, and a table to paste into a test) or unknown.
+    both values, the point, and a table to paste into a test) or unknown.  Where the code
+    leaves exact arithmetic it is run in float64 at exact points instead (route 2,
+    `symbn.impl.floats`): consistent (never proved), disproved or unknown.  `arrays`:
+    None (NumPy, or PyTorch where the exact trace fails on code that clearly uses torch),
+    "numpy", or "torch" (route 4: torch.float64 tensors, never proved).
 
     >>> def wrong(dy, x, gamma, eps):  # keeps only the Jacobian's diagonal
     ...     xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)
@@ -104,6 +119,8 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     """
     from ..models import load
 
+    if arrays not in (None, "numpy", "torch"):
+        raise SymbnError(f"arrays={arrays!r}: give 'numpy', 'torch' or None (automatic)")
     m = model if isinstance(model, Model) else load(model)
     g = m.instantiate(n, d)
     sig = parse_signature(signature, m)
@@ -111,22 +128,30 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     layouts = {leaf: _layout(g, leaf) for leaf in {*sig.inputs, *sig.outputs}}
-    args = [_array(*layouts[leaf], lambda s: Exact(s)) for leaf in sig.inputs]
-    returned, printed, stopped = _call(function, name, args, deadline, timeout)
     info = {"function": name, "model": m.name, "n": n, "d": d, "route": ROUTE_EXACT,
             "signature": str(sig)}
     title = f"symbn check-impl: {name} against {m.title}, N = {n}, D = {d}"
     notes = [(f"signature {sig}: arguments {', '.join(sig.inputs)}; outputs "
               f"{', '.join('d' + o for o in sig.outputs)}"),
              f"layout: {_describe_layout(g, sig)}"]
-    if printed:
-        lines = printed.rstrip("\n").count("\n") + 1
-        notes.append(f"{name} printed {lines} line{'s' * (lines > 1)} (captured)")
-    if stopped is not None:
-        notes.append("the exact trace stopped: " + stopped + "; evaluating in floating point "
-                     "(route 2) is not available yet")
-        results = [Result(f"d{o}", UNKNOWN, ROUTE_EXACT, time.monotonic() - start,
-                          note="the code left exact arithmetic") for o in sig.outputs]
+    stopped = failed = None
+    if arrays != "torch":
+        args = [_array(*layouts[leaf], lambda s: Exact(s)) for leaf in sig.inputs]
+        returned, printed, stopped, failed = _call(function, name, args, deadline, timeout)
+        if printed:
+            lines = printed.rstrip("\n").count("\n") + 1
+            notes.append(f"{name} printed {lines} line{'s' * (lines > 1)} (captured)")
+    if arrays == "torch" or stopped is not None or failed is not None:
+        torch = arrays == "torch" or (arrays is None and uses_torch(function))
+        if stopped is not None:
+            notes.append(f"the exact trace stopped: {stopped}")
+        elif failed is not None:
+            notes.append(f"the exact trace could not run: {failed}")
+        info["route"] = ROUTE_TORCH if torch else ROUTE_FLOAT
+        results = route2(function, name, g, sig, deadline, timeout,
+                         "torch" if torch else "numpy")
+        notes.append(_float_note(torch))
+        info["seconds"] = round(time.monotonic() - start, 3)
         return ImplReport(title, results, info, notes)
     entries = _entries(returned, sig, layouts, name)
     alg = Algebra(g)
@@ -136,6 +161,9 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     if rounded and any(r.verdict == DISPROVED for r in results):
         results = _rounding(function, name, args, g, alg, sig, layouts, results, rounded,
                             deadline, timeout)
+        if any(r.verdict == CONSISTENT for r in results):
+            info["route"] = f"{ROUTE_EXACT}, {ROUTE_FLOAT}"
+            notes.append(_float_note(False))
     info["seconds"] = round(time.monotonic() - start, 3)
     notes.append("proved means: the code's outputs equal the model's derivative as exact "
                  f"functions of the leaves at N = {n}, D = {d} (floats read as the reals they "
@@ -143,33 +171,51 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     return ImplReport(title, results, info, notes)
 
 
+def _float_note(torch: bool) -> str:
+    return (f"route {4 if torch else 2}: called with "
+            f"{'torch.float64 tensors' if torch else 'float64 NumPy arrays'} at {POINTS} exact "
+            "dyadic points and compared with the closed form enclosed in interval arithmetic; "
+            f"consistent means every entry within {BOUND_FACTOR} u (E + |v|) of the exact v (u = "
+            "2^-53, E the closed form's first-order rounding coefficient), never a proof; "
+            f"disproved means off by more than {DISPROOF_MARGIN} times that bound at u = 2^-24")
+
+
 def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, deadline,
               timeout) -> list[Result]:
     """A disproof that only the rounding of a computed float (1.0/3 for 1/3) explains is
     not reported: the function is traced again with each such float read as the simplest
-    rational it rounds; an output proved then is `unknown`, never `disproved`."""
+    rational it rounds; an output proved then is decided by route 2 (consistent, disproved
+    or unknown), never `disproved` by the trace."""
     floats = ", ".join(f"{f!r} (read as {q.numerator}/{q.denominator} in the re-run)"
                        for f, q in list(rounded.items())[:4])
     _TRACE.intended = True
     try:
-        again, _, stopped = _call(function, name, args, deadline, timeout)
+        again, _, stopped, failed = _call(function, name, args, deadline, timeout)
     finally:
         _TRACE.intended = False
-    if stopped is not None:
+    if stopped is not None or failed is not None:
         return results
     entries = _entries(again, sig, layouts, name)
-    out = []
+    redo = []
     for r in results:
-        leaf = r.id[1:]
         if r.verdict == DISPROVED:
-            second = _decide(g, alg, sig, leaf, layouts, entries[leaf], deadline)
+            second = _decide(g, alg, sig, r.id[1:], layouts, entries[r.id[1:]], deadline)
             if second.verdict == PROVED:
-                r = Result(r.id, UNKNOWN, r.method, r.seconds + second.seconds,
-                           note=f"disproved only through the rounding of the float(s) "
-                                f"{floats}: with them read as those rationals it is proved; "
-                                "rounding is route 2's (not available yet)")
+                redo.append(r.id[1:])
             else:
                 r.note = "; ".join(filter(None, [r.note, f"floats read exactly: {floats}"]))
+    if not redo:
+        return results
+    floated = {r.id: r for r in route2(function, name, g, sig, deadline, timeout, "numpy",
+                                        redo)}
+    out = []
+    for r in results:
+        if r.id in floated:
+            f = floated[r.id]
+            r = Result(r.id, f.verdict, f"{r.method}; {f.method}", r.seconds + f.seconds,
+                       f.witness, note=f"the exact trace differs only through the rounding of "
+                       f"the float(s) {floats} (with them read as those rationals it is "
+                       f"proved); in floating point: {f.note}")
         out.append(r)
     return out
 
@@ -181,7 +227,8 @@ def _describe_layout(g: Instance, sig: Signature) -> str:
 
 
 def _call(function, name, args, deadline, timeout):
-    """(returned, printed text, why the trace stopped or None); route-3 errors raised."""
+    """(returned, printed text, why the trace stopped or None, what it raised or None); a
+    call past the budget is a one-line error."""
     _TRACE.first = None
     _TRACE.rounded = {}
     buffer = io.StringIO()
@@ -194,13 +241,13 @@ def _call(function, name, args, deadline, timeout):
                          "raise timeout= or use a smaller n)") from None
     except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code may raise anything
         if _TRACE.first is not None:
-            return None, buffer.getvalue(), _TRACE.first
-        raise SymbnError(f"{name} raised {type(err).__name__}: {_one_line(err)}"
-                         f"{_where(err)} (called with NumPy object arrays of exact "
-                         "scalars)") from None
+            return None, buffer.getvalue(), _TRACE.first, None
+        return None, buffer.getvalue(), None, (f"{name} raised {type(err).__name__}: "
+                                               f"{_one_line(err)}{_where(err)} (called with "
+                                               "NumPy object arrays of exact scalars)")
     if _TRACE.first is not None:  # refused inside the function but caught there
-        return None, buffer.getvalue(), _TRACE.first
-    return returned, buffer.getvalue(), None
+        return None, buffer.getvalue(), _TRACE.first, None
+    return returned, buffer.getvalue(), None, None
 
 
 def _where(err: BaseException) -> str:

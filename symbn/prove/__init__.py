@@ -106,6 +106,7 @@ from .budget import MAX_PRODUCT_BYTES, MAX_TERM_PRODUCTS, Budget, alarm
 from .budget import _times as _times
 from .definedness import _finite as _finite
 from .interface import (
+    CONSISTENT,
     DISPROVED,
     METHOD_EXACT,
     METHOD_RADICAL,
@@ -124,7 +125,7 @@ from .rational import _degree as _degree
 from .witness import positive_sample, root_above
 
 __all__ = [
-    "DISPROVED", "MAX_PRODUCT_BYTES", "MAX_TERM_PRODUCTS", "METHOD_EXACT", "METHOD_RADICAL",
+    "CONSISTENT", "DISPROVED", "MAX_PRODUCT_BYTES", "MAX_TERM_PRODUCTS", "METHOD_EXACT", "METHOD_RADICAL",
     "METHOD_RANDOM", "METHOD_ROOTS", "METHOD_SEPARATED", "PROBABLE", "PROVED", "UNKNOWN",
     "Algebra", "Budget", "Model", "Outcome", "RandomTester", "alarm", "coefficients",
     "linear_in", "positive_sample", "root_above", "unit_coefficient",

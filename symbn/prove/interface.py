@@ -16,6 +16,7 @@ from typing import Protocol
 import sympy as sp
 
 PROVED, DISPROVED, UNKNOWN, PROBABLE = "proved", "disproved", "unknown", "probable"
+CONSISTENT = "consistent"  # check-impl's floating-point agreement: never a proof (exit 3)
 METHOD_EXACT = "exact"
 METHOD_RADICAL = "exact, eps = s^2 - w"
 METHOD_SEPARATED = "exact point, interval-certified"

@@ -1,0 +1,351 @@
+"""Routes 2 and 4 of `check_impl`: the function in floating point at exact points.
+
+Where the exact trace cannot run (the code makes a float buffer, calls `math.sqrt`,
+`np.float32`, a compiled routine, or is PyTorch code), the function is called in float64
+(NumPy arrays, or `torch.float64` tensors for route 4) at `POINTS` points whose every leaf
+is a small dyadic rational, exactly representable (x and dy multiples of 1/4, gamma a
+non-trivial ±k/4, eps >= 1/8 so that the point is well conditioned).  Each returned entry
+is compared with the model's closed form at that point, enclosed rigorously
+(`symbn.impl.enclose`), against the rounding error a correct implementation may have there:
+
+    bound(u) = BOUND_FACTOR * u * (E + |v|)
+
+with v the exact value, E the first-order rounding coefficient of the closed form
+(`enclose`) and u the unit roundoff (2^-53 for float64; the returned dtype's if coarser).
+Per output:
+
+- `consistent` (never `proved`): every entry at every point within bound(u), u = 2^-53 or
+  the returned dtype's (2^-24 for float32 outputs);
+- `disproved`: some entry off by more than DISPROOF_MARGIN * bound(2^-24) = 2^35 * the float64
+  bound, so that even a correct implementation rounding to float32 somewhere is never
+  disproved; the witness names the point, the entries, both values and a pasteable table;
+- `unknown` in between (within bound(2^-24) of float64 outputs: noted as what a float32
+  intermediate would explain), or where the closed form could not be enclosed.
+
+>>> import numpy as np
+>>> def f(dy, x, gamma, eps):  # a float buffer: the exact trace stops at the assignment
+...     out = np.zeros(x.shape)
+...     out[:] = dy.sum(axis=0)
+...     return out
+>>> from symbn.models import load
+>>> g = load("batchnorm").instantiate(2, 1)
+>>> from symbn.impl.signature import parse_signature
+>>> sig = parse_signature("dy, x, gamma, eps -> dx", g.model)
+>>> route2(f, "f", g, sig, None, 10.0)[0].verdict
+'disproved'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import math
+import random
+import sys
+import time
+import types
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+from ..errors import SymbnError
+from ..prove import DISPROVED, UNKNOWN, Budget, alarm
+from ..prove.interface import CONSISTENT
+from ..report import Result
+from .enclose import PRECISION, Encloser, NotEnclosed, _precision, interval_of
+
+ROUTE_FLOAT = "float64 at exact points"
+ROUTE_TORCH = "torch.float64 at exact points"
+POINTS = 3
+BOUND_FACTOR = 64  # an equivalent formula in another order, pairwise sums, E[x^2] - mu^2
+DISPROOF_MARGIN = 64  # times the float32 bound: 2^35 times the float64 one
+U64, U32 = 2.0 ** -53, 2.0 ** -24
+MAX_LISTED = 8
+
+
+def points(g, k: int = POINTS) -> list[dict]:
+    """k points {leaf symbol: Fraction} of small dyadic rationals, the same for the same
+    model and sizes.
+
+    >>> from symbn.models import load
+    >>> p = points(load("batchnorm").instantiate(2, 1))
+    >>> len(p), all(q.denominator in (1, 2, 4, 8) for q in p[0].values())
+    (3, True)
+    """
+    from .check import _layout
+
+    m = g.model
+    rng = random.Random(f"symbn check-impl {m.name} {g.n} {g.d}")
+    out = []
+    for _ in range(k):
+        point: dict = {}
+        for name in [m.gradient, *m.leaves]:
+            kind = "element" if name == m.gradient else m.kind(name)
+            for symbol, _, _ in _layout(g, name)[1].values():
+                if kind == "positive":
+                    q = Fraction(rng.choice((1, 2, 3, 4)), 8)
+                elif name == m.gradient:
+                    q = Fraction(rng.choice([k for k in range(-8, 9) if k]), 4)
+                elif kind == "element":
+                    q = Fraction(rng.randint(-12, 12), 4)
+                else:  # gamma, beta: non-zero, not +-1
+                    q = Fraction(rng.choice((-1, 1)) * rng.choice((2, 3, 5, 6, 7)), 4)
+                point[symbol] = q
+        out.append(point)
+    return out
+
+
+def uses_torch(function) -> bool:
+    """Whether `function` is clearly PyTorch code: torch is imported and the function (or a
+    module-level function or class it names) refers to torch.
+
+    >>> uses_torch(len)
+    False
+    """
+    if "torch" not in sys.modules:
+        return False
+    if _is_torch(function) or _is_torch(type(function)):  # a torch callable, an nn.Module
+        return True
+    seen: set = set()
+
+    def refers(f, depth: int) -> bool:
+        f = inspect.unwrap(f) if callable(f) else f
+        code = getattr(f, "__code__", None)
+        if code is None or id(f) in seen or depth > 3:
+            return False
+        seen.add(id(f))
+        scope = getattr(f, "__globals__", {})
+        for name in _names(code):
+            value = scope.get(name)
+            if value is None:
+                continue
+            if _is_torch(value):
+                return True
+            if isinstance(value, type):
+                if any(refers(v, depth + 1) for v in vars(value).values()
+                       if isinstance(v, (types.FunctionType, staticmethod, classmethod))
+                       for v in [getattr(v, "__func__", v)]):
+                    return True
+            elif isinstance(value, types.FunctionType) and refers(value, depth + 1):
+                return True
+        return False
+    return refers(function, 0)
+
+
+def _names(code) -> set:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _is_torch(value) -> bool:
+    if isinstance(value, types.ModuleType):
+        return value.__name__.split(".")[0] == "torch"
+    if isinstance(value, type):
+        return any(c.__module__.split(".")[0] == "torch" for c in value.__mro__)
+    return str(getattr(value, "__module__", None) or "").split(".")[0] == "torch"
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as err:
+        raise SymbnError(f"arrays='torch' needs PyTorch, which cannot be imported ({err}); "
+                         "install torch or pass NumPy code") from None
+    return torch
+
+
+def route2(function, name: str, g, sig, deadline: float | None, timeout: float | None,
+           arrays: str = "numpy", leaves=None) -> list[Result]:
+    """One `Result` per output in `leaves` (default all of the signature's): consistent,
+    disproved or unknown, from the function's values at `points(g)`."""
+    from .check import _layout, _truth
+
+    start = time.monotonic()
+    torch = _torch() if arrays == "torch" else None
+    leaves = list(sig.outputs if leaves is None else leaves)
+    layouts = {leaf: _layout(g, leaf) for leaf in {*sig.inputs, *sig.outputs}}
+    truths: dict = {}
+    state = {leaf: _Verdict() for leaf in leaves}
+    for k, point in enumerate(points(g)):
+        args = [_float_array(*layouts[leaf], point, torch) for leaf in sig.inputs]
+        returned = _call_float(function, name, args, deadline, timeout, arrays)
+        outputs = _outputs(returned, sig, layouts, name, torch)
+        enc = Encloser(g, point)
+        try:
+            with alarm(deadline):
+                for leaf in leaves:
+                    values, u_out = outputs[leaf]
+                    for index, cell in layouts[leaf][1].items():
+                        if (leaf, index) not in truths:
+                            truths[leaf, index] = _truth(g, leaf, cell)
+                        state[leaf].compare(k, point, leaf, index, float(values[index]),
+                                            enc, truths[leaf, index], u_out)
+        except Budget:
+            for v in state.values():
+                v.unfinished = f"the time budget ran out at point {k + 1}"
+            break
+    route = ROUTE_TORCH if arrays == "torch" else ROUTE_FLOAT
+    seconds = time.monotonic() - start
+    return [state[leaf].result(g, sig, leaf, layouts, route, seconds) for leaf in leaves]
+
+
+def _float_array(shape, cells, point, torch):
+    if shape == ():
+        return float(point[cells[()][0]])  # scalars (eps) as Python floats
+    a = np.empty(shape, dtype=np.float64)
+    for index, (symbol, _, _) in cells.items():
+        a[index] = float(point[symbol])  # dyadic: exact
+    return torch.tensor(a, dtype=torch.float64) if torch is not None else a
+
+
+def _call_float(function, name, args, deadline, timeout, arrays):
+    from .check import _where
+
+    what = "torch.float64 tensors" if arrays == "torch" else "float64 NumPy arrays"
+    try:
+        with alarm(deadline), contextlib.redirect_stdout(io.StringIO()):
+            return function(*args)
+    except Budget:
+        raise SymbnError(f"{name} did not return within the budget of {timeout:g} s (called "
+                         f"with {what}); raise timeout= or use a smaller n") from None
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code may raise anything
+        from .load import _one_line
+
+        raise SymbnError(f"{name} raised {type(err).__name__}: {_one_line(err)}{_where(err)} "
+                         f"(called with {what})") from None
+
+
+def _outputs(returned, sig, layouts, name, torch) -> dict:
+    """{leaf: (float64 array, unit roundoff of the returned dtype)}, or a one-line error."""
+    k = len(sig.outputs)
+    if k == 1 and not isinstance(returned, (tuple, list)):
+        returned = (returned,)
+    if not isinstance(returned, (tuple, list)) or len(returned) != k:
+        got = "None" if returned is None else type(returned).__name__ + \
+            (f" of {len(returned)}" if isinstance(returned, (tuple, list)) else "")
+        raise SymbnError(f"{name} returned {got}; the signature '{sig}' expects {k} "
+                         f"output{'s' * (k > 1)}")
+    out = {}
+    for leaf, value in zip(sig.outputs, returned):
+        shape = layouts[leaf][0]
+        if value is None:
+            raise SymbnError(f"{name} returned None for d{leaf}; expected shape {shape}")
+        u = 0.0
+        if hasattr(value, "detach") and type(value).__module__.startswith("torch"):
+            import torch as t  # only reached with a tensor in hand
+
+            if value.dtype.is_floating_point:
+                u = float(t.finfo(value.dtype).eps) / 2
+            value = value.detach().to(t.float64).cpu().numpy()
+        a = np.asarray(value)
+        if a.dtype.kind == "f":
+            u = float(np.finfo(a.dtype).eps) / 2
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError):
+            raise SymbnError(f"{name} returned d{leaf} of dtype {a.dtype}; expected real "
+                             "numbers") from None
+        if a.shape != shape:
+            raise SymbnError(f"{name} returned d{leaf} of shape {a.shape}; expected {shape} "
+                             f"(signature '{sig}')")
+        out[leaf] = (a, u)
+    return out
+
+
+class _Verdict:
+    """The comparisons of one output: the worst error relative to the float64 bound, the
+    first disproof, and why an entry could not be compared."""
+
+    def __init__(self):
+        self.worst = 0.0  # max error / bound(float64)
+        self.single = False  # some entry needed the float32 bound
+        self.beyond = None  # (ratio, label, point number, margin): short of a disproof
+        self.disproof = None  # (point number, point, [(label, index, impl, value, err,
+        #                        bound, threshold)])
+        self.skipped = None
+        self.unfinished = None
+        self.count = 0
+        self.u = U64  # the returned dtype's unit roundoff, if coarser
+
+    def compare(self, k, point, leaf, index, impl, enc, truth, u_out) -> None:
+        from .check import _label
+
+        if self.disproof is not None and self.disproof[0] != k:
+            return
+        try:
+            value, e = enc.enclose(truth)
+        except NotEnclosed as err:
+            self.skipped = self.skipped or f"{_label(leaf, index)} at point {k + 1}: {err}"
+            return
+        self.count += 1
+        u_work, u_loose = max(U64, u_out), max(U32, u_out)
+        self.u = max(self.u, u_work)
+        with _precision():  # decisions on rigorous interval bounds; floats only to print
+            bound = BOUND_FACTOR * u_work * e
+            loose = BOUND_FACTOR * u_loose * e
+            threshold = DISPROOF_MARGIN * loose
+            gap = abs(interval_of(Fraction(impl)) - value) if np.isfinite(impl) else None
+            if gap is None or (gap.a > threshold) is True:
+                if self.disproof is None:
+                    self.disproof = (k, point, [])
+                err = float("inf") if gap is None else float(gap.a.a)
+                self.disproof[2].append((_label(leaf, index), index, impl, value, err,
+                                         float(bound.b), float(threshold.b)))
+                return
+            within, within_loose = (gap.b <= bound) is True, (gap.b <= loose) is True
+            ratio = float((gap.b / bound).b) if (bound > 0) is True else \
+                (0.0 if within else float("inf"))
+        self.worst = max(self.worst, ratio)
+        if not within:
+            if within_loose:
+                self.single = True
+            elif self.beyond is None or ratio > self.beyond[0]:
+                margin = DISPROOF_MARGIN * u_loose / u_work
+                self.beyond = (ratio, _label(leaf, index), k + 1, margin)
+
+    def result(self, g, sig, leaf, layouts, route, seconds) -> Result:
+        if self.disproof is not None:
+            return self._disproved(g, sig, leaf, layouts, route, seconds)
+        why = self.unfinished or self.skipped
+        if self.beyond is not None:
+            ratio, label, k, margin = self.beyond
+            why = (f"{label} at point {k} is off by {ratio:.3g} times the rounding bound: "
+                   "more than a correct implementation's rounding, less than the margin of a "
+                   f"disproof ({margin:.3g} times)")
+        if why is not None:
+            return Result(f"d{leaf}", UNKNOWN, route, seconds, note=why)
+        kind = "float64" if self.u == U64 else f"u = 2^{math.log2(self.u):.0f} (the returned dtype's)"
+        if self.single:
+            return Result(f"d{leaf}", UNKNOWN, route, seconds, note=(
+                f"off by up to {self.worst:.3g} times the float64 rounding bound, within the "
+                "float32 one: right if the code rounds to float32 somewhere (return float32 "
+                "arrays to be checked at that precision), or slightly wrong"))
+        return Result(f"d{leaf}", CONSISTENT, route, seconds, note=(
+            f"{POINTS} points, {self.count} comparisons: error at most {self.worst:.2g} times "
+            f"the {kind} rounding bound"))
+
+    def _disproved(self, g, sig, leaf, layouts, route, seconds) -> Result:
+        from .check import _witness
+
+        k, point, wrong = self.disproof
+        # the witness: the entry furthest beyond its threshold at the first point that fails
+        label, index, impl, value, err, bound, threshold = max(wrong, key=lambda w: w[4] / w[6])
+        with mpmath.mp.workprec(PRECISION):
+            exact = mpmath.nstr(mpmath.mpf(value.mid), 17)
+        found = {"point": {str(s): str(q) for s, q in point.items()},
+                 "lhs": repr(impl), "rhs": exact}
+        witness = _witness(g, sig, leaf, index, layouts, None, found)
+        labels = [w[0] for w in wrong]
+        listed = ", ".join(labels[:MAX_LISTED]) + (", ..." if len(labels) > MAX_LISTED else "")
+        witness = {"entry": label, "implementation": repr(impl), "true": exact,
+                   "entries": f"{len(labels)} of {len(layouts[leaf][1])} wrong: {listed}",
+                   "error": f"{err:.3g} (a correct implementation's rounding: at most "
+                            f"{bound:.3g}; disproved beyond {threshold:.3g})",
+                   **{key: v for key, v in witness.items() if key in ("point", "table")}}
+        return Result(f"d{leaf}", DISPROVED, route, seconds, witness,
+                      note=f"{label} at point {k + 1} of {POINTS}")

@@ -1,0 +1,304 @@
+"""check-impl routes 2 and 4: code that leaves exact arithmetic (float buffers, np.float32,
+math.sqrt, compiled or PyTorch code), run in floating point at exact points.
+
+Every disproof's witness is re-checked independently: the user's function is called again in
+plain float64 (NumPy, or torch.float64 tensors) at the witness batch and compared with a
+50-digit mpmath evaluation of the closed form written by hand in test_check_impl._truth.
+`consistent` is re-checked the same way at every point route 2 used.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from test_check_impl import _point
+from test_check_impl import _truth as mp_truth
+
+from symbn.errors import SymbnError
+from symbn.impl import check_impl
+from symbn.impl.check import _layout, _truth
+from symbn.impl.enclose import enclose
+from symbn.impl.floats import points, uses_torch
+from symbn.impl.signature import parse_signature
+from symbn.models import load
+from symbn.testing import assert_backward
+
+IMPLS = Path(__file__).parent / "impls"
+sys.path.insert(0, str(IMPLS))
+import bad_float
+import bn_right
+import floaty
+
+sys.path.remove(str(IMPLS))
+
+LN_SIG = "dy, x, w, eps -> dx, dw, db"
+DX = "dy, x, gamma, eps -> dx"
+VERDICT = {"p": "proved", "d": "disproved", "u": "unknown", "c": "consistent"}
+
+# (function, model, n, d, signature, verdicts: c consistent, d disproved, u unknown)
+CASES = [
+    (floaty.bn_buffer_loops, "batchnorm", 3, 2, None, "ccc"),
+    (floaty.bn_buffer_loops, "batchnorm", 5, 3, None, "ccc"),
+    (floaty.bn_float32, "batchnorm", 3, 2, None, "ccc"),
+    (floaty.bn_float32_inside, "batchnorm", 3, 2, None, "uuc"),
+    (floaty.bn_dtype_checked, "batchnorm", 3, 2, None, "ccc"),
+    (floaty.bn_naive_variance, "batchnorm", 4, 2, None, "ccc"),
+    (floaty.bn_slightly_off, "batchnorm", 3, 2, None, "ucc"),
+    (floaty.bn_diagonal_buffer, "batchnorm", 3, 2, DX, "d"),
+    (floaty.bn_sigma_math_sqrt, "batchnorm", 3, 2, DX, "d"),
+    (floaty.bn_ddof1_buffer, "batchnorm", 3, 2, None, "ddc"),
+    (floaty.bn_ddof1_buffer, "batchnorm-unbiased", 3, 2, None, "dcc"),
+    (floaty.bn_half_buffer, "batchnorm", 2, 2, None, "ccc"),
+    (floaty.bn_half_buffer, "batchnorm", 3, 2, None, "dcc"),
+    (floaty.ln_einsum_buffer, "layernorm", 3, 2, LN_SIG, "ccc"),
+    (floaty.ln_scale_shape0_buffer, "layernorm", 3, 2, LN_SIG, "dcc"),
+    (floaty.ln_scale_shape0_buffer, "layernorm", 3, 3, LN_SIG, "ccc"),
+    (floaty.ln_dgamma_wrong_axis_buffer, "layernorm", 3, 3, LN_SIG, "cdc"),
+    (floaty.rms_rows_math_sqrt, "rmsnorm", 3, 2, None, "cc"),
+    (floaty.rms_gamma_wrong_factor_buffer, "rmsnorm", 3, 2, None, "dc"),
+]
+
+
+def _ids(cases):
+    return [f"{c[0].__name__}-{c[1]}-n{c[2]}d{c[3]}" for c in cases]
+
+
+@pytest.mark.parametrize("function, model, n, d, signature, expected", CASES, ids=_ids(CASES))
+def test_route_2_verdicts_and_witnesses(function, model, n, d, signature, expected):
+    report = check_impl(function, model, n=n, d=d, signature=signature)
+    got = "".join(r.verdict[0] for r in report)
+    assert got == expected, f"{function.__name__} on {model}:\n{report}"
+    assert report.info["route"] == "float64 at exact points"
+    assert not report.ok and report.exit_code == (1 if "d" in expected else 3)
+    _recheck_all(function, model, n, d, signature, report, torch=False)
+
+
+# -- the independent re-checks ---------------------------------------------------------------
+def _call(function, model, n, d, point, torch):
+    """The user's function in plain float64 at a point {"x[1,2]": "3/4", ...}: outputs as
+    float64 NumPy arrays in the default signature's order."""
+    dy, x, gamma, eps = _point(model, n, d, point)
+    fl = np.vectorize(float, otypes=[float])
+    args = [fl(dy), fl(x), fl(gamma)]
+    if torch:
+        import torch as t
+
+        args = [t.tensor(a, dtype=t.float64) for a in args]
+    out = function(*args, float(eps))
+    out = out if isinstance(out, tuple) else (out,)
+    return [np.asarray(o.detach().numpy() if hasattr(o, "detach") else o, dtype=float)
+            for o in out], (dy, x, gamma, eps)
+
+
+def _recheck_all(function, model, n, d, signature, report, torch):
+    sig = parse_signature(signature, load(model))
+    for r in report:
+        leaf = r.id[1:]
+        if r.verdict == "disproved":
+            w = r.witness
+            out, leaves = _call(function, model, n, d, w["point"], torch)
+            got = out[sig.outputs.index(leaf)]
+            index = tuple(int(k) for k in w["entry"].partition("[")[2].rstrip("]").split(",")
+                          if k)
+            a, b = float(got[index]), mp_truth(model, *leaves)[leaf][index]
+            assert repr(a) == w["implementation"]  # the same value, called again
+            assert abs(mpmath.mpf(w["true"]) - b) < 1e-15 * (1 + abs(b))
+            assert abs(a - b) > 1e-4 * (1 + abs(b)), f"{w['entry']}: {a} vs {b}: no real gap"
+            scope: dict = {}
+            exec(w["table"], scope)  # noqa: S102 - symbn's own table, pasted as a user would
+            expected = next(v for k, v in scope.items() if k.startswith("expected_"))
+            assert abs(float(np.asarray(expected, dtype=float)[index]) - float(b)) < 1e-9
+        elif r.verdict == "consistent":
+            # at every point route 2 used, every entry agrees with 50-digit mpmath to a
+            # relative 1e-12 (float32 outputs: 1e-5)
+            tol = 1e-5 if function is floaty.bn_float32 else 1e-12
+            g = load(model).instantiate(n, d)
+            for point in points(g):
+                text = {str(s): str(q) for s, q in point.items()}
+                out, leaves = _call(function, model, n, d, text, torch)
+                got = out[sig.outputs.index(leaf)]
+                true = mp_truth(model, *leaves)[leaf]
+                scale = 1 + max(abs(float(v)) for v in np.ravel(true))
+                worst = max(abs(float(a) - float(b)) for a, b in zip(np.ravel(got),
+                                                                      np.ravel(true)))
+                assert worst < tol * scale, f"{r.id}: consistent but off by {worst}"
+
+
+# -- the points and the enclosure ------------------------------------------------------------
+def test_points_are_exact_and_well_conditioned():
+    for model in ("batchnorm", "layernorm", "rmsnorm"):
+        g = load(model).instantiate(4, 3)
+        ps = points(g)
+        assert ps == points(g) and len(ps) == 3  # deterministic
+        for p in ps:
+            assert set(p) == set(g.leaves)
+            for s, q in p.items():
+                assert q.denominator in (1, 2, 4, 8) and abs(q) <= 3  # dyadic, exact in float
+                assert Fraction(float(q)) == q
+                name = str(s).partition("[")[0]
+                if name == "eps":
+                    assert q >= Fraction(1, 8)
+                if name in ("gamma", "dy"):
+                    assert q != 0 and (name == "dy" or abs(q) != 1)
+
+
+@pytest.mark.parametrize("model", ["batchnorm", "layernorm", "rmsnorm"])
+def test_enclosure_contains_the_50_digit_value(model):
+    n, d = 3, 2
+    g = load(model).instantiate(n, d)
+    sig = parse_signature(None, load(model))
+    for point in points(g):
+        text = {str(s): str(q) for s, q in point.items()}
+        truth = mp_truth(model, *_point(model, n, d, text))
+        for leaf in sig.outputs:
+            for index, cell in _layout(g, leaf)[1].items():
+                value, e = enclose(g, _truth(g, leaf, cell), point)
+                b = truth[leaf][index]
+                assert value.a <= b <= value.b and value.delta < 1e-40
+                assert e >= abs(b)  # the rounding coefficient is at least the value
+
+
+# -- consistent is never proved ----------------------------------------------------------------
+def test_consistent_is_not_ok_and_exits_3(tmp_path):
+    report = check_impl(floaty.bn_buffer_loops)
+    data = json.loads(report.to_json())
+    assert [r["verdict"] for r in data["results"]] == ["consistent"] * 3 and not data["ok"]
+    assert "consistent 3" in str(report) and "proved" not in str(report).split("\n")[-1]
+    with pytest.raises(AssertionError, match="allow_consistent=True"):
+        assert_backward(floaty.bn_buffer_loops)
+    assert_backward(floaty.bn_buffer_loops, allow_consistent=True)
+    with pytest.raises(AssertionError, match="disproved"):
+        assert_backward(floaty.bn_diagonal_buffer, signature=DX, allow_consistent=True)
+
+
+def test_exact_code_is_still_proved_with_arrays_numpy():
+    report = check_impl(bn_right.batchnorm_backward, arrays="numpy")
+    assert [r.verdict for r in report] == ["proved"] * 3
+    with pytest.raises(SymbnError, match="arrays='jax'"):
+        check_impl(bn_right.batchnorm_backward, arrays="jax")
+
+
+@pytest.mark.parametrize("function, message", [
+    (bad_float.buffer_wrong_shape, r"returned dx of shape \(2, 3\); expected \(3, 2\)"),
+    (bad_float.buffer_returns_string, "returned dgamma of dtype <U6; expected real numbers"),
+    (bad_float.buffer_raises, ("buffer_raises raised ValueError: shapes do not broadcast at "
+                               ".*bad_float.py:.*float64 NumPy arrays")),
+    (bad_float.buffer_sleeps, "buffer_sleeps did not return within the budget of 1 s"),
+])
+def test_bad_functions_in_floating_point_are_one_line_errors(function, message):
+    with pytest.raises(SymbnError, match=message) as err:
+        check_impl(function, timeout=1)
+    assert "\n" not in str(err.value)
+
+
+def test_a_compiled_routine_goes_to_route_2():
+    pytest.importorskip("numba", reason="numba is not installed")
+    sys.path.insert(0, str(IMPLS))
+    try:
+        import compiled
+    finally:
+        sys.path.remove(str(IMPLS))
+    report = check_impl(compiled.bn_numba)
+    assert [r.verdict for r in report] == ["consistent"] * 3
+    assert any("exact trace could not run: bn_numba raised TypingError" in n
+               for n in report.notes)
+    _recheck_all(compiled.bn_numba, "batchnorm", 3, 2, None, report, torch=False)
+
+
+def test_uses_torch_is_false_for_numpy_code():
+    assert not uses_torch(floaty.bn_buffer_loops) and not uses_torch(bn_right.batchnorm_backward)
+
+
+def test_numpy_routes_never_import_torch():
+    code = ("import sys; sys.path.insert(0, 'tests/impls'); import floaty; "
+            "from symbn.impl import check_impl; "
+            "r = check_impl(floaty.bn_buffer_loops); "
+            "print(r.info['route'], 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent, timeout=120)
+    assert run.stdout.strip() == "float64 at exact points False", run.stderr
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "symbn", "check-impl", *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(IMPLS.parent.parent)})
+
+
+def test_cli_route_2_exit_codes():
+    run = _cli(f"{IMPLS / 'floaty.py'}:bn_buffer_loops", "--json")
+    assert run.returncode == 3, run.stderr
+    data = json.loads(run.stdout)
+    assert {r["verdict"] for r in data["results"]} == {"consistent"}
+    run = _cli(f"{IMPLS / 'floaty.py'}:bn_diagonal_buffer", "--signature", DX)
+    assert run.returncode == 1 and "expected_dx = np.array" in run.stdout
+    run = _cli(f"{IMPLS / 'bad_float.py'}:buffer_raises")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1
+    assert "buffer_raises raised ValueError" in run.stderr
+
+
+# -- route 4: PyTorch --------------------------------------------------------------------------
+TORCH_CASES = [
+    ("bn_backward", "batchnorm", 3, 2, None, "torch", "ccc"),
+    ("bn_backward", "batchnorm", 3, 2, None, None, "ccc"),  # detected
+    ("bn_diagonal", "batchnorm", 3, 2, DX, None, "d"),
+    ("ln_autograd", "layernorm", 3, 2, LN_SIG, "torch", "ccc"),
+    ("ln_autograd", "layernorm", 4, 3, LN_SIG, None, "ccc"),
+    ("ln_autograd_wrong_axis", "layernorm", 3, 3, LN_SIG, None, "cdc"),
+    ("rms_from_numpy", "rmsnorm", 3, 2, None, None, "cc"),
+]
+
+
+@pytest.mark.parametrize("name, model, n, d, signature, arrays, expected", TORCH_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[5]}" for c in TORCH_CASES])
+def test_route_4_torch(name, model, n, d, signature, arrays, expected):
+    pytest.importorskip("torch", reason="PyTorch is not installed: route 4 is untested")
+    sys.path.insert(0, str(IMPLS))
+    try:
+        import torch_impls
+    finally:
+        sys.path.remove(str(IMPLS))
+    function = getattr(torch_impls, name)
+    assert uses_torch(function) and uses_torch(torch_impls.torch.nn.Linear(2, 2))
+    report = check_impl(function, model, n=n, d=d, signature=signature, arrays=arrays)
+    got = "".join(r.verdict[0] for r in report)
+    assert got == expected, str(report)
+    assert report.info["route"] == "torch.float64 at exact points"
+    assert "proved" not in {r.verdict for r in report}
+    _recheck_all(function, model, n, d, signature, report, torch=True)
+    if "d" not in expected:
+        assert_backward(function, model=model, n=n, d=d, signature=signature, arrays=arrays)
+
+
+def test_arrays_torch_without_torch_is_a_one_line_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    with pytest.raises(SymbnError, match="arrays='torch' needs PyTorch") as err:
+        check_impl(floaty.bn_buffer_loops, arrays="torch")
+    assert "\n" not in str(err.value)
+    assert not uses_torch(floaty.bn_buffer_loops)
+
+
+def test_cli_route_4_torch():
+    pytest.importorskip("torch", reason="PyTorch is not installed: route 4 is untested")
+    run = _cli(f"{IMPLS / 'torch_impls.py'}:bn_diagonal", "--arrays", "torch", "--signature",
+               DX, "--json")
+    assert run.returncode == 1, run.stderr
+    assert json.loads(run.stdout)["results"][0]["verdict"] == "disproved"
+
+
+def test_enclosure_refuses_what_it_cannot_enclose():
+    from symbn.impl.enclose import NotEnclosed
+
+    g = load("batchnorm").instantiate(2, 1)
+    x1 = g.leaves[0]
+    with pytest.raises(NotEnclosed, match="exp"):
+        enclose(g, sp.exp(x1), {x1: 1})
+    with pytest.raises(NotEnclosed, match="square root"):
+        enclose(g, sp.sqrt(x1), {x1: -1})
