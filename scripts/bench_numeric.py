@@ -13,11 +13,12 @@ and with out= on one thread), a straightforward ("textbook") hand-written NumPy 
 torch CPU forward+backward and backward only (2 threads), and a memory-bandwidth floor
 (1.5 x the time of np.copyto of one array: reading X and dY and writing dX is 1.5 copies).
 
---model layernorm / rmsnorm: the NumPy module generated from the model (reduction along the
-last axis, X of shape (rows, N)).  Accuracy: max|err| / max|ref| of dX (and dgamma, dbeta)
-against a 40-digit mpmath evaluation of the textbook gradient (written out here) on 8 rows of
-N = 256, for the generated module and torch.  Speed as above, for the generated backward
-(allocating), torch layer_norm / rms_norm forward+backward and backward only, and the floor;
+--model layernorm / rmsnorm: the NumPy and numba modules generated from the model (reduction
+along the last axis, X of shape (rows, N)).  Accuracy: max|err| / max|ref| of dX (and dgamma,
+dbeta) against a 40-digit mpmath evaluation of the textbook gradient (written out here) on 8
+rows of N = 256, for the generated modules and torch.  Speed as above, for the generated
+NumPy backward (allocating), the numba backward (allocating, and with out=), torch
+layer_norm / rms_norm forward+backward and backward only, and the floor;
 shapes (rows, N) = (4096, 1024), (32768, 256), (256, 4096), or with --small a quarter of the
 rows: (1024, 1024), (8192, 256), (64, 4096).  Tables in Markdown.
 
@@ -291,8 +292,9 @@ def md_table(head, rows) -> None:
     print()
 
 
-def model_precision(model: str, backward) -> bool:
-    """Markdown table of max|err| / max|ref| against mpmath; True if the dX targets hold."""
+def model_precision(model: str, backward, fused=None) -> bool:
+    """Markdown table of max|err| / max|ref| against mpmath; True if the dX targets hold
+    (for the NumPy module and, if given, the numba module's backward `fused`)."""
     rows, ok = [], True
     shape = (8, 256)
     names = GRADS[model]
@@ -301,29 +303,37 @@ def model_precision(model: str, backward) -> bool:
             dY, X, gamma = inputs(kind, dtype, shape)
             ref = mpmath_row_backward(model, dY, X, gamma)
             row = [kind, np.dtype(dtype).name]
-            for got in (backward(dY, X, gamma, EPS), torch_model_backward(model, dY, X, gamma)):
-                errs = [relerr(a, r) for a, r in zip(got, ref)]
+            runs = [backward] + [fused] * (fused is not None)
+            got = [fn(dY, X, gamma, EPS) for fn in runs]
+            got.append(torch_model_backward(model, dY, X, gamma))
+            for grads in got:
+                errs = [relerr(a, r) for a, r in zip(grads, ref)]
                 row += [f"{errs[0]:.1e}", " / ".join(f"{e:.1e}" for e in errs[1:])]
             target = 1e-5 if dtype == np.float32 else 1e-13
             if kind == "hard":
-                ok = ok and float(row[2]) <= target
+                ok = ok and all(float(row[k]) <= target for k in range(2, 2 * len(runs) + 1, 2))
             rows.append(row + [f"{target:.0e}"])
     print(f"**{model}: precision**, max|err| / max|ref| against 40-digit mpmath on the same "
           f"rounded inputs, {shape[0]} rows x N = {shape[1]}; normal: X ~ N(0, 1), "
           "hard: X = 1e4 + N(0, 1e-2); dY, gamma ~ N(0, 1); eps = 1e-5")
     print()
-    md_table(["inputs", "dtype", "generated dX", f"generated {' / '.join(names[1:])}",
-              "torch dX", f"torch {' / '.join(names[1:])}", "dX target"], rows)
+    rest = " / ".join(names[1:])
+    head = ["inputs", "dtype", "numpy dX", f"numpy {rest}"]
+    head += ["numba dX", f"numba {rest}"] * (fused is not None)
+    md_table(head + ["torch dX", f"torch {rest}", "dX target"], rows)
     return ok
 
 
-def model_speed(model: str, backward, repeats: int, shapes, torch_threads: int = 2) -> bool:
-    """Markdown table of medians and ratios; True if generated <= 2 x torch f+b everywhere."""
+def model_speed(model: str, backward, repeats: int, shapes, torch_threads: int = 2,
+                fused=None) -> list[bool]:
+    """Markdown table of medians and ratios; [numpy <= 2 x torch f+b everywhere] and, with
+    the numba backward `fused`, [numba < torch f+b, numba+out <= 2 x floor everywhere]."""
     import torch
 
     torch.set_num_threads(torch_threads)
-    names = ["generated", "torch f+b", "torch bwd", "floor"]
-    rows, ok = [], True
+    names = ["numpy"] + ["numba", "numba+out"] * (fused is not None) + \
+        ["torch f+b", "torch bwd", "floor"]
+    rows, ok, fast, floor = [], True, True, True
     for dtype in (np.float32, np.float64):
         for shape in shapes:
             dY, X, gamma = inputs("normal", dtype, shape)
@@ -338,45 +348,65 @@ def model_speed(model: str, backward, repeats: int, shapes, torch_threads: int =
             def torch_bwd(y=y_kept, leaves=leaves, tdy=tdy):
                 torch.autograd.grad(y, leaves, tdy, retain_graph=True)
 
-            runs = {"generated": lambda a=(dY, X, gamma, EPS): backward(*a),
-                    "torch f+b": torch_fwd_bwd, "torch bwd": torch_bwd,
-                    "copy": lambda s=scratch, a=X: np.copyto(s, a)}
+            runs = {"numpy": lambda a=(dY, X, gamma, EPS): backward(*a)}
+            if fused is not None:
+                out = np.empty_like(X)
+                runs["numba"] = lambda a=(dY, X, gamma, EPS): fused(*a)
+                runs["numba+out"] = lambda a=(dY, X, gamma, EPS), o=out: fused(*a, out=o)
+            runs.update({"torch f+b": torch_fwd_bwd, "torch bwd": torch_bwd,
+                         "copy": lambda s=scratch, a=X: np.copyto(s, a)})
             ms = interleaved_medians(runs, repeats)
-            vs_torch = ms["generated"] / ms["torch f+b"]
+            vs_torch = ms["numpy"] / ms["torch f+b"]
             ok = ok and vs_torch <= 2
+            ratios = [vs_torch, ms["numpy"] / ms["floor"]]
+            if fused is not None:
+                ratios += [ms["numba"] / ms["torch f+b"], ms["numba+out"] / ms["floor"]]
+                fast, floor = fast and ratios[2] < 1, floor and ratios[3] <= 2
             rows.append([f"{shape[0]} x {shape[1]}", np.dtype(dtype).name]
-                        + [f"{ms[n]:.3f}" for n in names]
-                        + [f"{vs_torch:.2f}", f"{ms['generated'] / ms['torch bwd']:.2f}",
-                           f"{ms['generated'] / ms['floor']:.2f}"])
+                        + [f"{ms[n]:.3f}" for n in names] + [f"{r:.2f}" for r in ratios])
     print(f"**{model}: speed**, median ms of {repeats} interleaved repeats after 3 warm-up "
-          f"rounds; generated = `{model}_backward` (allocating); torch "
+          f"rounds; numpy, numba = the generated `{model}_backward` (allocating; numba+out: "
+          "with out=, numba on 2 threads from 2**17 elements on); torch "
           f"`{'layer_norm' if model == 'layernorm' else 'rms_norm'}` on "
           f"{torch.get_num_threads()} thread(s), f+b = forward + autograd.grad, bwd = "
           "autograd.grad(retain_graph=True) of a kept forward; floor = 1.5 x np.copyto(X)")
     print()
-    md_table(["rows x N", "dtype", "ms generated", "ms torch f+b", "ms torch bwd", "ms floor",
-              "generated / torch f+b", "generated / torch bwd", "generated / floor"], rows)
-    return ok
+    head = ["numpy / torch f+b", "numpy / floor"]
+    head += ["numba / torch f+b", "numba+out / floor"] * (fused is not None)
+    md_table(["rows x N", "dtype"] + [f"ms {n}" for n in names] + head, rows)
+    return [ok] + [fast, floor] * (fused is not None)
 
 
 def run_model(model: str, args) -> int:
     if import_torch() is None:
         return 1
     print()
+    fused = None
     with tempfile.TemporaryDirectory() as tmp:
         gen = load_generated("numpy", tmp, model)
+        try:
+            import numba
+
+            fused = getattr(load_generated("numba", tmp, model), f"{model}_backward")
+            numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+            print(f"numba {numba.__version__}")
+        except ImportError:
+            print("numba not installed: the fused target is skipped")
     backward = getattr(gen, f"{model}_backward")
     if not args.skip_precision:
-        ok = model_precision(model, backward)
+        ok = model_precision(model, backward, fused)
         print(f"precision target (hard inputs, generated dX: float32 <= 1e-5, float64 <= "
               f"1e-13): {'holds' if ok else 'MISSED'}")
         print()
     if not args.skip_speed:
         start = time.perf_counter()
-        ok = model_speed(model, backward, args.repeats,
-                         MODEL_SHAPES_SMALL if args.small else MODEL_SHAPES, args.torch_threads)
-        print(f"speed target (generated <= 2 x torch f+b, every row): "
-              f"{'holds' if ok else 'MISSED'}  ({time.perf_counter() - start:.0f} s)")
+        oks = model_speed(model, backward, args.repeats,
+                          MODEL_SHAPES_SMALL if args.small else MODEL_SHAPES,
+                          args.torch_threads, fused)
+        names = ["numpy <= 2 x torch f+b", "numba < torch f+b", "numba+out <= 2 x floor"]
+        print("speed targets, every row: " + ", ".join(
+            f"{n}: {'holds' if k else 'MISSED'}" for n, k in zip(names, oks))
+            + f"  ({time.perf_counter() - start:.0f} s)")
         print()
     return 0
 

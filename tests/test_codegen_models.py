@@ -147,6 +147,8 @@ def test_generated_module_imports_without_sympy(files, kind):
 
 
 @pytest.mark.parametrize("name", ["symbn.codegen.model_plan", "symbn.codegen.model_numpy",
+                                  "symbn.codegen.model_terms", "symbn.codegen.model_vector",
+                                  "symbn.codegen.model_numba",
                                   "symbn.codegen.model_unrolled", "symbn.codegen.plan",
                                   "symbn.codegen.emit_numpy", "symbn.codegen.unrolled"])
 def test_submodule_docstring_examples(name):
@@ -463,6 +465,34 @@ axis = -1
 '''
 
 
+# y = gamma*sqrt(x): element-wise, but not a polynomial in x (NumPy target only)
+ROOT = '''
+name = "root-scale"
+title = "Square root with a learned scale"
+
+[leaves]
+x = "element"
+gamma = "along"
+
+[nodes]
+y = "gamma[i]*sqrt(x[i])"
+
+[model]
+output = "y"
+axis = -1
+
+[results]
+"D(f, x[j])" = "gamma[j]*dy[j]/(2*sqrt(x[j]))"
+"D(f, gamma[j])" = "dy[j]*sqrt(x[j])"
+'''
+
+
+def test_non_polynomial_model_keeps_the_numpy_target():
+    text = codegen.generate("numpy", model=parse(ROOT, "r"))
+    assert "def root_scale_backward(dY, X, gamma, eps" not in text
+    assert "def root_scale_backward(dY, X, gamma):" in text
+
+
 def test_user_model_file(tmp_path):
     path = tmp_path / "centred.toml"
     path.write_text(USER)
@@ -506,8 +536,9 @@ def test_terms_not_of_the_shape_are_refused(case, result, message):
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: codegen.generate("numba", model="layernorm"),
-     "the numba target covers batchnorm so far, not layernorm; use target='numpy'"),
+    (lambda: codegen.generate("numba", model=parse(ROOT, "r")),
+     (r"root-scale: the numba target needs every output linear in products of the element "
+      r"arrays \(per-set coefficients times monomials\); use target='numpy'")),
     (lambda: codegen.generate("numpy", model=parse(USER.replace("axis = -1", "axis = 1"), "u")),
      r"u: \[model\] axis = 1; the NumPy target reduces along axis 0 \(N, D\) or -1"),
     (lambda: codegen.generate("numpy", model=parse(USER.replace(

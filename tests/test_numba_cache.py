@@ -154,3 +154,37 @@ def test_nowhere_to_write_a_cache_warns_once_and_computes(source, tmp_path):
     assert "set NUMBA_CACHE_DIR to a writable directory" in warning
     dX = np.array(report["results"]["backward:float64"][0])
     assert dX.shape == (37, 5) and np.allclose(dX.sum(axis=0), 0, atol=1e-12)  # rows sum to 0
+
+
+# the row models' numba module (layernorm): kernels and the sums helpers from the cache
+ROW_CHILD = r"""
+import json, os, sys
+import numpy
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+import ln_cached as m
+m.PARALLEL_MIN = None
+X, dY = numpy.random.default_rng(0).standard_normal((2, 3, 17))
+dX, dg, db = m.layernorm_backward(dY, X, numpy.ones(17))
+print(json.dumps({"dX": dX.tolist(), "stats": {k: [sum(getattr(m, k).stats.cache_hits.values()),
+    sum(getattr(m, k).stats.cache_misses.values())] for k in ("_backward_serial",
+    "_backward_sums", "_total")}}))
+"""
+
+
+def test_row_model_kernels_come_from_the_cache(tmp_path):
+    path = tmp_path / "ln_cached.py"
+    path.write_text(codegen.generate("numba", model="layernorm"))
+    environ = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    runs = []
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", ROW_CHILD, str(path)], capture_output=True,
+                             text=True, env=environ, timeout=300)
+        assert run.returncode == 0, run.stderr
+        runs.append(json.loads(run.stdout))
+    first, second = runs
+    assert first["stats"] == {"_backward_serial": [0, 1], "_backward_sums": [0, 1],
+                              "_total": [0, 1]}
+    # the cached kernel carries its helpers' machine code: nothing compiles, nothing misses
+    assert second["stats"] == {"_backward_serial": [1, 0], "_backward_sums": [0, 0],
+                               "_total": [0, 0]}
+    assert first["dX"] == second["dX"]

@@ -21,12 +21,18 @@ header records both.
 
 Any other model (`generate(model="layernorm")`, a model file's path, or a `symbn.graph.Model`)
 is planned from its model file instead (`model_plan`: the templates read as per-set sums
-along the model's axis, proved at N = min_n..6 against its [results]; `model_numpy` writes
-the module, `model_unrolled` the unrolled one and `lambdify_backward(n, model=...)`).  The
-numba target covers BatchNorm only so far.
+along the model's axis, proved at N = min_n..6 against its [results]).  `model_terms`
+rewrites that plan as per-set coefficients times monomials of the element arrays (the
+linear plan, proved in its place); `model_vector` writes the NumPy module from it (blocks of
+sets, scratch buffers, the elements in the input dtype) and `model_numba` the fused numba
+loops; a plan with no linear form (sqrt(X), ...) is written as planned by `model_numpy`
+(NumPy only).  `model_unrolled` writes the unrolled module and `lambdify_backward(n,
+model=...)`.  Every NumPy module also takes object arrays of exact scalars, computing in
+object arithmetic (N as a fraction), which `symbn check-impl` traces.
 
 Modules: plan (BatchNorm's plan and proofs), emit_numpy, emit_numba, unrolled (BatchNorm's
-module texts), model_plan, model_numpy, model_unrolled (any model).
+module texts), model_plan, model_terms, model_vector, model_numba, model_numpy,
+model_unrolled (any model).
 
 >>> source = generate("numpy")
 >>> "import numpy" in source and "sympy" not in source.split('\"\"\"', 2)[2]
@@ -105,7 +111,7 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
     for `model` (a `symbn.graph.Model`, a shipped model's name or a model file's path;
     default batchnorm).
 
-    >>> "def layernorm_backward(dY, X, gamma, eps=1e-5):" in generate(model="layernorm")
+    >>> "def layernorm_backward(dY, X, gamma, eps=1e-5, out=None):" in generate(model="layernorm")
     True
     """
     if target not in TARGETS:
@@ -127,14 +133,24 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
     if n is not None:
         raise SymbnError("n= applies only with unrolled=True; the vectorised module takes any N")
     if layer is not None:
-        if target != "numpy":
-            raise SymbnError(f"the numba target covers batchnorm so far, not {layer.name}; "
-                             "use target='numpy'")
         from .model_numpy import numpy_module
         from .model_plan import model_plan, prove_model_plan
+        from .model_terms import linear_plan
+        from .model_vector import vector_module
 
         plan = model_plan(layer)
-        return numpy_module(plan, prove_model_plan(plan))
+        linear = linear_plan(plan)
+        if linear is None and target == "numba":
+            raise SymbnError(f"{layer.name}: the numba target needs every output linear in "
+                             "products of the element arrays (per-set coefficients times "
+                             "monomials); use target='numpy'")
+        if linear is None:  # not linear in the element arrays: the plan as written
+            return numpy_module(plan, prove_model_plan(plan))
+        if target == "numba":
+            from .model_numba import numba_module
+
+            return numba_module(linear, prove_model_plan(linear.plan))
+        return vector_module(linear, prove_model_plan(linear.plan))
     all_plans = plans()
     if target == "numpy":  # the fused plan is the numba kernel's; prove what is written
         del all_plans["fused"]

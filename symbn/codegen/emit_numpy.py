@@ -31,6 +31,12 @@ class BatchPrinter(NumPyPrinter):
             return "numpy.einsum('ij,ij->j', {}, {})".format(*map(self._print, factors))
         return f"numpy.sum({self._print(arg)}, axis=0)"
 
+    def _print_Pow(self, expr, rational=False):
+        """1/N, not N**(-1.0): with N a fraction (exact scalars) it stays exact."""
+        if expr.exp == -1 and expr.base.is_Symbol:
+            return f"1/{self._print(expr.base)}"
+        return super()._print_Pow(expr, rational=rational)
+
 
 class ScalarPrinter(PythonCodePrinter):
     """Scalar Python (`math`) printer for the bodies of fused loops.
@@ -130,8 +136,43 @@ def _version() -> str:
     return __version__
 
 
+# The NumPy module also takes object arrays of exact scalars (symbn check-impl's trace):
+# object arithmetic throughout, N a fraction, nothing converted to float.
+_EXACT = {
+    "    if a.dtype not in (numpy.float32, numpy.float64):\n":
+        "    if a.dtype not in (numpy.float32, numpy.float64, object):\n",
+    "use float32 or float64\")": "use float32 or float64 \"\n"
+                                    "                         \"(or object for exact scalars)\")",
+    "like).astype(numpy.float64)\n    return (*arrays, gamma, _check_eps(eps), dtype)":
+        "like).astype(_wide(dtype))\n"
+        "    return (*arrays, gamma, eps if dtype == object else _check_eps(eps), dtype)",
+    "\n\ndef _out(": """
+
+def _wide(dtype):
+    \"\"\"float64, or object for exact scalars.\"\"\"
+    return object if dtype == object else numpy.float64
+
+
+def _count(X):
+    \"\"\"N: a fraction for exact scalars, so that 1/N stays exact.\"\"\"
+    return fractions.Fraction(X.shape[0]) if X.dtype == object else X.shape[0]
+
+
+def _out(""",
+}
+
+
+def _exact_checks() -> str:
+    text = _CHECKS
+    for old, new in _EXACT.items():
+        if text.count(old) != 1:
+            raise AssertionError(f"emit_numpy._EXACT: {old!r} not found once")
+        text = text.replace(old, new)
+    return text
+
+
 def _numpy_body(plan: Plan, ind: str) -> list[str]:
-    out = [f"{ind}{s} = {BatchPrinter().doprint(ColSum(e))}.astype(numpy.float64)"
+    out = [f"{ind}{s} = {BatchPrinter().doprint(ColSum(e))}.astype(_wide(dtype))"
            for s, e in plan.reductions]
     out += [f"{ind}{s} = {BatchPrinter().doprint(e)}" for s, e in plan.columns]
     return out
@@ -141,7 +182,7 @@ def _numpy_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
     b, f = all_plans["backward"], all_plans["forward"]
     lines = [_header("BatchNorm (training mode) forward and backward, vectorised NumPy.",
                      proved, _plan_lines(all_plans), "numpy only", ", out=None, scratch=None"),
-             "import numpy", _CHECKS, "",
+             "import fractions", "", "import numpy", _exact_checks(), "",
              "def _centred(X, N, scratch=None):",
              '    """D = X - mu in two passes on the shift X[0]: X - X[0] is exact for close rows."""',
              "    D = numpy.subtract(X, X[0], out=_out(scratch, X, 'scratch'))",
@@ -150,8 +191,8 @@ def _numpy_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
              "def batchnorm_forward(X, gamma, beta, eps=1e-5):",
              '    """Y = gamma * (X - mu) / sqrt(v + eps) + beta, per column (batch statistics)."""',
              "    X, gamma, eps, dtype = _check([('X', X)], 'gamma', gamma, eps)",
-             "    beta = _as_float('beta', beta, 1, X.shape[1:], f'X {X.shape}').astype(numpy.float64)",
-             "    N = X.shape[0]",
+             "    beta = _as_float('beta', beta, 1, X.shape[1:], f'X {X.shape}').astype(_wide(dtype))",
+             "    N = _count(X)",
              "    D = _centred(X, N)"]
     lines += _numpy_body(f, "    ")
     lines += _emit_element(f, "D", "    ")
@@ -162,7 +203,7 @@ def _numpy_module(all_plans: dict[str, Plan], proved: list[str]) -> str:
               "    dX is written to `out` and X - mu to `scratch` when given ((N, D) arrays of the",
               '    input dtype), which saves allocating them."""',
               "    dY, X, gamma, eps, dtype = _check([('dY', dY), ('X', X)], 'gamma', gamma, eps)",
-              "    N = X.shape[0]",
+              "    N = _count(X)",
               "    if N == 1:",
               "        out = _out(out, X)",
               "        out[...] = 0",

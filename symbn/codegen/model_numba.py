@@ -1,0 +1,361 @@
+"""Any model's fused numba module from its linear plan (`model_terms`), the kernels written
+from the proved per-set sums, coefficients and Σ coefficient * monomial outputs.
+
+Along the last axis each set is a contiguous row: one kernel call takes chunks of rows in
+parallel (numba.prange), and per row passes over the row (in cache): the shifted row
+Z = X - X[i, 0] (exact for close values) and its mean, D = Z - mean, the sums (a function
+jitted with fastmath={'reassoc'} only, so that the sum loop vectorises), then the outputs, the
+along leaves' gradients summed into one row of float64 per chunk.  Along axis 0 the kernel has BatchNorm's shape
+(`emit_numba`): the column means and sums per chunk of rows (tiled), the per-column
+coefficients, then the rows in parallel.  Everything after the exact shift is float64.
+
+>>> from symbn.models import load
+>>> from .model_plan import model_plan
+>>> from .model_terms import linear_plan
+>>> text = numba_module(linear_plan(model_plan(load("rmsnorm"))), ["(proofs)"])
+>>> "def _backward_parallel(dY_, X_, gamma_, eps, dX_, dgamma_, _chunks):" in text
+True
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..errors import SymbnError
+from .emit_numba import _NUMBA_JIT
+from .emit_numpy import ScalarPrinter
+from .model_numpy import Api, _plan_lines, header, plan_api
+from .model_plan import SCALAR_KINDS
+from .model_terms import LinearPlan
+from .model_vector import _RUNTIME, OUT_NOTE
+
+
+class _Kernel:
+    """One kernel's text for the output keys of one function (forward or backward)."""
+
+    def __init__(self, lp: LinearPlan, api: Api, keys: list[str], which: str):
+        self.lp, self.api, self.keys = lp, api, keys
+        plan, m = lp.plan, lp.plan.model
+        self.m, self.p = m, ScalarPrinter()
+        self.leaves = api.forward if which == "forward" else api.backward
+        self.arrays = [api.array(a) for a in self.leaves
+                       if m.leaves.get(a, "element") == "element"]
+        self.along = [a for a in self.leaves if m.leaves.get(a) == "along"]
+        self.sets = [a for a in self.leaves if m.leaves.get(a) == "set"]
+        self.scalars = [a for a in self.leaves if m.leaves.get(a) in SCALAR_KINDS]
+        self.assign = plan.forward if which == "forward" else plan.backward
+        needed = set().union(*[sp.sympify(c).free_symbols for k in keys
+                               for c, _ in lp.terms[k]])
+        for s, e in reversed(self.assign):
+            if s in needed:
+                needed |= e.free_symbols
+        self.needed = needed
+        self.sums = [(s, f) for s, f in lp.sums if s in needed]
+        self.sum_args: list[str] = []
+        self.results = {k: (m.output.upper() if plan.kinds[k] == "forward" else api.grad(k))
+                        for k in keys}
+
+    def kind(self, k: str) -> str:
+        return self.lp.plan.kinds[k]
+
+    def signature(self) -> list[str]:
+        outs = [f"{self.results[k]}_" for k in self.keys]
+        extra = ["_chunks"] + (["_tile"] if self.m.axis == 0 else [])
+        return ([f"{a}_" for a in self.arrays] + [f"{a}_" for a in self.along + self.sets]
+                + self.scalars + outs + extra)
+
+    def loads(self, ind: str, exprs, pos: str, row: str, per_set: str) -> list[str]:
+        """Reads of the element values the expressions use, at element [row, pos]."""
+        names = {str(s) for e in exprs for s in sp.sympify(e).free_symbols}
+        lines = []
+        if "D" in names:
+            lines.append(f"{ind}D = (X_[{row}] - _K{per_set}) - _m{per_set}")
+        for a in self.arrays:
+            if a in names:
+                lines.append(f"{ind}{a} = numpy.float64({a}_[{row}])")
+        for a in self.along:
+            if a in names:
+                lines.append(f"{ind}{a} = {a}_[{pos}]")
+        return lines
+
+    def monomial(self, f) -> sp.Expr:
+        return sp.Mul(*[sp.Symbol(n) for n in f])
+
+    def summand(self, f) -> str:
+        return self.p.doprint(self.monomial(f))
+
+    def combination(self, k: str, coef) -> sp.Expr:
+        return sp.Add(*[coef(c) * self.monomial(f) for c, f in self.lp.terms[k]])
+
+    def coefficient_lines(self, ind: str) -> list[str]:
+        return [f"{ind}{s} = {self.p.doprint(e)}" for s, e in self.assign if s in self.needed]
+
+
+def _rows_sums(kn: _Kernel, name: str) -> list[str]:
+    """The per-row sums as their own function, jitted with fastmath={'reassoc'} so that the
+    loop vectorises: only these additions and products may be reordered (the shift and the
+    centring, in the kernel, are computed exactly as written)."""
+    if not kn.sums:
+        return []
+    names = {n for _, f in kn.sums for n in f}
+    args = ["D"] * ("D" in names) + [a for a in kn.arrays + kn.along if a in names]
+    summands = [kn.monomial(f) for _, f in kn.sums]
+    L = ["", "", "@_jit(parallel=False, fastmath={'reassoc'})",
+         f"def {name}({', '.join(f'{a}_' for a in args)}):"]
+    L += [f"    {s} = 0.0" for s, _ in kn.sums]
+    L += [f"    for _j in range({args[0]}_.shape[0]):"]
+    if "D" in names:
+        L.append("        D = D_[_j]")
+    L += kn.loads("        ", summands, "_j", "_j", "")[("D" in names):]
+    L += [f"        {s} += {kn.summand(f)}" for s, f in kn.sums]
+    L += [f"    return {', '.join(str(s) for s, _ in kn.sums)}" + ("," if len(kn.sums) == 1 else "")]
+    kn.sum_args = ["_z" if a == "D" else (f"{a}_[_i]" if a in kn.arrays else f"{a}_")
+                   for a in args]
+    return L
+
+
+def _rows_kernel(kn: _Kernel, name: str, sums: str) -> list[str]:
+    """Axis -1: chunks of rows in parallel; per row the shift, the centring, the sums
+    (`_rows_sums`), then the outputs, all passes over the row in cache."""
+    L = [f"def {name}({', '.join(kn.signature())}):",
+         "    _R, N = X_.shape",
+         "    _step = -(-_R // _chunks)",
+         "    for _t in numba.prange(_chunks):"]
+    along_out = [k for k in kn.keys if kn.kind(k) == "along"]
+    L += [f"        _a{k} = {kn.results[k]}_[_t]" for k in along_out]
+    centred = kn.lp.plan.centred is not None
+    if centred:
+        L += ["        _z = numpy.empty(N)"]
+    L += ["        for _i in range(_t * _step, min(_R, (_t + 1) * _step)):"]
+    ind = "            "
+    L += [f"{ind}{a} = {a}_[_i]" for a in kn.sets]
+    if centred:
+        L += [f"{ind}_K = X_[_i, 0]",
+              f"{ind}for _j in range(N):",
+              f"{ind}    _z[_j] = X_[_i, _j] - _K  # exact for close values (Sterbenz)",
+              f"{ind}_m = _total(_z) / N",
+              f"{ind}for _j in range(N):",
+              f"{ind}    _z[_j] -= _m  # D"]
+    if kn.sums:
+        lhs = ", ".join(str(s) for s, _ in kn.sums) + ("," if len(kn.sums) == 1 else "")
+        L += [f"{ind}{lhs} = {sums}({', '.join(kn.sum_args)})"]
+    L += kn.coefficient_lines(ind)
+    for k in kn.keys:
+        if kn.kind(k) == "set":
+            L.append(f"{ind}{kn.results[k]}_[_i] = {kn.p.doprint(kn.combination(k, lambda c: c))}")
+    per_elem = [k for k in kn.keys if kn.kind(k) in ("element", "forward", "along")]
+    if per_elem:
+        exprs = {k: kn.combination(k, lambda c: c) for k in per_elem}
+        L += [f"{ind}for _j in range(N):"]
+        loads = kn.loads(ind + "    ", exprs.values(), "_j", "_i, _j", "")
+        if centred and loads and loads[0].lstrip().startswith("D ="):
+            loads[0] = f"{ind}    D = _z[_j]"
+        L += loads
+        for k in per_elem:
+            target = f"_a{k}[_j] +=" if kn.kind(k) == "along" else f"{kn.results[k]}_[_i, _j] ="
+            L.append(f"{ind}    {target} {kn.p.doprint(exprs[k])}")
+    return L
+
+
+def _columns_kernel(kn: _Kernel, name: str) -> list[str]:
+    """Axis 0: BatchNorm's kernel shape (column sums per chunk of rows, tiled)."""
+    L = [f"def {name}({', '.join(kn.signature())}):",
+         "    N, _C = X_.shape",
+         "    _step = -(-N // _chunks)"]
+    centred = kn.lp.plan.centred is not None
+    if centred:
+        L += ["    _K = numpy.empty(_C, X_.dtype)",
+              "    for _c in range(_C):",
+              "        _K[_c] = X_[0, _c]",
+              "    _P = numpy.zeros((_chunks, _C))",
+              "    for _t in numba.prange(_chunks):",
+              "        _p = _P[_t]",
+              "        for _i in range(_t * _step, min(N, (_t + 1) * _step)):",
+              "            for _c in range(_C):",
+              "                _p[_c] += X_[_i, _c] - _K[_c]",
+              "    _m = numpy.zeros(_C)",
+              "    for _t in range(_chunks):",
+              "        for _c in range(_C):",
+              "            _m[_c] += _P[_t, _c]",
+              "    for _c in range(_C):",
+              "        _m[_c] /= N"]
+    L += [f"    _S{s} = numpy.zeros((_chunks, _C))" for s, _ in kn.sums]
+    if kn.sums:
+        L += ["    for _t in numba.prange(_chunks):",
+              "        _hi = min(N, (_t + 1) * _step)",
+              "        for _i0 in range(_t * _step, _hi, _tile):"]
+        for s, f in kn.sums:  # one loop per sum: several accumulators defeat vectorising
+            L += [f"            _a = _S{s}[_t]",
+                  "            for _i in range(_i0, min(_hi, _i0 + _tile)):",
+                  "                for _c in range(_C):"]
+            L += kn.loads("                    ", [kn.monomial(f)], "_i", "_i, _c", "[_c]")
+            L += [f"                    _a[_c] += {kn.summand(f)}"]
+    per_elem = [k for k in kn.keys if kn.kind(k) in ("element", "forward", "along")]
+    coefs = list(dict.fromkeys(c for k in per_elem for c, _ in kn.lp.terms[k]
+                               if not c.is_Number))
+    L += [f"    _A{c} = numpy.empty(_C)" for c in coefs]
+    L += ["    for _c in range(_C):"]
+    L += [f"        {a} = {a}_[_c]" for a in kn.sets]
+    for s, _ in kn.sums:
+        L += [f"        {s} = 0.0", "        for _t in range(_chunks):",
+              f"            {s} += _S{s}[_t, _c]"]
+    L += kn.coefficient_lines("        ")
+    L += [f"        _A{c}[_c] = {c}" for c in coefs]
+    for k in kn.keys:
+        if kn.kind(k) == "set":
+            L.append(f"        {kn.results[k]}_[_c] = "
+                     f"{kn.p.doprint(kn.combination(k, lambda c: c))}")
+    if per_elem:
+        exprs = {k: kn.combination(k, lambda c: c if c.is_Number else sp.Symbol(f"_A{c}[_c]"))
+                 for k in per_elem}
+        L += ["    for _i in numba.prange(N):"]
+        L += [f"        _r{k} = 0.0" for k in per_elem if kn.kind(k) == "along"]
+        L += ["        for _c in range(_C):"]
+        L += kn.loads("            ", exprs.values(), "_i", "_i, _c", "[_c]")
+        for k in per_elem:
+            target = f"_r{k} +=" if kn.kind(k) == "along" else f"{kn.results[k]}_[_i, _c] ="
+            L.append(f"            {target} {kn.p.doprint(exprs[k])}")
+        L += [f"        {kn.results[k]}_[_i] = _r{k}" for k in per_elem
+              if kn.kind(k) == "along"]
+    return L
+
+
+def _kernels(kn: _Kernel, name: str) -> list[str]:
+    """The kernel as `{name}_serial` and `{name}_parallel` (see emit_numba._kernel_variants:
+    numba's cache keys on the function, not on parallel=)."""
+    out = _rows_sums(kn, f"{name}_sums") if kn.m.axis == -1 else []
+    for variant, parallel in (("serial", False), ("parallel", True)):
+        body = (_rows_kernel(kn, f"{name}_{variant}", f"{name}_sums") if kn.m.axis == -1
+                else _columns_kernel(kn, f"{name}_{variant}"))
+        out += ["", "", f"@_jit(parallel={parallel})", *body]
+    return out
+
+
+_WRAPPERS = '''
+
+# From this many elements on, use numba.get_num_threads() threads; None: always one thread
+# (as the BatchNorm module's PARALLEL_MIN).  The sets are cut into CHUNKS chunks per thread:
+# 8 measured 1.3-1.7 x faster than one chunk per thread on 2 threads (4096 x 1024).
+PARALLEL_MIN = 1 << 17
+CHUNKS = 8
+
+
+@_jit(parallel=False, fastmath={'reassoc'})
+def _total(z):
+    """The sum of a row of float64 (reordered freely: vectorised)."""
+    s = 0.0
+    for j in range(z.shape[0]):
+        s += z[j]
+    return s
+
+
+def _float(X):
+    if X.dtype == object:
+        raise ValueError("the numba target computes in float32 or float64; for exact scalars "
+                         "(object arrays) use the NumPy target (symbn codegen --target numpy)")
+    return numpy.ascontiguousarray(X)
+
+
+def _plan(kernel, X):
+    """(the serial or parallel kernel, chunks (one per thread), rows per cache tile)."""
+    rows = X.shape[0]
+    threads = 1 if PARALLEL_MIN is None or X.size < PARALLEL_MIN else numba.get_num_threads()
+    tile = max(1, (1 << 18) // (2 * X.shape[1] * X.itemsize))
+    chunks = 1 if threads == 1 else threads * CHUNKS
+    return kernel[threads > 1], max(1, min(rows, chunks)), tile
+'''
+
+
+def _wrapper(kn: _Kernel, fname: str, kernel: str, args: str, doc: str) -> list[str]:
+    m = kn.m
+    pairs = ", ".join(f"('{n}', {n})" for n in kn.arrays)
+    first = kn.arrays[1] if kn.leaves[0] == m.gradient and len(kn.arrays) > 1 else kn.arrays[0]
+    L = ["", "", f"def {fname}({args}):", f'    """{doc}"""',
+         f"    {', '.join(kn.arrays)}, = _element([{pairs}])",
+         f"    dtype = {first}.dtype"] + [f"    X = {first}"] * (first != "X")
+    L += [f"    {a} = numpy.ascontiguousarray(_along('{a}', {a}, X).ravel(), numpy.float64)"
+          for a in kn.along]
+    L += [f"    {a} = numpy.ascontiguousarray(_per_set('{a}', {a}, X).ravel())"
+          for a in kn.sets]
+    L += [f"    {a} = _scalar('{a}', {a}, {m.leaves[a] == 'positive'}, X)" for a in kn.scalars]
+    L += [f"    _{n} = _float(_rows({n}))" for n in kn.arrays]
+    tile = "tile" if m.axis == 0 else "_"
+    L += [f"    kernel, chunks, {tile} = _plan(({kernel}_serial, {kernel}_parallel), _X)"]
+    outs, returns = [], []
+    element = [k for k in kn.keys if kn.kind(k) in ("element", "forward")]
+    for k in kn.keys:
+        name, kind = kn.results[k], kn.kind(k)
+        if kind in ("element", "forward"):
+            L += [f"    {name} = _out({'out' if k == element[0] else 'None'}, X)"]
+            outs.append(f"_rows({name})")
+            returns.append(name)
+        elif kind == "along":
+            shape = "(chunks, _X.shape[1])" if m.axis == -1 else "_X.shape[0]"
+            L += [f"    _{name} = numpy.zeros({shape})"]
+            outs.append(f"_{name}")
+            returns.append(f"_{name}.sum(axis=0).astype(dtype)" if m.axis == -1
+                           else f"_{name}.astype(dtype)")
+        else:
+            L += [f"    _{name} = numpy.empty(_X.shape[1] if AXIS == 0 else _X.shape[0])"]
+            outs.append(f"_{name}")
+            returns.append(f"_per_set_result(_{name}, X, dtype)")
+    call = [f"_{n}" for n in kn.arrays] + kn.along + kn.sets + kn.scalars + outs + ["chunks"]
+    call += ["tile"] * (m.axis == 0)
+    L += [f"    kernel({', '.join(call)})", f"    return {', '.join(returns)}"]
+    if not any("dtype)" in line for line in L):  # the element results are written in place
+        L.remove(f"    dtype = {first}.dtype")
+    return L
+
+
+def _jit_text() -> str:
+    """BatchNorm's `_jit` (numba's on-disk cache when usable), with a fastmath= option."""
+    text = _NUMBA_JIT.rstrip("\n")
+    for old, new in (("def _jit(parallel):", "def _jit(parallel, fastmath=False):"),
+                     ('"fastmath": False}', '"fastmath": fastmath}'),
+                     ("numba.njit(parallel=...)", "numba.njit(parallel=..., fastmath=...)")):
+        if text.count(old) != 1:
+            raise AssertionError(f"emit_numba._NUMBA_JIT changed: {old!r}")
+        text = text.replace(old, new)
+    return text
+
+
+def numba_module(lp: LinearPlan, proved: list[str]) -> str:
+    """The module text of the numba target for a linear plan.
+
+    >>> from symbn.models import load
+    >>> from .model_plan import model_plan
+    >>> from .model_terms import linear_plan
+    >>> "@_jit(parallel=True)" in numba_module(linear_plan(model_plan(load("layernorm"))), [])
+    True
+    """
+    plan = lp.plan
+    m, api = plan.model, plan_api(plan)
+    if m.axis not in (0, -1):
+        raise SymbnError(f"{m.name}: the numba target reduces along axis 0 or -1")
+    y = m.output
+    how = ("the sums, coefficients and elements in float64 after the exact shift, "
+           "fused loops" if plan.centred else "everything in float64, fused loops")
+    fwd = _Kernel(lp, api, [y], "forward")
+    bwd = _Kernel(lp, api, plan.gradients, "backward")
+    runtime = _RUNTIME.format(axis=m.axis, min_n=m.min_n).lstrip("\n")
+    runtime = runtime.replace("import fractions\n\nimport numpy\n",
+                              "import fractions\nimport math\nimport os\nimport sys\nimport warnings\n\n"
+                              "import numpy\n\ntry:\n    import numba\nexcept ImportError as err:"
+                              "  # pragma: no cover\n    raise ImportError(\"this module needs "
+                              "numba: pip install 'symbn[numba]' \"\n                      \"or "
+                              "regenerate with --target numpy\") from err\n")
+    lines = [header(f"{m.title}: forward and backward, fused numba loops.", api, proved,
+                    _plan_lines(plan, api, linear=how), "numpy and numba (pip install numba)",
+                    OUT_NOTE),
+             runtime.rstrip("\n"), _jit_text(), _WRAPPERS.rstrip("\n")]
+    lines += _kernels(fwd, "_forward") + _kernels(bwd, "_backward")
+    grads = ", ".join(api.grad(g) for g in plan.gradients)
+    lines += _wrapper(fwd, f"{api.prefix}_forward", "_forward",
+                      api.arguments(api.forward) + ", out=None",
+                      f"{y.upper()}: the layer's output, written to `out` if given.")
+    lines += _wrapper(bwd, f"{api.prefix}_backward", "_backward",
+                      api.arguments(api.backward) + ", out=None",
+                      f"({grads}): the gradients of f given {api.array(m.gradient)} = "
+                      f"df/d{y.upper()}; the element gradient written to `out` if given.")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,463 @@
+"""Any model's vectorised NumPy module from its linear plan (`model_terms`): per block of
+sets, the reductions (row dots by einsum and matmul), the per-set coefficients in float64,
+then each output as Σ coefficient * monomial in the input dtype, written in place.
+
+Along the last axis the sets are rows, taken in blocks of about `BLOCK` elements so that the
+temporaries stay in cache; along axis 0 the whole array is one block.  NumPy object arrays of
+exact scalars (`symbn check-impl`) take the same code as one block, in object arithmetic: the
+set size N becomes a `fractions.Fraction` and nothing is converted to float.
+
+>>> from symbn.models import load
+>>> from .model_plan import model_plan
+>>> from .model_terms import linear_plan
+>>> text = vector_module(linear_plan(model_plan(load("rmsnorm"))), ["(proofs)"])
+>>> "    s1 = _rdot(X, _p0)" in text
+True
+"""
+
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+
+from .model_numpy import Api, SetPrinter, _plan_lines, header, plan_api
+from .model_plan import SCALAR_KINDS
+from .model_terms import Factors, LinearPlan
+
+OUT_NOTE = ("    (both also take out=, a buffer of X's shape and dtype for the element result)",)
+
+
+class CoefPrinter(SetPrinter):
+    """NumPy printer whose negative integer powers stay integer (1/N), so that N as a
+    fraction keeps object arithmetic exact.
+
+    >>> CoefPrinter().doprint(1 / sp.Symbol("N") + sp.Symbol("t")**-2)
+    't**(-2) + 1/N'
+    """
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp.is_Integer and expr.exp < 0:
+            base = self.parenthesize(expr.base, 60)  # above Mul's precedence
+            return f"1/{base}" if expr.exp == -1 else f"{base}**({expr.exp})"
+        return super()._print_Pow(expr, rational=rational)
+
+
+_RUNTIME = '''
+import fractions
+
+import numpy
+
+AXIS = {axis}
+MIN_N = {min_n}
+# Sets are processed in blocks of about this many elements (along the last axis), so that
+# the temporaries of one block stay in cache.
+BLOCK = 1 << 15
+
+
+def _array(name, a):
+    a = numpy.asarray(a)
+    if a.dtype not in (numpy.float32, numpy.float64, object):
+        raise ValueError(f"{{name}} has dtype {{a.dtype}}; use float32 or float64 (or object "
+                         "for exact scalars)")
+    return a
+
+
+def _element(arrays):
+    """The per-element arrays, checked: one shape, one dtype, N >= MIN_N along AXIS."""
+    (first_name, first), rest = arrays[0], arrays[1:]
+    first = _array(first_name, first)
+    if first.ndim < 1 or (AXIS == 0 and first.ndim != 2):
+        want = "a 2-d array of shape (N, D)" if AXIS == 0 else "an array of shape (..., N)"
+        raise ValueError(f"{{first_name}} must be {{want}}, got shape {{first.shape}}")
+    if first.size == 0:
+        raise ValueError(f"{{first_name}} is empty (shape {{first.shape}}); every axis must "
+                         "have length at least 1")
+    if first.shape[AXIS] < MIN_N:
+        raise ValueError(f"{{first_name}} has shape {{first.shape}}: this layer needs at least "
+                         f"{{MIN_N}} elements along axis {{AXIS}}")
+    out = [first]
+    for name, a in rest:
+        a = _array(name, a)
+        if a.shape != first.shape:
+            raise ValueError(f"{{name}} has shape {{a.shape}}, expected {{first.shape}} to match "
+                             f"{{first_name}} {{first.shape}}")
+        if a.dtype != first.dtype:
+            raise ValueError(f"{{name}} has dtype {{a.dtype}} but {{first_name}} has "
+                             f"{{first.dtype}}; use one dtype")
+        out.append(a)
+    return out
+
+
+def _leaf(name, a, X, want, what, where):
+    a = _array(name, a)
+    if a.shape != want:
+        raise ValueError(f"{{name}} has shape {{a.shape}}, expected {{want}} {{what}}to match X "
+                         f"{{X.shape}}{{where}}")
+    if (a.dtype == object) != (X.dtype == object):
+        raise ValueError(f"{{name}} has dtype {{a.dtype}} but X has {{X.dtype}}; exact "
+                         "(object) and float arrays do not mix")
+    return a
+
+
+def _along(name, a, X):
+    """A leaf with one value per position along AXIS, shape (N,), in X's dtype, shaped to
+    broadcast against a block."""
+    a = _leaf(name, a, X, (X.shape[AXIS],), "", f" along axis {{AXIS}}").astype(X.dtype)
+    return a if AXIS == -1 else a.reshape(-1, 1)
+
+
+def _per_set(name, a, X):
+    """A leaf with one value per set, in float64 (or object), one per row of _rows(X)."""
+    want = X.shape[1:] if AXIS == 0 else X.shape[:-1]
+    a = _leaf(name, a, X, want, "(one value per set) ", "").astype(_wide(X))
+    return a.reshape(1, -1) if AXIS == 0 else a.reshape(-1, 1)
+
+
+def _scalar(name, value, positive, X):
+    if X.dtype == object:  # an exact scalar, taken as it is
+        return value
+    if not isinstance(value, (int, float, numpy.floating)) or not numpy.isfinite(value) \\
+            or (positive and not float(value) > 0):
+        want = "a positive finite number" if positive else "a finite number"
+        raise ValueError(f"{{name}} must be {{want}}, got {{value!r}}")
+    return float(value)
+
+
+def _wide(X):
+    return object if X.dtype == object else numpy.float64
+
+
+def _count(X):
+    """N, the size of a set: a fraction for exact scalars, so that 1/N stays exact."""
+    N = X.shape[AXIS]
+    return fractions.Fraction(N) if X.dtype == object else N
+
+
+def _rows(X):
+    """The 2-d view: one set per row (AXIS = -1) or per column (AXIS = 0)."""
+    return X if AXIS == 0 else X.reshape(-1, X.shape[-1])
+
+
+def _blocks(X):
+    """Slices of the rows of _rows(X): blocks of about BLOCK elements along the last axis;
+    one block along axis 0 and for exact scalars."""
+    if AXIS == 0 or X.dtype == object:
+        yield slice(None)
+        return
+    rows = _rows(X).shape[0]
+    step = max(1, BLOCK // X.shape[-1])
+    for lo in range(0, rows, step):
+        yield slice(lo, lo + step)
+
+
+def _out(buffer, X, name="out"):
+    """A caller's buffer for a result of X's shape, checked; a new array when None."""
+    if buffer is None:
+        return numpy.empty_like(X, order="C")
+    if not isinstance(buffer, numpy.ndarray) or buffer.shape != X.shape \\
+            or buffer.dtype != X.dtype or not buffer.flags.c_contiguous \\
+            or not buffer.flags.writeable:
+        got = (f"shape {{buffer.shape}}, dtype {{buffer.dtype}}" if isinstance(buffer, numpy.ndarray)
+               else type(buffer).__name__)
+        raise ValueError(f"{{name}} must be a writeable C-contiguous array of shape {{X.shape}} "
+                         f"and dtype {{X.dtype}}, got {{got}}")
+    return buffer
+
+
+def _scale(P, c, out):
+    """out = P * c, c one value per set: einsum, which measured 10-25 % faster than
+    numpy.multiply's broadcast of a column."""
+    if isinstance(c, numpy.ndarray) and c.dtype != object and P.shape == out.shape \
+            and P.ndim == 2 and c.size == P.shape[1 if AXIS == 0 else 0]:
+        return numpy.einsum("ij,j->ij" if AXIS == 0 else "ij,i->ij", P, c.ravel(), out=out)
+    return numpy.multiply(P, c, out=out)
+
+
+def _el(value, dtype):
+    """A per-set coefficient in the dtype of the elements (Python numbers stay as they are)."""
+    return value.astype(dtype) if isinstance(value, numpy.ndarray) else value
+
+
+def _wide_sum(value):
+    return value if value.dtype == object else value.astype(numpy.float64)
+
+
+_ONES = {{}}
+
+
+def _ones(n, dtype):
+    key = (n, numpy.dtype(dtype))
+    if key not in _ONES:
+        _ONES[key] = numpy.ones(n, dtype)
+    return _ONES[key]
+
+
+def _rsum(F):
+    """The sum over each set, kept as an axis of length 1, in float64 (or object); a
+    matrix-vector product with ones (BLAS) for floats, several times faster than numpy.sum
+    along the last axis."""
+    if F.dtype == object or F.ndim < 2:
+        return _wide_sum(numpy.sum(F, axis=AXIS, keepdims=True))
+    if AXIS == 0:
+        return _wide_sum((_ones(F.shape[0], F.dtype) @ F)[None, :])
+    return _wide_sum((F @ _ones(F.shape[1], F.dtype))[:, None])
+
+
+def _rdot(A, B):
+    """The sum over each set of A * B."""
+    if A.dtype == object:
+        return _rsum(A * B)
+    if AXIS == 0:
+        return _wide_sum(numpy.einsum("ij,ij->j", A, B)[None, :])
+    return _wide_sum(numpy.einsum("ij,ij->i", A, B)[:, None])
+
+
+def _rvec(F, a):
+    """The sum over each set of F * a, a an along leaf (one value per position)."""
+    if F.dtype == object:
+        return _rsum(F * a)
+    return _wide_sum((a.ravel() @ F)[None, :] if AXIS == 0 else (F @ a)[:, None])
+
+
+def _over(c, P):
+    """The sum over the sets of c * P (c one value per set): one value per position."""
+    if not isinstance(c, numpy.ndarray):
+        if P.dtype == object:
+            return c * numpy.sum(P, axis=1 if AXIS == 0 else 0)
+        c = c * _ones(P.shape[1 if AXIS == 0 else 0], P.dtype)
+    if P.dtype == object:
+        return numpy.sum(c * P, axis=1 if AXIS == 0 else 0)
+    return P @ c.ravel() if AXIS == 0 else c.ravel() @ P
+
+
+def _centred(X, N, D):
+    """D = X - mu in two passes on the shift K = the first element of each set: X - K is
+    exact for close values (Sterbenz), so the mean is taken of small numbers."""
+    numpy.subtract(X, X[:1] if AXIS == 0 else X[:, :1], out=D)
+    D -= _el(_rsum(D) / N, D.dtype)
+    return D
+
+
+def _scratch(X, dtype):
+    """A buffer for one block's temporaries (reused by every block: no allocation, no page
+    faults in the loop); views of its first rows serve the last, shorter block."""
+    rows = _rows(X).shape[0]
+    if AXIS == -1 and X.dtype != object:
+        rows = min(rows, max(1, BLOCK // X.shape[-1]))
+    return numpy.empty((rows, _rows(X).shape[1]), dtype)
+
+
+def _zeros(X):
+    return numpy.zeros(X.shape[AXIS], _wide(X))
+
+
+def _per_set_empty(X):
+    return numpy.empty((1, X.shape[1]) if AXIS == 0 else (_rows(X).shape[0], 1), _wide(X))
+
+
+def _per_set_result(value, X, dtype):
+    shape = X.shape[1:] if AXIS == 0 else X.shape[:-1]
+    return value.reshape(shape).astype(dtype)
+'''
+
+
+class _Emitter:
+    """The lines of one function body: products of element arrays as cached temporaries."""
+
+    def __init__(self, lp: LinearPlan, full: set[str], ind: str):
+        self.lp, self.full, self.ind = lp, full, ind
+        self.p = CoefPrinter()
+        self.lines: list[str] = []
+        self.temps: dict[Factors, str] = {}
+        self.wanted: set[Factors] = set()
+        self.buffers: list[str] = []
+
+    def emit(self, line: str) -> None:
+        self.lines.append(self.ind + line)
+
+    def buffer(self, name: str) -> str:
+        """The block's view of a scratch buffer `_s{name}`, allocated once per call."""
+        self.buffers.append(name)
+        return f"_s{name}[:_n]"
+
+    def split(self, f: Factors) -> tuple[list[str], list[str]]:
+        return [a for a in f if a in self.full], [a for a in f if a not in self.full]
+
+    def product(self, f: Factors | list[str]) -> str:
+        f = tuple(f)
+        if len(f) == 1:
+            return f[0]
+        key = tuple(sorted(f))
+        if key not in self.temps:
+            left = self.product(f[:-1])
+            name = f"_p{len(self.temps)}"
+            self.emit(f"{name} = numpy.multiply({left}, {f[-1]}, out={self.buffer(name)})")
+            self.temps[key] = name
+        return self.temps[key]
+
+    def reduction(self, f: Factors) -> str:
+        full, along = self.split(f)
+        if not full:
+            return f"_rsum({self.product(along)})"
+        if len(full) == 1:
+            return f"_rvec({full[0]}, {self.product(along)})" if along else f"_rsum({full[0]})"
+        if not along:
+            return f"_rdot({self.product(full[:-1])}, {full[-1]})"
+        for k, a in enumerate(full):  # a right-hand part the outputs need too, if any
+            rest = tuple(sorted([a, *along]))
+            if rest in self.temps or rest in self.wanted:
+                left = full[:k] + full[k + 1:]
+                return f"_rdot({self.product(left)}, {self.product([a, *along])})"
+        return f"_rdot({self.product(full[:-1])}, {self.product([full[-1], *along])})"
+
+    def coef(self, c) -> str:
+        return self.p.doprint(c) if c.is_Number else f"_c{c}"
+
+    def element(self, target: str, terms) -> None:
+        """target[...] = Σ c * monomial, the monomial terms first."""
+        ordered = sorted(terms, key=lambda t: not t[1])
+        for k, (c, f) in enumerate(ordered):
+            cc = self.coef(c)
+            if not f:
+                self.emit(f"{target}[...] = {cc}" if k == 0 else f"{target} += {cc}")
+                continue
+            known = tuple(sorted(f)) in self.temps or len(f) == 1
+            if k == 0 and not known and len(f) == 2:
+                self.emit(f"numpy.multiply({f[0]}, {f[1]}, out={target})")
+                if c != 1:
+                    self.emit(f"{target} *= {cc}")
+                continue
+            prod = self.product(f)
+            if k == 0:
+                self.emit(f"numpy.copyto({target}, {prod})" if c == 1 else
+                          f"_scale({prod}, {cc}, {target})")
+            elif c == 1:
+                self.emit(f"{target} += {prod}")
+            else:
+                self.emit(f"{target} += _scale({prod}, {cc}, {self.buffer('_w')})")
+
+
+def _function(lp: LinearPlan, api: Api, keys: list[str], which: str) -> list[str]:
+    """The body of the forward (which = 'forward') or the backward."""
+    plan, m = lp.plan, lp.plan.model
+    leaves = api.forward if which == "forward" else api.backward
+    arrays = [a for a in leaves if m.leaves.get(a, "element") == "element"]
+    names = [api.array(a) for a in arrays]
+    first = names[1] if leaves[0] == m.gradient and len(names) > 1 else names[0]
+    pairs = ", ".join(f"('{n}', {n})" for n in names)
+    L = [f"    {', '.join(names)}, = _element([{pairs}])",
+         f"    dtype = {first}.dtype"] + [f"    X = {first}"] * (first != "X")
+    for a in leaves:
+        kind = m.leaves.get(a)
+        if kind == "along":
+            L.append(f"    {a} = _along('{a}', {a}, X)")
+        elif kind == "set":
+            L.append(f"    _{a} = _per_set('{a}', {a}, X)")
+        elif kind in SCALAR_KINDS:
+            L.append(f"    {a} = _scalar('{a}', {a}, {kind == 'positive'}, X)")
+    L += ["    N = _count(X)"]
+    L += ["    edtype = _wide(X)" if m.axis == 0 else "    edtype = dtype"]
+    L += [f"    _{n} = _rows({n})" for n in names]
+    element = [k for k in keys if plan.kinds[k] in ("element", "forward")]
+    results = {}
+    for k in keys:
+        kind = plan.kinds[k]
+        name = m.output.upper() if kind == "forward" else api.grad(k)
+        results[k] = name
+        if kind in ("element", "forward"):
+            buffer = "out" if k == element[0] else "None"  # out= is the first element result
+            L += [f"    {name} = _out({buffer}, X)", f"    _{name} = _rows({name})"]
+        elif kind == "along":
+            L.append(f"    {name} = _zeros(X)")
+        else:
+            L.append(f"    _{name} = _per_set_empty(X)")
+    assignments = dict(plan.forward if which == "forward" else plan.backward)
+    needed = set().union(*[sp.sympify(c).free_symbols for k in keys for c, _ in lp.terms[k]])
+    for s, e in reversed(assignments.items()):
+        if s in needed:
+            needed |= e.free_symbols
+    full = set(names) | {"D"}
+    em = _Emitter(lp, full, "        ")
+    em.wanted = {tuple(sorted(f)) for k in element for _, f in lp.terms[k] if len(f) > 1}
+    loop = len(L)
+    L.append("    for k in _blocks(X):")
+    # along axis 0 (one block, not streamed) everything is in float64: at N = 2 the
+    # gradient cancels to about 1e-3 of its terms, which float32 elements would not resolve
+    cast = ".astype(edtype)" if m.axis == 0 else ""
+    em.lines = [f"        {n} = _{n}[k]{cast}" for n in names]
+    em.emit(f"_n = {names[0]}.shape[0]")
+    em.lines += [f"        {a} = _{a}[k]" for a in leaves if m.leaves.get(a) == "set"]
+    if plan.centred is not None:
+        em.emit(f"D = _centred(X, N, {em.buffer('D')})")
+    for s, f in lp.sums:
+        if s in needed:
+            em.emit(f"{s} = {em.reduction(f)}")
+    em.lines += [f"        {s} = {em.p.doprint(e)}" for s, e in assignments.items() if s in needed]
+    coefs = [c for k in keys for c, _ in lp.terms[k] if not c.is_Number]
+    for c in dict.fromkeys(coefs):
+        em.emit(f"_c{c} = _el({c}, edtype)")
+    for k in keys:
+        kind, name = plan.kinds[k], results[k]
+        if kind == "along":
+            for c, f in lp.terms[k]:
+                fl, al = em.split(f)
+                part = f"_over({em.coef(c)}, {em.product(fl)})" if fl else \
+                    f"_over({em.coef(c)}, numpy.ones_like(X))"
+                em.emit(f"{name} += {part}" + (f" * {em.product(al)}" if al else ""))
+        elif kind == "set":
+            em.emit(f"_{name}[k] = " + " + ".join(em.p.doprint(c) for c, _ in lp.terms[k]))
+    for k in element:
+        if m.axis == 0:
+            em.emit(f"_o = numpy.empty(_{results[k]}[k].shape, edtype)")
+        else:
+            em.emit(f"_o = _{results[k]}[k]")
+        em.element("_o", lp.terms[k])
+        if m.axis == 0:
+            em.emit(f"_{results[k]}[k] = _o")
+    L += em.lines
+    L[loop:loop] = [f"    _s{b} = _scratch(X, edtype)" for b in dict.fromkeys(em.buffers)]
+    out = []
+    for k in keys:
+        kind, name = plan.kinds[k], results[k]
+        if kind == "along":
+            out.append(f"{name}.astype(dtype)")
+        elif kind == "set":
+            out.append(f"_per_set_result(_{name}, X, dtype)")
+        else:
+            out.append(name)
+    L.append(f"    return {', '.join(out)}")
+    if not any(re.search(r"\bdtype\b", line) for line in L[2:]):
+        del L[1]
+    return L
+
+
+def vector_module(lp: LinearPlan, proved: list[str]) -> str:
+    """The module text of the vectorised NumPy target for a linear plan.
+
+    >>> from symbn.models import load
+    >>> from .model_plan import model_plan
+    >>> from .model_terms import linear_plan
+    >>> "def layernorm_backward(dY, X, gamma, eps=1e-5, out=None):" in vector_module(
+    ...     linear_plan(model_plan(load("layernorm"))), [])
+    True
+    """
+    plan = lp.plan
+    m, api = plan.model, plan_api(plan)
+    y = m.output
+    grads = ", ".join(api.grad(g) for g in plan.gradients)
+    lines = [header(f"{m.title}: forward and backward, vectorised NumPy.", api, proved,
+                    _plan_lines(plan, api, linear=True), extra=OUT_NOTE),
+             _RUNTIME.format(axis=m.axis, min_n=m.min_n).lstrip("\n")]
+    args_f = api.arguments(api.forward) + ", out=None"
+    args_b = api.arguments(api.backward) + ", out=None"
+    lines += ["", f"def {api.prefix}_forward({args_f}):",
+              (f'    """{y.upper()}: the layer\'s output, {y}[i] = {m.nodes[y].text}, written '
+               'to `out` if given."""'),
+              *_function(lp, api, [y], "forward")]
+    dx = [api.grad(g) for g in plan.gradients if plan.kinds[g] == "element"]
+    lines += ["", "", f"def {api.prefix}_backward({args_b}):",
+              (f'    """({grads}): the gradients of f given {api.array(m.gradient)} = '
+              f'df/d{y.upper()}; {", ".join(dx)} written to `out` if given."""'),
+              *_function(lp, api, plan.gradients, "backward"), ""]
+    return "\n".join(lines)

@@ -1,0 +1,226 @@
+"""The numba target of the row models and the unbiased BatchNorm (`generate("numba",
+model=...)`): against the generated NumPy module, PyTorch autograd of layer_norm / rms_norm
+(float64, with and without weights, 3-D input), a hand-written NumPy reference for the
+unbiased model, float32, `out=`, the serial and the parallel kernels, its text.
+
+The compiled modules are shared per test module (numba compiles each kernel once per dtype
+and variant: small shapes, few variants)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symbn import codegen
+
+pytest.importorskip("numba", reason="numba not installed (optional extra symbn[numba])")
+
+MODELS = ["layernorm", "rmsnorm", "batchnorm-unbiased"]
+EPS = 1e-5
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("numba_models")
+    out = {}
+    for name in MODELS:
+        for target in ("numba", "numpy"):
+            out[name, target] = tmp / f"{name.replace('-', '_')}_{target}.py"
+            codegen.write(codegen.generate(target, model=name), str(out[name, target]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def mods(files):
+    return {key: _load(path) for key, path in files.items()}
+
+
+def _fns(mods, name, target="numba"):
+    m, prefix = mods[name, target], name.replace("-", "_")
+    return getattr(m, f"{prefix}_forward"), getattr(m, f"{prefix}_backward")
+
+
+def _inputs(name, dtype, seed=0, N=37, sets=(2, 3), hard=False):
+    """dY, X, gamma, beta: (..., N) and (N,) for the row models, (N, D) and (D,) for the
+    unbiased model."""
+    rng = np.random.default_rng(seed)
+    shape = (N, sets[-1]) if name == "batchnorm-unbiased" else (*sets, N)
+    X = rng.standard_normal(shape)
+    if hard:
+        X = 1e4 + 1e-2 * X
+    p = shape[1] if name == "batchnorm-unbiased" else N
+    gamma, beta = rng.standard_normal((2, p))
+    return [a.astype(dtype) for a in (rng.standard_normal(shape), X, gamma, beta)]
+
+
+def _rel(got, ref):
+    ref = np.asarray(ref, np.float64)
+    return float(np.max(np.abs(np.asarray(got, np.float64) - ref)) / max(np.max(np.abs(ref)),
+                                                                       1e-300))
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def variant(request, mods):
+    """Runs the test with the serial kernels, then with the parallel ones (PARALLEL_MIN 0)."""
+    saved = {k: m.PARALLEL_MIN for k, m in mods.items() if k[1] == "numba"}
+    for k in saved:
+        mods[k].PARALLEL_MIN = None if request.param == "serial" else 0
+    yield request.param
+    for k, value in saved.items():
+        mods[k].PARALLEL_MIN = value
+
+
+# -- the text --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", MODELS)
+def test_text_names_and_proofs(files, name):
+    text = files[name, "numba"].read_text()
+    prefix = name.replace("-", "_")
+    assert f"def {prefix}_forward(" in text and f"def {prefix}_backward(" in text
+    assert "fused numba loops" in text and "import numba" in text
+    low = 2 if name == "batchnorm-unbiased" else 1
+    assert f"N = {low}..6 (one set) and N = 2 with two sets, symbn.prove.Algebra" in text
+    assert f"closed forms = forward mode = backward mode (symbn verify --model {name})" in text
+    assert "def _backward_serial(" in text and "def _backward_parallel(" in text
+    assert "sympy" not in text.split('"""', 2)[2]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
+def test_generated_files_pass_ruff(files):
+    paths = [str(files[name, "numba"]) for name in MODELS]
+    run = subprocess.run(["ruff", "check", "--no-cache", *paths], capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_cli_writes_the_numba_module(tmp_path):
+    out = tmp_path / "ln_fast.py"
+    run = subprocess.run([sys.executable, "-m", "symbn", "codegen", "--model", "rmsnorm",
+                          "--target", "numba", "-o", str(out)], capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "rmsnorm, numba" in run.stdout and "def rmsnorm_backward(" in out.read_text()
+
+
+# -- against the NumPy module ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", MODELS)
+def test_agrees_with_numpy_module(mods, name, variant):
+    dY, X, gamma, beta = _inputs(name, np.float64)
+    f_nb, b_nb = _fns(mods, name)
+    f_np, b_np = _fns(mods, name, "numpy")
+    params = (gamma,) if name == "rmsnorm" else (gamma, beta)
+    assert _rel(f_nb(X, *params), f_np(X, *params)) <= 1e-14
+    for a, b in zip(b_nb(dY, X, gamma), b_np(dY, X, gamma)):
+        assert a.shape == b.shape and a.dtype == np.float64 and _rel(a, b) <= 1e-13
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("hard", [False, True])
+def test_float32(mods, name, hard):
+    dY, X, gamma, _ = _inputs(name, np.float32, seed=3, hard=hard)
+    _, b_nb = _fns(mods, name)
+    _, b_np = _fns(mods, name, "numpy")
+    ref = b_np(*[a.astype(np.float64) for a in (dY, X, gamma)])
+    for a, b in zip(b_nb(dY, X, gamma), ref):
+        assert a.dtype == np.float32 and _rel(a, b) <= 1e-5
+
+
+# -- against PyTorch autograd (float64, with and without weights, 3-D input) ------------------
+
+@pytest.mark.parametrize("name", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("weights", [True, False])
+def test_against_torch_autograd(mods, name, weights, variant):
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    dY, X, gamma, beta = _inputs(name, np.float64, seed=5, sets=(2, 4))
+    if not weights:
+        gamma, beta = np.ones_like(gamma), np.zeros_like(beta)
+    x = torch.tensor(X, requires_grad=True)
+    g = torch.tensor(gamma, requires_grad=True) if weights else None
+    b = torch.tensor(beta, requires_grad=True) if weights and name == "layernorm" else None
+    shape = (X.shape[-1],)
+    if name == "layernorm":
+        y = torch.nn.functional.layer_norm(x, shape, g, b, eps=EPS)
+    else:
+        y = torch.nn.functional.rms_norm(x, shape, g, eps=EPS)
+    leaves = [t for t in (x, g, b) if t is not None]
+    grads = torch.autograd.grad(y, leaves, torch.tensor(dY))
+    forward, backward = _fns(mods, name)
+    params = (gamma,) if name == "rmsnorm" else (gamma, beta)
+    assert _rel(forward(X, *params), y.detach().numpy()) <= 1e-13
+    got = backward(dY, X, gamma)
+    assert _rel(got[0], grads[0].numpy()) <= 1e-12
+    if weights:
+        for a, t in zip(got[1:], grads[1:]):
+            assert _rel(a, t.numpy()) <= 1e-12
+
+
+# -- the unbiased model against a hand-written NumPy reference --------------------------------
+
+def _unbiased_reference(dY, X, gamma, beta, eps=EPS):
+    """BatchNorm with v = sum (x - mu)^2/(N - 1), written out by hand (float64)."""
+    N = X.shape[0]
+    xc = X - X.mean(axis=0)
+    s = np.sqrt((xc**2).sum(axis=0) / (N - 1) + eps)
+    Y = gamma * xc / s + beta
+    dX = gamma / s * (dY - dY.mean(axis=0) - xc / s**2 * (xc * dY).sum(axis=0) / (N - 1))
+    return Y, dX, (dY * xc / s).sum(axis=0), dY.sum(axis=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unbiased_against_numpy_reference(mods, dtype, variant):
+    dY, X, gamma, beta = _inputs("batchnorm-unbiased", dtype, seed=7, N=19, sets=(6,))
+    Y, dX, dg, db = _unbiased_reference(*[a.astype(np.float64) for a in (dY, X, gamma, beta)])
+    forward, backward = _fns(mods, "batchnorm-unbiased")
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    assert _rel(forward(X, gamma, beta), Y) <= tol
+    for a, b in zip(backward(dY, X, gamma), (dX, dg, db)):
+        assert a.dtype == dtype and _rel(a, b) <= tol
+
+
+# -- out=, refusals -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", MODELS)
+def test_out_buffer_and_refusals(mods, name):
+    dY, X, gamma, _ = _inputs(name, np.float64, seed=11)
+    _, backward = _fns(mods, name)
+    out = np.empty_like(X)
+    got = backward(dY, X, gamma, out=out)
+    assert got[0] is out and _rel(out, backward(dY, X, gamma)[0]) == 0
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous array"):
+        backward(dY, X, gamma, out=np.empty(X.shape, np.float32))
+    with pytest.raises(ValueError, match="for exact scalars .object arrays. use the NumPy"):
+        backward(dY.astype(object), X.astype(object), gamma.astype(object))
+
+
+# -- a user's model file: RMSNorm with weight (1 + gamma), sums of polynomials ---------------
+
+def test_user_model_file_against_numpy_and_torch(tmp_path):
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    model = Path(__file__).parent / "models" / "gemma-rmsnorm.toml"
+    modules = {}
+    for target in ("numba", "numpy"):
+        path = tmp_path / f"gemma_{target}.py"
+        codegen.write(codegen.generate(target, model=str(model)), str(path))
+        modules[target] = _load(path)
+    dY, X, gamma, _ = _inputs("rmsnorm", np.float64, seed=13)
+    got = modules["numba"].gemma_rmsnorm_backward(dY, X, gamma)
+    for a, b in zip(got, modules["numpy"].gemma_rmsnorm_backward(dY, X, gamma)):
+        assert _rel(a, b) <= 1e-13
+    x, w = torch.tensor(X, requires_grad=True), torch.tensor(gamma, requires_grad=True)
+    y = torch.nn.functional.rms_norm(x, (X.shape[-1],), 1 + w, eps=EPS)
+    for a, t in zip(got, torch.autograd.grad(y, (x, w), torch.tensor(dY))):
+        assert _rel(a, t.numpy()) <= 1e-12
