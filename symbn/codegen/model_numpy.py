@@ -28,22 +28,25 @@ class SetPrinter(NumPyPrinter):
         return f"_sum({self._print(expr.args[0])})"
 
 
-_RUNTIME = '''
+_RUNTIME_HEAD = '''
 AXIS = {axis}
 MIN_N = {min_n}
 
 
-def _as_float(name, a):
+def _array(name, a):
     a = numpy.asarray(a)
     if a.dtype not in (numpy.float32, numpy.float64):
         raise ValueError(f"{{name}} has dtype {{a.dtype}}; use float32 or float64")
     return a
 
 
-def _element(arrays):
+'''
+
+# the per-element arrays' checks, shared with model_vector's runtime (`_array` is each one's)
+ELEMENT = '''def _element(arrays):
     """The per-element arrays, checked: one shape, one dtype, N >= MIN_N along AXIS."""
     (first_name, first), rest = arrays[0], arrays[1:]
-    first = _as_float(first_name, first)
+    first = _array(first_name, first)
     if first.ndim < 1 or (AXIS == 0 and first.ndim != 2):
         want = "a 2-d array of shape (N, D)" if AXIS == 0 else "an array of shape (..., N)"
         raise ValueError(f"{{first_name}} must be {{want}}, got shape {{first.shape}}")
@@ -55,7 +58,7 @@ def _element(arrays):
                          f"{{MIN_N}} elements along axis {{AXIS}}")
     out = [first]
     for name, a in rest:
-        a = _as_float(name, a)
+        a = _array(name, a)
         if a.shape != first.shape:
             raise ValueError(f"{{name}} has shape {{a.shape}}, expected {{first.shape}} to match "
                              f"{{first_name}} {{first.shape}}")
@@ -64,12 +67,14 @@ def _element(arrays):
                              f"{{first.dtype}}; use one dtype")
         out.append(a)
     return out
+'''
 
+_RUNTIME_TAIL = '''
 
 def _along(name, a, X):
     """A leaf with one value per position along AXIS, shape (N,), in float64, shaped to
     broadcast against X."""
-    a = _as_float(name, a)
+    a = _array(name, a)
     if a.shape != (X.shape[AXIS],):
         raise ValueError(f"{{name}} has shape {{a.shape}}, expected ({{X.shape[AXIS]}},) to match "
                          f"X {{X.shape}} along axis {{AXIS}}")
@@ -81,7 +86,7 @@ def _along(name, a, X):
 def _per_set(name, a, X):
     """A leaf with one value per set, shape X.shape without AXIS, in float64, shaped to
     broadcast against X."""
-    a = _as_float(name, a)
+    a = _array(name, a)
     want = X.shape[1:] if AXIS == 0 else X.shape[:-1]
     if a.shape != want:
         raise ValueError(f"{{name}} has shape {{a.shape}}, expected {{want}} (one value per set) "
@@ -126,6 +131,8 @@ def _sets(value, X, dtype):
     shape[AXIS] = 1
     return numpy.broadcast_to(value, shape).squeeze(AXIS).astype(dtype)
 '''
+
+_RUNTIME = _RUNTIME_HEAD + ELEMENT + _RUNTIME_TAIL
 
 
 @dataclass

@@ -21,7 +21,7 @@ import re
 
 import sympy as sp
 
-from .model_numpy import Api, SetPrinter, _plan_lines, header, plan_api
+from .model_numpy import ELEMENT, Api, SetPrinter, _plan_lines, header, plan_api
 from .model_plan import SCALAR_KINDS
 from .model_terms import Factors, LinearPlan
 
@@ -43,7 +43,7 @@ class CoefPrinter(SetPrinter):
         return super()._print_Pow(expr, rational=rational)
 
 
-_RUNTIME = '''
+_RUNTIME_HEAD = '''
 import fractions
 
 import numpy
@@ -63,31 +63,9 @@ def _array(name, a):
     return a
 
 
-def _element(arrays):
-    """The per-element arrays, checked: one shape, one dtype, N >= MIN_N along AXIS."""
-    (first_name, first), rest = arrays[0], arrays[1:]
-    first = _array(first_name, first)
-    if first.ndim < 1 or (AXIS == 0 and first.ndim != 2):
-        want = "a 2-d array of shape (N, D)" if AXIS == 0 else "an array of shape (..., N)"
-        raise ValueError(f"{{first_name}} must be {{want}}, got shape {{first.shape}}")
-    if first.size == 0:
-        raise ValueError(f"{{first_name}} is empty (shape {{first.shape}}); every axis must "
-                         "have length at least 1")
-    if first.shape[AXIS] < MIN_N:
-        raise ValueError(f"{{first_name}} has shape {{first.shape}}: this layer needs at least "
-                         f"{{MIN_N}} elements along axis {{AXIS}}")
-    out = [first]
-    for name, a in rest:
-        a = _array(name, a)
-        if a.shape != first.shape:
-            raise ValueError(f"{{name}} has shape {{a.shape}}, expected {{first.shape}} to match "
-                             f"{{first_name}} {{first.shape}}")
-        if a.dtype != first.dtype:
-            raise ValueError(f"{{name}} has dtype {{a.dtype}} but {{first_name}} has "
-                             f"{{first.dtype}}; use one dtype")
-        out.append(a)
-    return out
+'''
 
+_RUNTIME_TAIL = '''
 
 def _leaf(name, a, X, want, what, where):
     a = _array(name, a)
@@ -260,6 +238,8 @@ def _per_set_result(value, X, dtype):
     shape = X.shape[1:] if AXIS == 0 else X.shape[:-1]
     return value.reshape(shape).astype(dtype)
 '''
+
+_RUNTIME = _RUNTIME_HEAD + ELEMENT + _RUNTIME_TAIL
 
 
 class _Emitter:
