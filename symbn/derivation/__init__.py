@@ -43,7 +43,17 @@ Modules: `vocabulary` (limits, names, D, P, `Vocabulary`), `builder` (the whitel
 
 from .builder import _Builder
 from .expression import check_size, parse_expression, parse_tree
-from .files import STEP_KEYS, TOP_KEYS, Derivation, Step, load, parse, read_text, shipped
+from .files import (
+    STEP_KEYS,
+    TOP_KEYS,
+    Derivation,
+    Step,
+    load,
+    parse,
+    read_text,
+    read_toml,
+    shipped,
+)
 from .interpret import Interpreter, _Instantiate, instantiate
 from .util import _clip, _did_you_mean, _free_indices, _one_line
 from .vocabulary import (
@@ -74,7 +84,7 @@ __all__ = [
     "MAX_DERIVATIVE_DEPTH", "MAX_EXPONENT", "MAX_FILE_BYTES", "MAX_INTEGER", "MAX_NODES",
     "MAX_STEPS", "MAX_WEIGHT", "NAMES", "SCALARS", "STEP_KEYS", "TOP_KEYS",
     "D", "Derivation", "Interpreter", "N", "P", "Step", "Vocabulary", "builtin", "check_size", "instantiate", "load",
-    "parse", "parse_expression", "parse_tree", "read_text", "shipped"]
+    "parse", "parse_expression", "parse_tree", "read_text", "read_toml", "shipped"]
 
 
 # private names that symbn.models, symbn.check, symbn.graph and the tests read from here

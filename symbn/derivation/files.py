@@ -127,16 +127,22 @@ def read_text(path: Path, name: str, advice: str) -> str:
             from None
 
 
-def parse(source: str, path: str = "<string>") -> Derivation:
-    """Parse derivation text (TOML) into a `Derivation`; `path` names it in errors."""
+def read_toml(source: str, path: str) -> dict:
+    """TOML text within the size limit as a table (derivation and model files), or a
+    one-line SymbnError naming `path`."""
     if len(source) > MAX_FILE_BYTES:
         raise SymbnError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB")
     try:
-        data = tomllib.loads(source)
+        return tomllib.loads(source)
     except tomllib.TOMLDecodeError as err:
         raise SymbnError(f"{path}: malformed TOML: {_one_line(str(err))}") from None
     except RecursionError:
         raise SymbnError(f"{path}: malformed TOML: nested too deeply") from None
+
+
+def parse(source: str, path: str = "<string>") -> Derivation:
+    """Parse derivation text (TOML) into a `Derivation`; `path` names it in errors."""
+    data = read_toml(source, path)
     for key in data:
         if key not in TOP_KEYS:
             raise SymbnError(f"{path}: unknown top-level key '{_clip(key)}'"

@@ -30,13 +30,12 @@ import ast
 import dataclasses
 import keyword
 import re
-import tomllib
 from pathlib import Path
 
 import sympy as sp
 
 from .. import derivation as lang
-from ..derivation import INDEX, MAX_FILE_BYTES, Vocabulary, _clip, _did_you_mean
+from ..derivation import INDEX, Vocabulary, _clip, _did_you_mean
 from ..errors import SymbnError
 from ..graph import INDEXED_KINDS, KINDS, Definition, Model, Result
 
@@ -111,14 +110,7 @@ def describe(m: Model) -> str:
 
 def parse(source: str, path: str = "<string>") -> Model:
     """Parse model text (TOML) into a `Model`; `path` names it in errors."""
-    if len(source) > MAX_FILE_BYTES:
-        raise SymbnError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB")
-    try:
-        data = tomllib.loads(source)
-    except tomllib.TOMLDecodeError as err:
-        raise SymbnError(f"{path}: malformed TOML: {lang._one_line(str(err))}") from None
-    except RecursionError:
-        raise SymbnError(f"{path}: malformed TOML: nested too deeply") from None
+    data = lang.read_toml(source, path)
     _keys(data, TOP_KEYS, path, "top-level key")
     name = _string(data, "name", path)
     if not _NAME.fullmatch(name):
