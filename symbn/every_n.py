@@ -62,10 +62,10 @@ import sympy as sp
 
 from .derivation import N
 from .errors import SymbnError
-from .general.normal import Normalizer, Unsupported, _rules
+from .general.normal import NONZERO, Normalizer, Unsupported, _rules
 from .graph import INDEXED_KINDS, Model
 from .prove import DISPROVED, PROVED, UNKNOWN
-from .prove.radicals import NEG, NONNEG, POS, Signs
+from .prove.radicals import NEG, NONNEG, POS, Signs, needs_rewrite, rewrite
 from .report import Report, Result
 
 METHOD = "canonical form, symbolic N"
@@ -295,10 +295,17 @@ class Radicals:
         return e.xreplace({self.leaf: (_S ** 2 - self.w) / self.a})
 
 
-def decide(lhs: sp.Expr, rhs: sp.Expr, scalars: list) -> tuple[str, str, Normalizer]:
-    """(proved or unknown, note, normalizer) for lhs = rhs for every N."""
-    nz = Normalizer()
+def decide(lhs: sp.Expr, rhs: sp.Expr, scalars: list, distinct=(),
+           positive=frozenset()) -> tuple[str, str, Normalizer]:
+    """(proved or unknown, note, normalizer) for lhs = rhs for every N; `distinct` holds
+    pairs of rows known to differ, `positive` the leaves known > 0 (square roots of squares
+    are rewritten only by signs proved from them and N >= 1)."""
+    nz = Normalizer(distinct)
     rad = Radicals(scalars)
+    radicals = [p for p in sp.Tuple(lhs, rhs).atoms(sp.Pow) if p.exp.is_Rational and p.exp.q == 2]
+    if needs_rewrite(radicals):  # sqrt((v + eps)**2) = v + eps
+        signs = Signs(set(positive) | {N})
+        lhs, rhs = rewrite(lhs, signs), rewrite(rhs, signs)
     try:
         lhs, rhs = rad.replace(lhs), rad.replace(rhs)
         diff = nz.normal(lhs) - nz.normal(rhs)
@@ -313,7 +320,7 @@ def decide(lhs: sp.Expr, rhs: sp.Expr, scalars: list) -> tuple[str, str, Normali
         return UNKNOWN, f"outside the symbolic fragment ({type(err).__name__})", nz
     if zero:
         return PROVED, "", nz
-    return UNKNOWN, "canonical form nonzero in the power-sum indeterminates", nz
+    return UNKNOWN, NONZERO, nz
 
 
 def _definedness(sides: list, m: Model, scalars: list, memo: dict) -> tuple[bool, str | None]:

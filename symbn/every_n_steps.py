@@ -51,12 +51,12 @@ import sympy as sp
 
 from .derivation import N
 from .errors import SymbnError
-from .every_n import _M, CONCRETE_SIZES, METHOD, Radicals, SymbolicModel
+from .every_n import _M, CONCRETE_SIZES, METHOD, Radicals, SymbolicModel, decide
 from .every_n_translate import _Translate
 from .general.normal import Normalizer, Unsupported, _rules
 from .graph import INDEXED_KINDS
 from .prove import DISPROVED, PROVED, UNKNOWN
-from .prove.radicals import NEG, NONNEG, NONPOS, POS, Signs, needs_rewrite, rewrite
+from .prove.radicals import NEG, NONNEG, NONPOS, POS, Signs
 from .report import Report, Result
 
 _SYMPY_ERRORS = (sp.PolynomialError, NotImplementedError, TypeError, ValueError, RecursionError)
@@ -75,28 +75,6 @@ def _normal_form(e: sp.Expr, scalars: list, distinct=()) -> tuple[sp.Expr, Norma
     if form.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         raise Unsupported("a side divides by zero in canonical form")
     return sp.expand(sp.together(rad.eliminate(form)).as_numer_denom()[0]), nz
-
-
-def _decide(lhs, rhs, scalars, distinct, positive=frozenset()) -> tuple[str, str, Normalizer]:
-    nz = Normalizer(distinct)
-    rad = Radicals(scalars)
-    radicals = [p for p in sp.Tuple(lhs, rhs).atoms(sp.Pow) if p.exp.is_Rational and p.exp.q == 2]
-    if needs_rewrite(radicals):  # sqrt((v + eps)**2) = v + eps, by proved signs (N >= 1)
-        signs = Signs(set(positive) | {N})
-        lhs, rhs = rewrite(lhs, signs), rewrite(rhs, signs)
-    try:
-        lhs, rhs = rad.replace(lhs), rad.replace(rhs)
-        diff = nz.normal(lhs) - nz.normal(rhs)
-        if diff.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
-            return UNKNOWN, "a side divides by zero in canonical form", nz
-        zero = sp.expand(sp.together(rad.eliminate(diff)).as_numer_denom()[0]) == 0
-    except Unsupported as err:
-        return UNKNOWN, str(err), nz
-    except _SYMPY_ERRORS as err:
-        return UNKNOWN, f"outside the symbolic fragment ({type(err).__name__})", nz
-    if zero:
-        return PROVED, "", nz
-    return UNKNOWN, "canonical form nonzero in the power-sum indeterminates", nz
 
 
 def _undefined_everywhere(divisors, radicands, indices, distinct, scalars, signs, min_n):
@@ -283,7 +261,7 @@ def _check_step(step, d, rules_ok: bool, start: float) -> Result:
             return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
                           note=f"{label}: {undefined}")
         positive = {sp.Symbol(n) for n, k in m.leaves.items() if k == "positive"}
-        verdict, note, nz = _decide(a, b, scalars, tr.distinct, positive)
+        verdict, note, nz = decide(a, b, scalars, tr.distinct, positive)
         if verdict == PROVED and not rules_ok:
             verdict, note = UNKNOWN, "a summation rule was not confirmed by SymPy"
         rules |= nz.rules

@@ -23,13 +23,12 @@ import sympy as sp
 from ..derivation import N
 from ..errors import SymbnError
 from ..every_n import SymbolicModel, _definedness, decide, verify_every_n
-from ..general.normal import Unsupported
+from ..general.normal import NONZERO, Unsupported
 from ..graph import INDEXED_KINDS
 from ..prove import DISPROVED, PROVED
 from .model_plan import Elem, ModelPlan, RowSum, computed
 
 _K = sp.Symbol("K'")  # the shift of the two-pass centring
-NONZERO = "canonical form nonzero"  # every_n.decide's note for a form that does not vanish
 
 
 class _Back:

@@ -24,6 +24,7 @@ i, j, k = sp.symbols("i j k", integer=True, positive=True)  # row indices
 x, dy = sp.IndexedBase("x"), sp.IndexedBase("dy")
 eps = sp.Symbol("eps")  # the name BatchNorm(n) uses
 s = sp.Symbol("s", positive=True)
+NONZERO = "canonical form nonzero in the power-sum indeterminates"  # unknown, not disproved
 METHOD = "canonical form, symbolic N"
 
 
@@ -178,7 +179,7 @@ def decide(lhs: sp.Expr, rhs: sp.Expr, distinct=()) -> tuple[str, str, Normalize
         return UNKNOWN, f"outside the symbolic fragment ({type(err).__name__})", nz
     if zero:
         return PROVED, "", nz
-    return UNKNOWN, "canonical form nonzero in the power-sum indeterminates", nz
+    return UNKNOWN, NONZERO, nz
 
 
 def _eliminate_sqrt(e: sp.Expr) -> sp.Expr:
