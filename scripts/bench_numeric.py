@@ -389,9 +389,9 @@ def run_model(model: str, args) -> int:
 
             fused = getattr(load_generated("numba", tmp, model), f"{model}_backward")
             numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-            print(f"numba {numba.__version__}")
+            print(f"numba {numba.__version__}\n")
         except ImportError:
-            print("numba not installed: the fused target is skipped")
+            print("numba not installed: the fused target is skipped\n")
     backward = getattr(gen, f"{model}_backward")
     if not args.skip_precision:
         ok = model_precision(model, backward, fused)

@@ -316,6 +316,29 @@ def test_precision_against_mpmath(mods, name, kind, dtype):
         assert _rel(grads[2], ref_db) <= 10 * TARGETS[kind, dtype]
 
 
+@pytest.mark.parametrize("name", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("vecdot", [True, False], ids=["vecdot", "einsum"])
+def test_blocks_with_a_shorter_last_one(mods, monkeypatch, name, vecdot):
+    """Blocks of two sets (the last of one) reuse the stack of monomials and its views; the
+    row dots by einsum where NumPy has no vecdot (before 2.0) give the same gradients."""
+    m = mods[name, "numpy"]
+    dY, X, params = _inputs(name, "hard" if name == "layernorm" else "normal", np.float64,
+                            48, (7,), seed=3)
+    monkeypatch.setattr(m, "BLOCK", 2 * 48 * 8)
+    if not vecdot:
+        monkeypatch.setattr(m, "_VECDOT", None)
+    ref_dx, ref_dg = _mpmath_reference(name, dY, X, params[0])
+    grads = _fns(mods, name)[1](dY, X, params[0])
+    assert _rel(grads[0], ref_dx) <= 1e-12 and _rel(grads[1], ref_dg) <= 1e-12
+    rows = [[Fraction(x) for x in row] for row in X]  # exact centring and mean square
+    if name == "layernorm":
+        rows = [[x - sum(row) / 48 for x in row] for row in rows]
+    xhat = np.array([[float(x) for x in row] for row in rows])
+    xhat /= np.sqrt(np.array([[float(sum(x * x for x in row) / 48)] for row in rows]) + EPS)
+    Y = _fns(mods, name)[0](X, *params)
+    assert _rel(Y, xhat * params[0] + (params[1] if name == "layernorm" else 0)) <= 1e-12
+
+
 # -- PyTorch autograd -----------------------------------------------------------------------
 
 TORCH_CASES = [(fn, weights, shape, dtype)
