@@ -458,6 +458,31 @@ def test_a_wrong_plan_is_refused():
         MP.prove_model_plan(wrong, ns=(2,))
 
 
+
+@pytest.mark.parametrize("name, mutate, grad", [
+    # the coefficients of dX's stacked monomials in the wrong order
+    ("layernorm", lambda t: t.replace("(t3, t2, t4)", "(t3, t4, t2)"), "dx"),
+    # dgamma accumulated without its per-set factor
+    ("rmsnorm", lambda t: t.replace("dgamma += _over(_ct2, _p1)", "dgamma += _over(1, _p1)"),
+     "dgamma"),
+])
+def test_wrong_emitted_text_is_refused(monkeypatch, name, mutate, grad):
+    """Proved expressions emitted wrongly: the trace of the module's own backward stops it."""
+    from symbn.codegen import model_vector
+
+    original = model_vector.vector_module
+    monkeypatch.setattr(model_vector, "vector_module", lambda *a: mutate(original(*a)))
+    assert mutate(original(*_linear(name))) != original(*_linear(name))
+    with pytest.raises(SymbnError, match=rf"emitted {name}_backward's {grad} is disproved at "
+                                         r"N = 3, D = 2 .*refusing to write the code"):
+        codegen.generate("numpy", model=name)
+
+
+def _linear(name):
+    from symbn.codegen.model_terms import linear_plan
+
+    return linear_plan(MP.model_plan(load(name))), []
+
 def test_the_symbolic_n_hook_is_called(monkeypatch):
     plan = MP.model_plan(load("rmsnorm"))
     monkeypatch.setattr(MP, "SYMBOLIC_N", [lambda p: None, lambda p: ["every N: proved"]])

@@ -150,7 +150,12 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
             from .model_numba import numba_module
 
             return numba_module(linear, prove_model_plan(linear.plan))
-        return vector_module(linear, prove_model_plan(linear.plan))
+        from .model_trace import check_emitted, emitted_line
+
+        text = vector_module(linear, [*prove_model_plan(linear.plan),
+                                      emitted_line(linear.plan)])
+        check_emitted(text, linear.plan)
+        return text
     all_plans = plans()
     if target == "numpy":  # the fused plan is the numba kernel's; prove what is written
         del all_plans["fused"]

@@ -1,0 +1,59 @@
+"""The emitted NumPy module itself, checked before it is written: its backward is run on
+NumPy object arrays of exact scalars (`symbn.impl.check_impl`, the exact trace) and every
+gradient it returns must be proved equal to the model's derivative.
+
+`prove_model_plan` proves the expressions of the plan; this proves that the module's text
+computes them (the blocks, the stacked monomials, the batched products, the reductions).
+
+>>> from symbn.models import load
+>>> from .model_plan import model_plan
+>>> emitted_line(model_plan(load("rmsnorm"))).split(": ")[-1]
+'dX, dgamma'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from pathlib import Path
+
+from ..errors import SymbnError
+from .model_numpy import plan_api
+from .model_plan import ModelPlan
+
+D = 2
+
+
+def _n(plan: ModelPlan) -> int:
+    return max(3, plan.model.min_n)
+
+
+def emitted_line(plan: ModelPlan) -> str:
+    """The header line that `check_emitted` makes true."""
+    api = plan_api(plan)
+    grads = ", ".join(api.grad(g) for g in plan.gradients)
+    return (f"the emitted {api.prefix}_backward itself, run on object arrays of exact scalars "
+            f"at N = {_n(plan)}, D = {D} (symbn check-impl): {grads}")
+
+
+def check_emitted(text: str, plan: ModelPlan) -> None:
+    """Import `text` as a module and prove its backward by the exact trace at N = 3, D = 2;
+    raises SymbnError, naming the gradient, on anything not proved."""
+    from ..impl.check import check_impl
+
+    api = plan_api(plan)
+    signature = (", ".join(api.backward) + " -> "
+                 + ", ".join(f"d{g}" for g in plan.gradients))
+    with tempfile.TemporaryDirectory(prefix="symbn-trace-") as tmp:
+        path = Path(tmp) / f"{api.prefix}_emitted.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    backward = getattr(module, f"{api.prefix}_backward")
+    report = check_impl(backward, plan.model, n=_n(plan), d=D, signature=signature)
+    for r in report.results:
+        if r.verdict != "proved":
+            raise SymbnError(f"{plan.model.name}: the emitted {api.prefix}_backward's {r.id} "
+                             f"is {r.verdict} at N = {_n(plan)}, D = {D} when run on exact "
+                             "scalars; refusing to write the code")
