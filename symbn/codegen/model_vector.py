@@ -168,7 +168,7 @@ def _el(value, dtype):
 
 
 def _wide_sum(value):
-    return value if value.dtype == object else value.astype(numpy.float64)
+    return value if value.dtype == object else value.astype(numpy.float64, copy=False)
 
 
 _ONES = {{}}
