@@ -55,9 +55,13 @@ from .every_n import _M, CONCRETE_SIZES, METHOD, Radicals, SymbolicModel, decide
 from .every_n_translate import _Translate
 from .general.normal import Normalizer, Unsupported, _rules
 from .graph import INDEXED_KINDS
-from .prove import DISPROVED, PROVED, UNKNOWN
+from .prove import DISPROVED, PROVED, UNKNOWN, Budget, alarm
 from .prove.radicals import NEG, NONNEG, NONPOS, POS, Signs
 from .report import Report, Result
+
+# a step's budget for every N when no timeout is given: SymPy's cancel of a large power can
+# run for many minutes, and a step stuck there must come back unknown, not hang the run
+STEP_SECONDS = 60.0
 
 _SYMPY_ERRORS = (sp.PolynomialError, NotImplementedError, TypeError, ValueError, RecursionError)
 
@@ -308,13 +312,21 @@ def check_all(d, timeout: float | None = None,
     rules_ok = all(r.verdict == PROVED for r in _rules())
     results = []
     for n_done, step in enumerate(d.steps):
-        if timeout is not None and time.monotonic() - start > timeout:
+        now = time.monotonic()
+        if timeout is not None and now - start > timeout:
             results.append(Result(step.id, UNKNOWN, METHOD, 0.0, note="time budget exhausted"))
             continue
         if progress is not None:
-            progress(f"[{n_done + 1}/{len(d.steps)}] {step.id} "
-                     f"({time.monotonic() - start:.0f} s so far)")
-        results.append(check_step(step, d, rules_ok))
+            progress(f"[{n_done + 1}/{len(d.steps)}] {step.id} ({now - start:.0f} s so far)")
+        deadline = now + STEP_SECONDS if timeout is None else start + timeout
+        try:
+            with alarm(deadline):
+                results.append(check_step(step, d, rules_ok))
+        except Budget:
+            why = "time budget exhausted" if timeout is not None else (
+                f"time budget exhausted ({STEP_SECONDS:.0f} s for a step when no timeout "
+                "is given)")
+            results.append(Result(step.id, UNKNOWN, METHOD, time.monotonic() - now, note=why))
     from .verify_model import describe_source
 
     notes = [f"model {describe_source(m)}: the steps are read against its templates",

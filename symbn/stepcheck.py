@@ -16,6 +16,7 @@ assignment per pattern suffices: which free indices are equal, and which equal a
 from __future__ import annotations
 
 import itertools
+import random
 import time
 
 import sympy as sp
@@ -24,7 +25,8 @@ from .derivation import Derivation, Step, _Instantiate, load
 from .errors import SymbnError
 from .limits import check_steps_size
 from .model import BatchNorm
-from .prove import PROVED, UNKNOWN, Algebra, Budget, Outcome, alarm, coefficients
+from .prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, Outcome, alarm, coefficients
+from .prove.separate import certainly_nonnegative, certainly_nonzero
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
@@ -132,6 +134,9 @@ class _StepChecker:
                                   note=f"{where}link {k + 1} ({texts[k]} = {texts[k + 1]}): "
                                        f"{undefined}")
                 outcome = self._decide(sides[k], sides[k + 1], step, assignment)
+                if outcome.verdict == DISPROVED:
+                    outcome = self._checked(outcome, sides[k], sides[k + 1],
+                                            divisors[k], divisors[k + 1])
                 methods.add(outcome.method)
                 if outcome.verdict != PROVED:
                     link = f"{texts[k]} = {texts[k + 1]}"
@@ -180,6 +185,59 @@ class _StepChecker:
             else:
                 return Outcome(PROVED, _method(methods))
         return self.alg.decide(lhs, rhs, self.deadline)
+
+    def _checked(self, outcome: Outcome, lhs, rhs, left: tuple, right: tuple) -> Outcome:
+        """A disproof whose witness lies where the link is defined as written: every
+        square root written in it of something >= 0, every divisor written nonzero.  SymPy
+        simplifies sqrt(u)**2 to u and u/u to 1 as the sides are built, so the decided sides
+        no longer carry these; leaves the sides do not depend on are chosen to meet them,
+        other points are tried, and without one the link is unknown."""
+        divisors, radicands = left[0] + right[0], left[1] + right[1]
+        if not divisors and not radicands:
+            return outcome
+        for seed in range(1, 9):
+            point = self._defined_at(outcome.witness, divisors, radicands, seed)
+            if point is not None:
+                outcome.witness["point"] = point
+                return outcome
+            if self._late():
+                break
+            outcome = self.alg.decide(lhs, rhs, self.deadline, seed=seed)
+            if outcome.verdict != DISPROVED:
+                return outcome
+        return Outcome(UNKNOWN, outcome.method,
+                       note="false as the sides simplify, but no witness was found where "
+                            "every square root written in the link is of something >= 0 "
+                            "and every divisor written is nonzero")
+
+    def _defined_at(self, witness: dict | None, divisors: list, radicands: list,
+                    seed: int) -> dict | None:
+        """The witness's point, completed with the leaves it leaves free, where the written
+        radicands are >= 0 and divisors nonzero; None if not found."""
+        point = (witness or {}).get("point")
+        if point is None:
+            return None
+        names = {str(s): s for s in self.alg.symbols}
+        try:
+            values = {names[k]: sp.Rational(v) for k, v in point.items()}
+        except (KeyError, TypeError, ValueError):
+            return None
+        written = [e for _, e in divisors + radicands]
+        free = sorted(set(self.bn.support(sp.Tuple(*written))) & set(self.alg.symbols)
+                      - set(values), key=str)
+        rng = random.Random(seed)
+        for attempt in range(20 if free else 1):
+            trial = dict(values)
+            trial.update({s: sp.Integer(rng.randint(1, 5)) if s in self.bn.positive
+                          else sp.Integer(rng.randint(-5, 5)) for s in free})
+            try:
+                if all(certainly_nonnegative(self.bn.evaluate(e, trial)) for _, e in radicands) \
+                        and all(certainly_nonzero(self.bn.evaluate(e, trial))
+                                for _, e in divisors):
+                    return {**point, **{str(s): str(trial[s]) for s in free}}
+            except (TypeError, ValueError, ZeroDivisionError):
+                continue
+        return None
 
     def _undefined_link(self, left: tuple, right: tuple) -> str | None:
         """Why a link is undefined, naming the side when only one of them is."""

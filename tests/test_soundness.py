@@ -59,6 +59,13 @@ CASES = [
     ("3", "1/(N - 1) = 1/(N - 1)", "", (U, P, P, P)),
     ("3", "sqrt(-v - eps)**2 = -v - eps", "", (U, U, U, U)),
     ("3", "(x[i] - mu)/(x[i] - mu) = 1", "", (U, P, P, P)),
+    # SymPy builds sqrt(u)**2 as u and u/u as 1: a witness must lie where the link is
+    # defined as written (u >= 0, u != 0); the first claim is true wherever it is defined
+    ("3", "sqrt(v - 1)**2 = sqrt((v - 1)**2)", "", (U, U, U, U)),
+    ("3", "sqrt(1 - v)**2 = 1 - 2*v", "", (P, D, D, D)),
+    ("3", "sqrt(1 - v)**2 = 0", "", (D, D, D, D)),
+    ("3", "x[1]*(x[2] - x[3])/(x[2] - x[3]) = 0", "", (X, X, D, U)),
+    ("3", "sqrt(((N - 1)/(N - 1))**2) = 1", "", (U, P, P, P)),
     # 4: nested sums, long expansions, huge common denominators: decided, never a crash
     ("4", "Sum(Sum(x[i]*x[k], (k, 1, N)), (i, 1, N)) = N**2*mu**2", "", (P, P, P, P)),
     ("4", "Sum(Sum(x[i]*x[k], (k, 1, N)), (i, 1, N)) = N*mu**2", "", (P, D, D, D)),
@@ -218,3 +225,22 @@ def test_a_recursion_limit_inside_a_step_is_unknown(monkeypatch):
     monkeypatch.setattr(check_module._StepChecker, "_decide", deep)
     (result,) = check(parse(_doc("mu = mu + 0*x[1]", ""), "c.toml"), 2)
     assert result.verdict == U and "recursion" in result.note
+
+
+def test_an_every_n_step_stuck_in_sympy_comes_back_unknown(monkeypatch):
+    """A step whose symbolic form SymPy cannot cancel in time: unknown within the budget
+    (the whole run's timeout, or a step's own when none is given), never a hang."""
+    import time
+
+    from symbn import every_n_steps
+
+    side = "((x[j] - mu)**2 + Sum(dy[k]*xhat[k], (k, 1, N)))"
+    claim = f"{side}**3 = sqrt(({side}*{side}**2)**3)"
+    d = parse(_doc(claim, ""), "case.toml")
+    monkeypatch.setattr(every_n_steps, "STEP_SECONDS", 1.0)
+    for timeout, note in ((None, "1 s for a step when no timeout is given"), (1.5, "")):
+        start = time.monotonic()
+        result = check_all(d, timeout=timeout)[0]
+        assert result.verdict == U and "time budget exhausted" in result.note and \
+            note in result.note and time.monotonic() - start < 30, result
+

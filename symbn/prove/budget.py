@@ -31,11 +31,12 @@ def alarm(deadline: float | None):
 
     The cooperative checks between prover operations cannot interrupt one long SymPy or
     FLINT call; SIGALRM can.  Only in the main thread of a POSIX process; elsewhere the
-    cooperative checks alone apply.
+    cooperative checks alone apply.  Alarms nest: an enclosing one keeps its deadline.
 
     >>> import time
     >>> with alarm(time.monotonic() + 60):
-    ...     pass
+    ...     with alarm(time.monotonic() + 1):
+    ...         pass
     """
     usable = (deadline is not None and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())
@@ -46,6 +47,10 @@ def alarm(deadline: float | None):
     def ring(signum, frame):
         raise Budget
 
+    left = signal.getitimer(signal.ITIMER_REAL)[0]
+    outer = time.monotonic() + left if left > 0 else None
+    if outer is not None:
+        deadline = min(deadline, outer)
     previous = signal.signal(signal.SIGALRM, ring)
     signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
     try:
@@ -53,6 +58,8 @@ def alarm(deadline: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer is not None:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - time.monotonic(), 1e-3))
 
 
 # One FLINT multiplication is a single C call that no alarm can interrupt, and FLINT aborts

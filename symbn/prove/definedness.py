@@ -177,7 +177,7 @@ class Definedness:
             if len(forms) == len(self.positive):
                 break
             scale, body = as_expr(base).as_coeff_Mul()
-            if not scale > 0:
+            if scale.is_positive is not True:  # also nan, from a 0/0 written in the claim
                 continue
             for p in self.positive:
                 if p in forms:
@@ -187,7 +187,7 @@ class Definedness:
                     continue
                 c, rest = linear[0].as_coeff_Mul()
                 w = sp.Add(*[t for t in sp.Add.make_args(body) if t is not linear[0]])
-                if rest == p and c > 0 and not self.model.support(w) & set(self.positive):
+                if rest == p and c.is_positive and not self.model.support(w) & set(self.positive):
                     forms[p] = (c * scale, w * scale)
                     break
         return forms

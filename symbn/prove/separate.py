@@ -87,6 +87,25 @@ def certainly_nonzero(value: sp.Expr) -> bool:
     return bool(gap.a > 0 or gap.b < 0)
 
 
+def certainly_nonnegative(value: sp.Expr) -> bool:
+    """Whether an exact closed value is certainly >= 0: exactly for a rational, by an
+    enclosing interval otherwise.
+
+    >>> certainly_nonnegative(sp.Integer(0)), certainly_nonnegative(1 - sp.sqrt(2))
+    (True, False)
+    """
+    value = as_expr(value)
+    if value.is_Rational:
+        return value >= 0
+    if value.has(sp.zoo, sp.nan, sp.I, sp.oo):
+        return False
+    try:
+        gap = enclose(value)
+    except (_NoEnclosure, ZeroDivisionError):
+        return False
+    return bool(gap.a >= 0)
+
+
 def separation(left: sp.Expr, right: sp.Expr) -> str | None:
     """Whether two exact closed real values certainly differ: "" when both are rationals
     and differ, the enclosure of left - right as text when it excludes 0, else None.
