@@ -446,3 +446,26 @@ def test_cli_codegen_usage_error_exits_2(capsys):
         main(["codegen", "--target", "cuda", "-o", "x.py"])
     assert exc.value.code == 2
     assert "invalid choice: 'cuda'" in capsys.readouterr().err
+
+
+def test_the_emitted_n1_branch_is_traced(monkeypatch):
+    """The BatchNorm module's N = 1 branch is code too: altered, the trace of the emitted
+    backward at N = 1 stops the generation."""
+    import symbn.codegen as cg
+
+    original = cg._numpy_module
+    wrong = "return out, numpy.zeros(X.shape[1], dtype), 2 * dY[0]"
+    right = "return out, numpy.zeros(X.shape[1], dtype), dY[0].copy()"
+    assert right in original(*_bn_plans())
+    monkeypatch.setattr(cg, "_numpy_module", lambda *a: original(*a).replace(right, wrong))
+    with pytest.raises(SymbnError, match=r"batchnorm_backward's dbeta is disproved at N = 1, "
+                                         r"D = 2 .*refusing to write the code"):
+        cg.generate("numpy")
+
+
+def _bn_plans():
+    import symbn.codegen as cg
+
+    plans = cg.plans()
+    del plans["fused"]
+    return plans, []

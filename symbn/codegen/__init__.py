@@ -81,6 +81,10 @@ __all__ = [
     "to_symbolic_n", "write",
 ]
 
+# the header line that `model_trace.trace` makes true for the BatchNorm NumPy module
+BATCHNORM_TRACED = ("the emitted batchnorm_backward itself, run on object arrays of exact "
+                    "scalars at N = 1 and 3, D = 2 (symbn check-impl): dX, dgamma, dbeta")
+
 # ---------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------
@@ -160,7 +164,15 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
     if target == "numpy":  # the fused plan is the numba kernel's; prove what is written
         del all_plans["fused"]
     proved = prove_plans(all_plans)
-    return (_numpy_module if target == "numpy" else _numba_module)(all_plans, proved)
+    if target == "numba":
+        return _numba_module(all_plans, proved)
+    from ..models import load as load_model
+    from .model_trace import trace
+
+    text = _numpy_module(all_plans, [*proved, BATCHNORM_TRACED])
+    trace(text, "batchnorm_backward", load_model("batchnorm"),
+          "dy, x, gamma, eps -> dx, dgamma, dbeta", [1, 3])
+    return text
 
 
 def lambdify_backward(n: int, model: Model | str | None = None):

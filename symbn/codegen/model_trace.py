@@ -39,21 +39,27 @@ def emitted_line(plan: ModelPlan) -> str:
 def check_emitted(text: str, plan: ModelPlan) -> None:
     """Import `text` as a module and prove its backward by the exact trace at N = 3, D = 2;
     raises SymbnError, naming the gradient, on anything not proved."""
-    from ..impl.check import check_impl
-
     api = plan_api(plan)
     signature = (", ".join(api.backward) + " -> "
                  + ", ".join(f"d{g}" for g in plan.gradients))
+    trace(text, f"{api.prefix}_backward", plan.model, signature, [_n(plan)])
+
+
+def trace(text: str, function: str, model, signature: str, ns: list[int]) -> None:
+    """`function` of the module `text`, run on exact scalars at each N of `ns` (D = 2):
+    every output proved, or SymbnError."""
+    from ..impl.check import check_impl
+
     with tempfile.TemporaryDirectory(prefix="symbn-trace-") as tmp:
-        path = Path(tmp) / f"{api.prefix}_emitted.py"
+        path = Path(tmp) / f"{function}_emitted.py"
         path.write_text(text)
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    backward = getattr(module, f"{api.prefix}_backward")
-    report = check_impl(backward, plan.model, n=_n(plan), d=D, signature=signature)
-    for r in report.results:
-        if r.verdict != "proved":
-            raise SymbnError(f"{plan.model.name}: the emitted {api.prefix}_backward's {r.id} "
-                             f"is {r.verdict} at N = {_n(plan)}, D = {D} when run on exact "
-                             "scalars; refusing to write the code")
+    for n in ns:
+        report = check_impl(getattr(module, function), model, n=n, d=D, signature=signature)
+        for r in report.results:
+            if r.verdict != "proved":
+                raise SymbnError(f"{model.name}: the emitted {function}'s {r.id} is "
+                                 f"{r.verdict} at N = {n}, D = {D} when run on exact "
+                                 "scalars; refusing to write the code")
