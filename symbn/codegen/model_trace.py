@@ -1,6 +1,7 @@
 """The emitted NumPy module itself, checked before it is written: its backward is run on
-NumPy object arrays of exact scalars (`symbn.impl.check_impl`, the exact trace) and every
-gradient it returns must be proved equal to the model's derivative.
+NumPy object arrays of exact scalars (`symbn.impl.check_impl`, the exact trace) at the
+model's smallest N and at N = 3, and every gradient it returns must be proved equal to the
+model's derivative.
 
 `prove_model_plan` proves the expressions of the plan; this proves that the module's text
 computes them (the blocks, the stacked monomials, the batched products, the reductions).
@@ -24,25 +25,27 @@ from .model_plan import ModelPlan
 D = 2
 
 
-def _n(plan: ModelPlan) -> int:
-    return max(3, plan.model.min_n)
+def _ns(plan: ModelPlan) -> list[int]:
+    """The smallest N the model allows (sets of one element, for most) and N = 3."""
+    return sorted({plan.model.min_n, max(3, plan.model.min_n)})
 
 
 def emitted_line(plan: ModelPlan) -> str:
     """The header line that `check_emitted` makes true."""
     api = plan_api(plan)
     grads = ", ".join(api.grad(g) for g in plan.gradients)
+    sizes = " and ".join(map(str, _ns(plan)))
     return (f"the emitted {api.prefix}_backward itself, run on object arrays of exact scalars "
-            f"at N = {_n(plan)}, D = {D} (symbn check-impl): {grads}")
+            f"at N = {sizes}, D = {D} (symbn check-impl): {grads}")
 
 
 def check_emitted(text: str, plan: ModelPlan) -> None:
-    """Import `text` as a module and prove its backward by the exact trace at N = 3, D = 2;
-    raises SymbnError, naming the gradient, on anything not proved."""
+    """Import `text` as a module and prove its backward by the exact trace (D = 2, N = the
+    model's smallest and 3); raises SymbnError, naming the gradient, on anything not proved."""
     api = plan_api(plan)
     signature = (", ".join(api.backward) + " -> "
                  + ", ".join(f"d{g}" for g in plan.gradients))
-    trace(text, f"{api.prefix}_backward", plan.model, signature, [_n(plan)])
+    trace(text, f"{api.prefix}_backward", plan.model, signature, _ns(plan))
 
 
 def trace(text: str, function: str, model, signature: str, ns: list[int]) -> None:
