@@ -561,6 +561,31 @@ def test_user_model_file(tmp_path):
     assert "unrolled for N = 3" in u
 
 
+
+THIRD = USER.replace('name = "centred-scale"', 'name = "third-scale"').replace(
+    'y = "gamma[i]*(x[i] - mu)"', 'y = "gamma[i]*(x[i] - mu)/3"').replace(
+    '"gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N"',
+    '"(gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N)/3"').replace(
+    '"dy[j]*(x[j] - mu)"', '"dy[j]*(x[j] - mu)/3"')
+
+
+def test_a_coefficient_no_float_holds_keeps_exact_scalars_exact(tmp_path):
+    """1/3 in the closed forms: a float for float arrays, a fraction for exact scalars, so
+    that the module's own trace (which runs before it is written) proves it."""
+    text = codegen.generate("numpy", model=parse(THIRD, "third.toml"))
+    assert "_rational(1, 3, X)" in text and "at N = 1 and 3, D = 2 (symbn check-impl)" in text
+    out = tmp_path / "third.py"
+    codegen.write(text, str(out))
+    m = _load(out)
+    X = np.array([[Fraction(1), Fraction(2), Fraction(4)]], dtype=object)
+    dY = np.array([[Fraction(1), Fraction(0), Fraction(0)]], dtype=object)
+    dX, dg = m.third_scale_backward(dY, X, np.array([Fraction(1)] * 3, dtype=object))
+    assert dX.tolist() == [[Fraction(2, 9), Fraction(-1, 9), Fraction(-1, 9)]]
+    assert dg.tolist() == [Fraction(-4, 9), 0, 0]
+    x, y, g = np.array([[1.0, 2.0, 4.0]]), np.array([[1.0, 0.0, 0.0]]), np.ones(3)
+    assert np.allclose(m.third_scale_backward(y, x, g)[0], [[2 / 9, -1 / 9, -1 / 9]],
+                       rtol=1e-15, atol=0)
+
 REFUSED = [
     ("row j inside a sum",
      '"D(f, x[j])" = "gamma[j]*dy[j] - Sum(gamma[k]*dy[k]*x[j], (k, 1, N))/N"',

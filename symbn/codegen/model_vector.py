@@ -33,11 +33,19 @@ OUT_NOTE = ("    (both also take out=, a buffer of X's shape and dtype for the e
 
 class CoefPrinter(SetPrinter):
     """NumPy printer whose negative integer powers stay integer (1/N), so that N as a
-    fraction keeps object arithmetic exact.
+    fraction keeps object arithmetic exact, and whose rationals that no float holds exactly
+    are `_rational(p, q, X)`: a fraction for exact scalars, p/q in floating point.
 
     >>> CoefPrinter().doprint(1 / sp.Symbol("N") + sp.Symbol("t")**-2)
     't**(-2) + 1/N'
+    >>> CoefPrinter().doprint(sp.Rational(1, 3) * sp.Symbol("t") + sp.Rational(1, 2))
+    '(_rational(1, 3, X))*t + 1/2'
     """
+
+    def _print_Rational(self, expr):
+        if expr.q & (expr.q - 1):  # not a power of two
+            return f"_rational({expr.p}, {expr.q}, X)"
+        return super()._print_Rational(expr)
 
     def _print_Pow(self, expr, rational=False):
         if expr.exp.is_Integer and expr.exp < 0:
@@ -107,6 +115,11 @@ def _scalar(name, value, positive, X):
 
 def _wide(X):
     return object if X.dtype == object else numpy.float64
+
+
+def _rational(p, q, X):
+    """p/q: a fraction for exact scalars, so that the object path stays exact; else a float."""
+    return fractions.Fraction(p, q) if X.dtype == object else p / q
 
 
 def _count(X):
@@ -286,6 +299,8 @@ class _Emitter:
         self.wanted: set[Factors] = set()
         self.buffers: list[str] = []
         self.slots: dict[Factors, str] = {}  # sorted monomial -> its view of the stack _S
+        self.stack: list[Factors] = []  # the monomials of the element results, in _S order
+        self.fixed: set[int] = set()  # their positions filled before the loop or copied in
 
     def emit(self, line: str) -> None:
         self.lines.append(self.ind + line)
