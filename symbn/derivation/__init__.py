@@ -53,6 +53,7 @@ from .files import (
     read_text,
     read_toml,
     shipped,
+    string_field,
 )
 from .interpret import Interpreter, _Instantiate, instantiate
 from .util import _clip, _did_you_mean, _free_indices, _one_line
@@ -84,7 +85,8 @@ __all__ = [
     "MAX_DERIVATIVE_DEPTH", "MAX_EXPONENT", "MAX_FILE_BYTES", "MAX_INTEGER", "MAX_NODES",
     "MAX_STEPS", "MAX_WEIGHT", "NAMES", "SCALARS", "STEP_KEYS", "TOP_KEYS",
     "D", "Derivation", "Interpreter", "N", "P", "Step", "Vocabulary", "builtin", "check_size", "instantiate", "load",
-    "parse", "parse_expression", "parse_tree", "read_text", "read_toml", "shipped"]
+    "parse", "parse_expression", "parse_tree", "read_text", "read_toml", "shipped",
+    "string_field"]
 
 
 # private names that symbn.models, symbn.check, symbn.graph and the tests read from here

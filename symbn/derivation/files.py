@@ -147,8 +147,8 @@ def parse(source: str, path: str = "<string>") -> Derivation:
         if key not in TOP_KEYS:
             raise SymbnError(f"{path}: unknown top-level key '{_clip(key)}'"
                              f"{_did_you_mean(key, TOP_KEYS)}; expected {', '.join(TOP_KEYS)}")
-    title = _string(data, "title", path, required=True)
-    model = _string(data, "model", path, required=True)
+    title = string_field(data, "title", path, required=True)
+    model = string_field(data, "model", path, required=True)
     # batchnorm keeps its own checkers (spec None); its names are read off its model file too
     spec = None if model == "batchnorm" else _model(model, path)
     vocabulary = builtin() if spec is None else spec.vocabulary()
@@ -167,7 +167,7 @@ def parse(source: str, path: str = "<string>") -> Derivation:
             raise SymbnError(f"{path}: step '{step.id}': duplicate id; ids must be unique")
         seen.add(step.id)
         steps.append(step)
-    return Derivation(title, model, _string(data, "source", path) or "", path, steps, spec)
+    return Derivation(title, model, string_field(data, "source", path) or "", path, steps, spec)
 
 
 def _model(model: str, path: str):
@@ -185,7 +185,9 @@ def _model(model: str, path: str):
                      "this file")
 
 
-def _string(table: dict, key: str, where: str, required: bool = False) -> str | None:
+def string_field(table: dict, key: str, where: str, required: bool = False) -> str | None:
+    """The string at `key` of a TOML table (None if absent and not required), or a one-line
+    error naming `where` and the key."""
     value = table.get(key)
     if value is None and not required:
         return None
@@ -201,14 +203,14 @@ def _step(table: dict, number: int, path: str, vocabulary: Vocabulary | None = N
         if key not in STEP_KEYS:
             raise SymbnError(f"{path}: step {number}: unknown key '{_clip(key)}'"
                              f"{_did_you_mean(key, STEP_KEYS)}; expected {', '.join(STEP_KEYS)}")
-    sid = _string(table, "id", f"{path}: step {number}", required=True)
+    sid = string_field(table, "id", f"{path}: step {number}", required=True)
     if not _ID.fullmatch(sid):
         raise SymbnError(f"{path}: step {number}: id '{_clip(sid)}' must match [a-z0-9-]+ "
                          "(at most 64 characters)")
     where_at = f"{path}: step '{sid}'"
-    claim = _string(table, "claim", where_at, required=True)
-    where = _string(table, "where", where_at) or ""
-    text = _string(table, "text", where_at) or ""
+    claim = string_field(table, "claim", where_at, required=True)
+    where = string_field(table, "where", where_at) or ""
+    text = string_field(table, "text", where_at) or ""
     links = _parse_claim(claim, where_at, vocabulary, weights)
     conditions = _parse_where(where, where_at)
     step = Step(sid, claim, where, text, links, conditions)

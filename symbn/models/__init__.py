@@ -112,18 +112,18 @@ def parse(source: str, path: str = "<string>") -> Model:
     """Parse model text (TOML) into a `Model`; `path` names it in errors."""
     data = lang.read_toml(source, path)
     _keys(data, TOP_KEYS, path, "top-level key")
-    name = _string(data, "name", path)
+    name = lang.string_field(data, "name", path, required=True)
     if not _NAME.fullmatch(name):
         raise SymbnError(f"{path}: name '{_clip(name)}' must match [a-z0-9-]+ (at most 64)")
-    title = _string(data, "title", path)
-    source_text = _string(data, "source", path, required=False) or ""
+    title = lang.string_field(data, "title", path, required=True)
+    source_text = lang.string_field(data, "source", path) or ""
     leaves = _table(data, "leaves", path, 'x = "element"')
     nodes_text = _table(data, "nodes", path, 'y = "..."')
     names_text = _table(data, "names", path, "", required=False)
     results_text = _table(data, "results", path, "", required=False)
     settings = _table(data, "model", path, 'output = "y"')
     _keys(settings, MODEL_KEYS, path, "key in [model]")
-    output = _string(settings, "output", f"{path}: [model]")
+    output = lang.string_field(settings, "output", f"{path}: [model]", required=True)
     axis = _integer(settings, "axis", path, -MAX_AXIS, MAX_AXIS - 1, "axis = -1")
     min_n = _integer(settings, "min_n", path, 1, MAX_MIN_N, "min_n = 2", default=1)
 
@@ -303,16 +303,6 @@ def _table(data: dict, key: str, path: str, example: str, required: bool = True)
                          f"entries such as {example}")
     if len(value) > MAX_ENTRIES:
         raise SymbnError(f"{path}: [{key}]: {len(value)} entries, more than {MAX_ENTRIES}")
-    return value
-
-
-def _string(table: dict, key: str, where: str, required: bool = True) -> str | None:
-    value = table.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        got = "missing" if value is None else f"a {type(value).__name__}"
-        raise SymbnError(f"{where}: '{key}' must be a string ({got}); write {key} = \"...\"")
     return value
 
 

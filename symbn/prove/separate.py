@@ -75,35 +75,31 @@ def certainly_nonzero(value: sp.Expr) -> bool:
     >>> certainly_nonzero(sp.sqrt(2) - 1), certainly_nonzero(sp.Integer(0))
     (True, False)
     """
-    value = as_expr(value)
-    if value.is_Rational:
-        return value != 0
-    if value.has(sp.zoo, sp.nan, sp.I, sp.oo):
-        return False
-    try:
-        gap = enclose(value)
-    except (_NoEnclosure, ZeroDivisionError):
-        return False
-    return bool(gap.a > 0 or gap.b < 0)
+    return _certainly(value, lambda q: q != 0, lambda gap: gap.a > 0 or gap.b < 0)
 
 
 def certainly_nonnegative(value: sp.Expr) -> bool:
-    """Whether an exact closed value is certainly >= 0: exactly for a rational, by an
-    enclosing interval otherwise.
+    """Whether an exact closed value is certainly >= 0, the same way.
 
     >>> certainly_nonnegative(sp.Integer(0)), certainly_nonnegative(1 - sp.sqrt(2))
     (True, False)
     """
+    return _certainly(value, lambda q: q >= 0, lambda gap: gap.a >= 0)
+
+
+def _certainly(value: sp.Expr, exact, interval) -> bool:
+    """`exact` of a rational value; `interval` of an enclosure of any other real closed
+    value; False for what is not a finite real number or cannot be enclosed."""
     value = as_expr(value)
     if value.is_Rational:
-        return value >= 0
+        return bool(exact(value))
     if value.has(sp.zoo, sp.nan, sp.I, sp.oo):
         return False
     try:
         gap = enclose(value)
     except (_NoEnclosure, ZeroDivisionError):
         return False
-    return bool(gap.a >= 0)
+    return bool(interval(gap))
 
 
 def separation(left: sp.Expr, right: sp.Expr) -> str | None:
