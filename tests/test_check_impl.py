@@ -12,6 +12,7 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
+from generated import load_module
 
 from symbn.errors import SymbnError
 from symbn.impl import (
@@ -264,17 +265,6 @@ def test_assert_backward():
 
 
 # -- symbn's own generated modules -----------------------------------------------------------
-def _module(tmp_path, name, source):
-    import importlib.util
-
-    path = tmp_path / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("n, verdicts", [(4, "ppp"), (3, "ccp")])
 def test_generated_unrolled_formulas(tmp_path, n, verdicts):
     # the unrolled module writes 1/N as the float literal (1/3): exact when N is a power of
@@ -282,7 +272,7 @@ def test_generated_unrolled_formulas(tmp_path, n, verdicts):
     # by the trace, decided in floating point (route 2): consistent
     from symbn.codegen import generate
 
-    mod = _module(tmp_path, f"gen_unrolled{n}", generate("numpy", n=n, unrolled=True))
+    mod = load_module(tmp_path / f"gen_unrolled{n}.py", generate("numpy", n=n, unrolled=True))
 
     def backward(dy, x, gamma, eps):  # the unrolled scalar formulas, one column
         args = (*x[:, 0], *dy[:, 0], gamma[0], eps)

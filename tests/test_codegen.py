@@ -3,8 +3,6 @@ PyTorch autograd; its text, its errors, and the `symbn codegen` command."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -12,6 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import sympy as sp
+from generated import assert_ruff_clean, load_module, needs_ruff
 
 from symbn import closed_form, codegen, lambdify_backward
 from symbn.cli import main
@@ -20,13 +19,6 @@ from symbn.errors import SymbnError
 from symbn.model import BatchNorm
 
 EPS = 1e-5
-
-
-def _load(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +39,13 @@ def files(sources, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gen(files):
-    return _load(files["numpy"])
+    return load_module(files["numpy"])
 
 
 @pytest.fixture(scope="module")
 def fused(files):
     pytest.importorskip("numba", reason="numba not installed (optional extra symbn[numba])")
-    return _load(files["numba"])
+    return load_module(files["numba"])
 
 
 def _inputs(kind, dtype, shape, seed=0):
@@ -158,19 +150,15 @@ def test_an_equivalent_closed_form_gives_code_computing_the_same(monkeypatch, tm
         codegen.write(codegen._numpy_module(codegen.plans(), []), str(path))
     else:
         codegen.write(codegen.generate("numpy"), str(path))
-    other = _load(path)
+    other = load_module(path)
     dY, X, gamma = _inputs("normal", np.float64, (7, 3), seed=12)
     for a, b in zip(other.batchnorm_backward(dY, X, gamma), gen.batchnorm_backward(dY, X, gamma)):
         assert np.allclose(a, b, rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None and importlib.util.find_spec("ruff") is None,
-                    reason="ruff not installed")
+@needs_ruff
 def test_generated_files_pass_ruff(files):
-    ruff = shutil.which("ruff") or f"{sys.executable} -m ruff"
-    run = subprocess.run([*ruff.split(), "check", "--no-cache", *map(str, files.values())],
-                         capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert_ruff_clean(files.values())
 
 
 @pytest.mark.parametrize("name", ["numpy", "unrolled4"])
@@ -221,7 +209,7 @@ def test_lambdify_backward_matches_generated_module(gen):
 
 
 def test_unrolled_module_matches_and_checks_n(files, gen):
-    u4 = _load(files["unrolled4"])
+    u4 = load_module(files["unrolled4"])
     dY, X, gamma = _inputs("normal", np.float64, (4, 3), seed=4)
     beta = np.array([0.5, -1.0, 2.0])
     for got, ref in zip(u4.batchnorm_backward(dY, X, gamma), gen.batchnorm_backward(dY, X, gamma)):
@@ -416,7 +404,7 @@ def test_cli_codegen_writes_modules(tmp_path, capsys):
     out = tmp_path / "bn.py"
     assert main(["codegen", "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    m = _load(out)
+    m = load_module(out)
     assert m.batchnorm_backward(np.ones((2, 1)), np.array([[0.0], [1.0]]), np.ones(1))[2] == 2.0
     assert main(["codegen", "--target", "numba", "-o", str(tmp_path / "f.py")]) == 0
     assert "numba.prange" in (tmp_path / "f.py").read_text()

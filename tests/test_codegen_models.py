@@ -8,7 +8,6 @@ from __future__ import annotations
 import doctest
 import importlib
 import importlib.util
-import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -16,6 +15,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import sympy as sp
+from generated import assert_ruff_clean, load_module, needs_ruff
 
 from symbn import codegen, lambdify_backward
 from symbn.codegen import model_plan as MP
@@ -26,13 +26,6 @@ EPS = 1e-5
 MODELS = ["layernorm", "rmsnorm", "batchnorm-unbiased"]
 GRADS = {"layernorm": ["x", "gamma", "beta"], "rmsnorm": ["x", "gamma"],
          "batchnorm-unbiased": ["x", "gamma", "beta"]}
-
-
-def _load(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +43,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mods(files):
-    return {key: _load(path) for key, path in files.items()}
+    return {key: load_module(path) for key, path in files.items()}
 
 
 def _fns(mods, name, kind="numpy"):
@@ -122,13 +115,9 @@ def test_batchnorm_module_is_unchanged_by_model_argument():
     assert "def batchnorm_backward(dY, X, gamma, eps=1e-5, out=None, scratch=None):" in today
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None and importlib.util.find_spec("ruff") is None,
-                    reason="ruff not installed")
+@needs_ruff
 def test_generated_files_pass_ruff(files):
-    ruff = shutil.which("ruff") or f"{sys.executable} -m ruff"
-    run = subprocess.run([*ruff.split(), "check", "--no-cache", *map(str, files.values())],
-                         capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert_ruff_clean(files.values())
 
 
 @pytest.mark.parametrize("kind", ["numpy", "unrolled4"])
@@ -548,7 +537,7 @@ def test_user_model_file(tmp_path):
     assert "    centred_scale_backward(dY, X, gamma) -> (dX, dgamma)" in text
     out = tmp_path / "centred.py"
     codegen.write(text, str(out))
-    m = _load(out)
+    m = load_module(out)
     rng = np.random.default_rng(1)
     X, dY, gamma = rng.standard_normal((3, 5)), rng.standard_normal((3, 5)), rng.standard_normal(5)
     dX, dg = m.centred_scale_backward(dY, X, gamma)
@@ -576,7 +565,7 @@ def test_a_coefficient_no_float_holds_keeps_exact_scalars_exact(tmp_path):
     assert "_rational(1, 3, X)" in text and "at N = 1 and 3, D = 2 (symbn check-impl)" in text
     out = tmp_path / "third.py"
     codegen.write(text, str(out))
-    m = _load(out)
+    m = load_module(out)
     X = np.array([[Fraction(1), Fraction(2), Fraction(4)]], dtype=object)
     dY = np.array([[Fraction(1), Fraction(0), Fraction(0)]], dtype=object)
     dX, dg = m.third_scale_backward(dY, X, np.array([Fraction(1)] * 3, dtype=object))

@@ -8,7 +8,6 @@ and variant: small shapes, few variants)."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from generated import load_module
 
 from symbn import codegen
 
@@ -23,13 +23,6 @@ pytest.importorskip("numba", reason="numba not installed (optional extra symbn[n
 
 MODELS = ["layernorm", "rmsnorm", "batchnorm-unbiased"]
 EPS = 1e-5
-
-
-def _load(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +38,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mods(files):
-    return {key: _load(path) for key, path in files.items()}
+    return {key: load_module(path) for key, path in files.items()}
 
 
 def _fns(mods, name, target="numba"):
@@ -215,7 +208,7 @@ def test_user_model_file_against_numpy_and_torch(tmp_path):
     for target in ("numba", "numpy"):
         path = tmp_path / f"gemma_{target}.py"
         codegen.write(codegen.generate(target, model=str(model)), str(path))
-        modules[target] = _load(path)
+        modules[target] = load_module(path)
     dY, X, gamma, _ = _inputs("rmsnorm", np.float64, seed=13)
     got = modules["numba"].gemma_rmsnorm_backward(dY, X, gamma)
     for a, b in zip(got, modules["numpy"].gemma_rmsnorm_backward(dY, X, gamma)):

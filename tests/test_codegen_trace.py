@@ -3,11 +3,11 @@ generated backward on object arrays of exact scalars and proves every output."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from generated import load_module
 
 from symbn import codegen
 from symbn.impl.check import check_impl
@@ -18,11 +18,7 @@ USER = str(Path(__file__).parent / "models" / "gemma-rmsnorm.toml")  # sums of p
 
 def _module(tmp_path, name):
     path = tmp_path / f"{Path(name).stem.replace('-', '_')}_traced.py"
-    codegen.write(codegen.generate("numpy", model=name), str(path))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, codegen.generate("numpy", model=name))
 
 
 @pytest.mark.parametrize("name", [*MODELS, USER])
