@@ -42,7 +42,8 @@ def _array(name, a):
 
 '''
 
-# the per-element arrays' checks, shared with model_vector's runtime (`_array` is each one's)
+# the per-element arrays' and scalars' checks, shared with model_vector's runtime (`_array`
+# is each one's)
 ELEMENT = '''def _element(arrays):
     """The per-element arrays, checked: one shape, one dtype, N >= MIN_N along AXIS."""
     (first_name, first), rest = arrays[0], arrays[1:]
@@ -67,6 +68,16 @@ ELEMENT = '''def _element(arrays):
                              f"{{first.dtype}}; use one dtype")
         out.append(a)
     return out
+
+
+def _scalar(name, value, positive, X):
+    if X.dtype == object:  # an exact scalar, taken as it is
+        return value
+    if not isinstance(value, (int, float, numpy.floating)) or not numpy.isfinite(value) \\
+            or (positive and not float(value) > 0):
+        want = "a positive finite number" if positive else "a finite number"
+        raise ValueError(f"{{name}} must be {{want}}, got {{value!r}}")
+    return float(value)
 '''
 
 _RUNTIME_TAIL = '''
@@ -92,14 +103,6 @@ def _per_set(name, a, X):
         raise ValueError(f"{{name}} has shape {{a.shape}}, expected {{want}} (one value per set) "
                          f"to match X {{X.shape}}")
     return numpy.expand_dims(a.astype(numpy.float64), AXIS)
-
-
-def _scalar(name, value, positive):
-    if not isinstance(value, (int, float, numpy.floating)) or not numpy.isfinite(value) \\
-            or (positive and not float(value) > 0):
-        want = "a positive finite number" if positive else "a finite number"
-        raise ValueError(f"{{name}} must be {{want}}, got {{value!r}}")
-    return float(value)
 
 
 def _sum(a):
@@ -206,7 +209,7 @@ class Api:
             elif kind == "set":
                 lines.append(f"{ind}{a} = _per_set('{a}', {a}, X)")
             elif kind in SCALAR_KINDS:
-                lines.append(f"{ind}{a} = _scalar('{a}', {a}, {kind == 'positive'})")
+                lines.append(f"{ind}{a} = _scalar('{a}', {a}, {kind == 'positive'}, X)")
         return lines
 
 

@@ -103,16 +103,6 @@ def _per_set(name, a, X):
     return a.reshape(1, -1) if AXIS == 0 else a.reshape(-1, 1)
 
 
-def _scalar(name, value, positive, X):
-    if X.dtype == object:  # an exact scalar, taken as it is
-        return value
-    if not isinstance(value, (int, float, numpy.floating)) or not numpy.isfinite(value) \\
-            or (positive and not float(value) > 0):
-        want = "a positive finite number" if positive else "a finite number"
-        raise ValueError(f"{{name}} must be {{want}}, got {{value!r}}")
-    return float(value)
-
-
 def _wide(X):
     return object if X.dtype == object else numpy.float64
 
