@@ -62,7 +62,7 @@ import sympy as sp
 
 from .derivation import N
 from .errors import SymbnError
-from .general.normal import NONZERO, Normalizer, Unsupported, _rules
+from .general.normal import NONZERO, Normalizer, Unsupported, _rules, claim_note
 from .graph import INDEXED_KINDS, Model
 from .prove import DISPROVED, PROVED, UNKNOWN
 from .prove.radicals import NEG, NONNEG, POS, Signs, needs_rewrite, rewrite
@@ -473,15 +473,7 @@ def _claim(cid, leaf, lhs, rhs, statement, m, scalars, memo, concrete, rules_ok,
             verdict, note = DISPROVED, tried
         elif tried:
             note = f"{note}; concrete {tried}"
-    parts = [statement]
-    if verdict == PROVED:
-        parts.append(f"for every {domain}" + ("" if everywhere else " where both sides are "
-                                                                     "defined"))
-    conditions = sorted(nz.conditions)
-    if conditions:
-        parts.append("if " + ", ".join(conditions))
-    if nz.rules:
-        parts.append("by " + ", ".join(sorted(nz.rules)))
-    if note:
-        parts.append(note)
-    return Result(cid, verdict, METHOD, time.monotonic() - start, witness, "; ".join(parts))
+    proved = (f"for every {domain}" + ("" if everywhere else " where both sides are defined")
+              if verdict == PROVED else "")
+    return Result(cid, verdict, METHOD, time.monotonic() - start, witness,
+                  claim_note(statement, nz, note, proved))

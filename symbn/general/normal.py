@@ -25,6 +25,17 @@ x, dy = sp.IndexedBase("x"), sp.IndexedBase("dy")
 eps = sp.Symbol("eps")  # the name BatchNorm(n) uses
 s = sp.Symbol("s", positive=True)
 NONZERO = "canonical form nonzero in the power-sum indeterminates"  # unknown, not disproved
+
+
+def claim_note(statement: str, nz: Normalizer, note: str = "", proved: str = "") -> str:
+    """A claim's note: its statement, then what `proved` says, the index conditions and
+    summation rules `nz` used, and `note`, joined by '; '."""
+    parts = [statement, *([proved] if proved else [])]
+    if nz.conditions:
+        parts.append("if " + ", ".join(sorted(nz.conditions)))
+    if nz.rules:
+        parts.append("by " + ", ".join(sorted(nz.rules)))
+    return "; ".join(parts + ([note] if note else []))
 METHOD = "canonical form, symbolic N"
 
 

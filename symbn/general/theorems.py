@@ -28,7 +28,7 @@ from .batchnorm import (
     v,
     xhat,
 )
-from .normal import METHOD, N, _rules, decide, dy, eps, i, j, x
+from .normal import METHOD, N, _rules, claim_note, decide, dy, eps, i, j, x
 from .steps import check_all
 
 CONDITION = "N >= 1, 1 <= j <= N, eps > 0"
@@ -64,15 +64,8 @@ def _claim(cid: str, lhs: sp.Expr, rhs: sp.Expr, statement: str) -> Result:
         witness = concrete_disproof(lhs, rhs)
         if witness is not None:
             verdict, note = DISPROVED, f"false at N = {witness['N']}"
-    conditions = sorted(nz.conditions)
-    parts = [statement]
-    if conditions:
-        parts.append("if " + ", ".join(conditions))
-    if nz.rules:
-        parts.append("by " + ", ".join(sorted(nz.rules)))
-    if note:
-        parts.append(note)
-    return Result(cid, verdict, METHOD, time.monotonic() - start, witness, "; ".join(parts))
+    return Result(cid, verdict, METHOD, time.monotonic() - start, witness,
+                  claim_note(statement, nz, note))
 
 
 def prove(cid: str, lhs: sp.Expr, rhs: sp.Expr, statement: str) -> Result:
