@@ -24,7 +24,15 @@ from ..io import Target
 from ..model import BatchNorm, as_expr
 from ..pdf import check_output, compile_pdf
 from ..prove import DISPROVED, PROBABLE, PROVED, UNKNOWN
-from .document import ALL, Document, _Builder, _finish, _steps_section, verdict_latex
+from .document import (
+    ALL,
+    Document,
+    _Builder,
+    _finish,
+    _steps_section,
+    edges_verdict,
+    verdict_latex,
+)
 from .printer import _MODEL_NAME, Partial, Printer, escape
 
 # -- index-generic templates of the model -------------------------------------------------
@@ -376,11 +384,9 @@ def build(derivation=None, n: int = 3, expand: bool = False,
     edges = edge_results(bn, alg)
     reports["edges"] = edges
     b.add(graph_figure(printer, edges))
-    ok = all(r.verdict == PROVED for r in edges)
     b.add(r"Figure~\ref{fig:graph} shows the graph.  Every local partial on its edges is "
           r"proved equal to the derivative of the node's definition with respect to that "
-          rf"parent, for $N = {n}$ and every $i$, $j$: "
-          + (r"\proved." if ok else r"\disproved\ (edges drawn in red)."))
+          rf"parent, for $N = {n}$ and every $i$, $j$: " + edges_verdict(edges))
     _paths_section(b, bn)
 
     def left() -> float | None:

@@ -15,9 +15,8 @@ from itertools import pairwise
 
 import sympy as sp
 
-from ..prove import PROVED
 from .batchnorm import EDGES, MU, SETUP, XHAT, F, V, X, Y, _load, _setup, graph_figure, i, j
-from .document import ALL, Document, _Builder, _finish, _steps_section
+from .document import ALL, Document, _Builder, _finish, _steps_section, edges_verdict
 from .printer import Printer, escape
 
 
@@ -57,11 +56,10 @@ def build_all(derivation=None, timeout: float | None = None) -> Document:
                            f"d {child} / d {parent}") for child, parent, value in EDGES]
     reports["edges"] = edges
     b.add(graph_figure(printer, edges))
-    ok = all(r.verdict == PROVED for r in edges)
     b.add(r"Figure~\ref{fig:graph} shows the graph.  Every local partial on its edges is "
           r"proved equal to the derivative of the node's definition with respect to that "
           r"parent, for every $N$ (symbolic) and every $i$, $j$ with $1 \leq i, j \leq N$: "
-          + (r"\proved." if ok else r"\disproved\ (edges drawn in red)."))
+          + edges_verdict(edges))
     _paths_section_all(b)
 
     if deriv is not None:

@@ -121,6 +121,20 @@ def _visible_length(tex: str) -> int:
     return len(re.sub(r"\\[A-Za-z]+|[{}^_\s]", "", tex))
 
 
+def edges_verdict(results) -> str:
+    r"""The end of the graph figure's sentence: \proved, or what the edges not proved are.
+
+    >>> from ..report import Result
+    >>> edges_verdict([Result("e", "proved", "exact", 0.0)])
+    '\\proved.'
+    """
+    verdicts = {r.verdict for r in results}
+    if verdicts == {PROVED}:
+        return r"\proved."
+    word = r"\disproved" if DISPROVED in verdicts else r"\undecided"
+    return word + r"\ (edges drawn in red are not proved)."
+
+
 def verdict_latex(result, n: int | str, printer: Printer | None = None, what: str = "") -> str:
     """The verdict line of one result: mark, words, and a typeset witness for a disproof."""
     printer = printer or Printer()

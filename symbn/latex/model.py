@@ -24,7 +24,7 @@ from ..errors import SymbnError
 from ..graph import INDEXED_KINDS, Model
 from ..prove import PROVED, Algebra
 from ..report import Result
-from .document import ALL, Document, _Builder, _finish, _steps_section
+from .document import ALL, Document, _Builder, _finish, _steps_section, edges_verdict
 from .printer import Printer, escape
 
 i, j, k = INDEX["i"], INDEX["j"], INDEX["k"]
@@ -69,12 +69,10 @@ def build_model(model: Model | str, derivation=None, n: int | str = 3,
                         for child, parent, label in edges]
     b.add(r"\section{The computation graph}")
     b.add(figure(m, edges, reports["edges"], b.p))
-    ok = all(r.verdict == PROVED for r in reports["edges"])
     b.add(r"Figure~\ref{fig:graph} shows the graph read from the model file.  Each edge "
           r"carries the local partial derivative of its head with respect to its tail, the "
           r"other parents held fixed, proved equal to the derivative of the node's definition "
-          rf"for $N = {n}$ and every $i$, $j$: " + (r"\proved." if ok else
-                                                    r"\disproved\ (edges drawn in red)."))
+          rf"for $N = {n}$ and every $i$, $j$: " + edges_verdict(reports["edges"]))
     _paths(b, m)
 
     def left() -> float | None:

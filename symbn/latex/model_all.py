@@ -31,6 +31,7 @@ from .document import (
     _conditions_latex,
     _finish,
     _steps_section,
+    edges_verdict,
     witness_latex,
 )
 from .model import F, _derivation, _edges, _paths, _setup, _template, figure, i, j
@@ -65,14 +66,11 @@ def build_model_all(model: Model | str, derivation=None,
                         for child, parent, label in edges]
     b.add(r"\section{The computation graph}")
     b.add(figure(m, edges, reports["edges"], b.p))
-    ok = all(r.verdict == PROVED for r in reports["edges"])
     b.add(r"Figure~\ref{fig:graph} shows the graph read from the model file.  Each edge "
           r"carries the local partial derivative of its head with respect to its tail, the "
           r"other parents held fixed, proved equal to the derivative of the node's definition "
           rf"for every {domain} (symbolic) and every $i$, $j$ with $1 \leq i, j \leq N$: "
-          + (r"\proved." if ok else (r"\disproved" if any(
-              r.verdict == DISPROVED for r in reports["edges"]) else r"\undecided")
-             + r"\ (edges drawn in red are not proved)."))
+          + edges_verdict(reports["edges"]))
     _paths(b, m)
     b.add(r"For symbolic $N$ each path stands for a family: every element node on it gets "
           r"its own row, summed over $1, \ldots, N$.")
