@@ -204,6 +204,22 @@ class _Reader:
         return centred, x
 
 
+def gradient_leaves(m: Model) -> dict[str, str]:
+    """The leaves code computes gradients of (every one but the scalars), with their kinds;
+    a one-line error for one without a closed form in [results]."""
+    out = {}
+    for leaf, kind in m.leaves.items():
+        if kind in SCALAR_KINDS:
+            continue
+        if leaf not in m.results:
+            raise SymbnError(f"{m.path}: no closed form for {leaf} in [results]; code is "
+                             "generated from the proved closed forms of every element, "
+                             f"along and set leaf: add \"D(f, {leaf}"
+                             f"{'[j]' if m.indexed(leaf) else ''})\" = ...")
+        out[leaf] = kind
+    return out
+
+
 def model_plan(model: Model) -> ModelPlan:
     """The plan of the backward (every element, along and set leaf) and the forward."""
     m = model
@@ -215,14 +231,7 @@ def model_plan(model: Model) -> ModelPlan:
                          f"({m.name.replace('-', '_')}_forward); start it with a letter")
     reader = _Reader(m)
     exprs, kinds, centred = {}, {}, None
-    for leaf, kind in m.leaves.items():
-        if kind in SCALAR_KINDS:
-            continue
-        if leaf not in m.results:
-            raise SymbnError(f"{m.path}: no closed form for {leaf} in [results]; code is "
-                             "generated from the proved closed forms of every element, "
-                             f"along and set leaf: add \"D(f, {leaf}"
-                             f"{'[j]' if m.indexed(leaf) else ''})\" = ...")
+    for leaf, kind in gradient_leaves(m).items():
         reader.where = f"[results] {m.results[leaf].key}"
         row = INDEX["j"] if m.indexed(leaf) else None
         exprs[leaf], centred = reader.centre(reader.read(m.results[leaf].template, row),

@@ -19,7 +19,7 @@ from ..errors import SymbnError
 from ..graph import Instance, Model
 from ..models import load  # noqa: F401  (the doctest's)
 from .model_numpy import _RUNTIME, Api, api_of, header
-from .model_plan import SCALAR_KINDS
+from .model_plan import gradient_leaves
 from .plan import MAX_UNROLLED_N
 
 
@@ -34,13 +34,7 @@ def _concrete(model: Model, n: int) -> tuple[Instance, Api, dict]:
                          f"try n={max(4, model.min_n)}")
     g = model.instantiate(n)
     exprs: dict[str, list[sp.Expr]] = {}
-    for leaf, kind in model.leaves.items():
-        if kind in SCALAR_KINDS:
-            continue
-        if leaf not in model.results:
-            raise SymbnError(f"{model.path}: no closed form for {leaf} in [results]; code is "
-                             "generated from the proved closed forms: add \"D(f, "
-                             f"{leaf}{'[j]' if model.indexed(leaf) else ''})\" = ...")
+    for leaf in gradient_leaves(model):
         rows = g.rows() if model.indexed(leaf) else [None]
         exprs[leaf] = [g.compose(g.result(leaf, j)) for j in rows]
     exprs[model.output] = [g.compose(g.symbol(model.output, j)) for j in g.rows()]
