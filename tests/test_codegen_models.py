@@ -328,6 +328,22 @@ def test_blocks_with_a_shorter_last_one(mods, monkeypatch, name, vecdot):
     assert _rel(Y, xhat * params[0] + (params[1] if name == "layernorm" else 0)) <= 1e-12
 
 
+@pytest.mark.parametrize("name", ["layernorm", "rmsnorm"])
+def test_blocks_start_on_64_bytes(mods, monkeypatch, name):
+    """A row of 5 float32 (20 bytes) takes blocks of a multiple of 16 rows, so that every
+    block of the result, and the result itself, starts on 64 bytes; the gradients still
+    match the 50-digit reference across blocks and the shorter last one."""
+    m = mods[name, "numpy"]
+    dY, X, params = _inputs(name, "normal", np.float32, 5, (37,), seed=11)
+    monkeypatch.setattr(m, "BLOCK", 20 * 20)  # 20 rows, rounded down to 16
+    assert m._block_rows(X) == 16
+    grads = _fns(mods, name)[1](dY, X, params[0])
+    assert grads[0].ctypes.data % 64 == 0 and grads[0].flags.c_contiguous
+    assert all(m._empty((3, 7), dt).ctypes.data % 64 == 0 for dt in (np.float32, np.float64))
+    ref_dx, ref_dg = _mpmath_reference(name, dY, X, params[0])
+    assert _rel(grads[0], ref_dx) <= 1e-5 and _rel(grads[1], ref_dg) <= 1e-5
+
+
 # -- PyTorch autograd -----------------------------------------------------------------------
 
 TORCH_CASES = [(fn, weights, shape, dtype)

@@ -27,7 +27,7 @@ from .emit_numpy import ScalarPrinter
 from .model_numpy import Api, _plan_lines, header, plan_api
 from .model_plan import SCALAR_KINDS
 from .model_terms import LinearPlan
-from .model_vector import _RUNTIME, OUT_NOTE
+from .model_vector import _RUNTIME, IMPORTS, OUT_NOTE
 
 
 class _Kernel:
@@ -338,7 +338,7 @@ def numba_module(lp: LinearPlan, proved: list[str]) -> str:
     fwd = _Kernel(lp, api, [y], "forward")
     bwd = _Kernel(lp, api, plan.gradients, "backward")
     runtime = _RUNTIME.format(axis=m.axis, min_n=m.min_n).lstrip("\n")
-    runtime = runtime.replace("import fractions\n\nimport numpy\n",
+    runtime = runtime.replace(IMPORTS,
                               "import fractions\nimport math\nimport os\nimport sys\nimport warnings\n\n"
                               "import numpy\n\ntry:\n    import numba\nexcept ImportError as err:"
                               "  # pragma: no cover\n    raise ImportError(\"this module needs "

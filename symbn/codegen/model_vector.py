@@ -54,11 +54,9 @@ class CoefPrinter(SetPrinter):
         return super()._print_Pow(expr, rational=rational)
 
 
-_RUNTIME_HEAD = '''
-import fractions
+IMPORTS = "import fractions\nimport math\n\nimport numpy\n"
 
-import numpy
-
+_RUNTIME_HEAD = "\n" + IMPORTS + '''
 AXIS = {axis}
 MIN_N = {min_n}
 # Sets are processed in blocks of about this many bytes per array (along the last axis), so
@@ -139,13 +137,15 @@ def _block_rows(X):
     rows = _rows(X).shape[0]
     if AXIS == 0 or X.dtype == object:
         return rows
-    return min(rows, max(1, BLOCK // (X.shape[-1] * X.itemsize)))
+    row = X.shape[-1] * X.itemsize
+    step = 64 // math.gcd(row, 64)  # so that every block starts on 64 bytes, as _empty's
+    return min(rows, max(step, BLOCK // row // step * step))
 
 
 def _out(buffer, X, name="out"):
     """A caller's buffer for a result of X's shape, checked; a new array when None."""
     if buffer is None:
-        return numpy.empty_like(X, order="C")
+        return _empty(X.shape, X.dtype)
     if not isinstance(buffer, numpy.ndarray) or buffer.shape != X.shape \\
             or buffer.dtype != X.dtype or not buffer.flags.c_contiguous \\
             or not buffer.flags.writeable:
@@ -154,6 +154,18 @@ def _out(buffer, X, name="out"):
         raise ValueError(f"{{name}} must be a writeable C-contiguous array of shape {{X.shape}} "
                          f"and dtype {{X.dtype}}, got {{got}}")
     return buffer
+
+
+def _empty(shape, dtype, align=64):
+    """A new C-contiguous array whose data starts on a multiple of `align` bytes: NumPy's
+    element-wise loops measured up to twice as fast writing to a 64-byte aligned buffer."""
+    dtype = numpy.dtype(dtype)
+    if dtype == object:
+        return numpy.empty(shape, dtype)
+    size = int(numpy.prod(shape)) * dtype.itemsize
+    raw = numpy.empty(size + align, numpy.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + size].view(dtype).reshape(shape)
 
 
 def _scale(P, c, out):
@@ -239,14 +251,22 @@ def _centred(X, N, D):
 def _scratch(X, dtype):
     """A buffer for one block's temporaries (reused by every block: no allocation, no page
     faults in the loop); views of its first rows serve the last, shorter block."""
-    return numpy.empty((_block_rows(X), _rows(X).shape[1]), dtype)
+    return _empty((_block_rows(X), _rows(X).shape[1]), dtype)
+
+
+def _tile(a, X, dtype):
+    """An along leaf repeated on every row of a block: NumPy multiplies two arrays of one
+    shape measured about 1.8 times as fast as it broadcasts a row."""
+    t = _scratch(X, dtype)
+    t[...] = a
+    return t
 
 
 def _stack(X, dtype, k, fixed):
     """The k monomials of an element result, one block each (k, rows, N): S[j, :n] is the
     block's buffer for monomial j; `fixed` {{j: value}} fills the monomials that are the
     same in every set (1, an along leaf) once."""
-    S = numpy.empty((k, _block_rows(X), X.shape[-1]), dtype)
+    S = _empty((k, _block_rows(X), X.shape[-1]), dtype)
     for j, value in fixed.items():
         S[j] = value
     return S
@@ -291,6 +311,7 @@ class _Emitter:
         self.slots: dict[Factors, str] = {}  # sorted monomial -> its view of the stack _S
         self.stack: list[Factors] = []  # the monomials of the element results, in _S order
         self.fixed: set[int] = set()  # their positions filled before the loop or copied in
+        self.tiles: dict[str, str] = {}  # along leaf -> its block view of a tile, if tiled
 
     def emit(self, line: str) -> None:
         self.lines.append(self.ind + line)
@@ -312,7 +333,8 @@ class _Emitter:
             left = self.product(f[:-1])
             name = f"_p{len(self.temps)}"
             out = self.slots.get(key) or self.buffer(name)
-            self.emit(f"{name} = numpy.multiply({left}, {f[-1]}, out={out})")
+            left, right = (self.tiles.get(a, a) for a in (left, f[-1]))
+            self.emit(f"{name} = numpy.multiply({left}, {right}, out={out})")
             self.temps[key] = name
         return self.temps[key]
 
@@ -433,6 +455,8 @@ def _function(lp: LinearPlan, api: Api, keys: list[str], which: str) -> list[str
     em.wanted = {tuple(sorted(f)) for k in element for _, f in lp.terms[k] if len(f) > 1}
     stack = m.axis == -1 and bool(element)  # along axis 0 each term is a column scale
     setup = em.plan_stack([lp.terms[k] for k in element]) if stack else []
+    if stack:
+        em.tiles = {a: f"_t{a}[:_n]" for a in leaves if m.leaves.get(a) == "along"}
     loop = len(L)
     L.append("    for k in _blocks(X):")
     # along axis 0 (one block, not streamed) everything is in float64: at N = 2 the
@@ -473,7 +497,9 @@ def _function(lp: LinearPlan, api: Api, keys: list[str], which: str) -> list[str
         if m.axis == 0:
             em.emit(f"_{results[k]}[k] = _o")
     L += em.lines
-    L[loop:loop] = setup + [f"    _s{b} = _scratch(X, edtype)" for b in dict.fromkeys(em.buffers)]
+    used = [a for a, view in em.tiles.items() if any(view in line for line in em.lines)]
+    L[loop:loop] = setup + [f"    _s{b} = _scratch(X, edtype)" for b in dict.fromkeys(em.buffers)] \
+        + [f"    _t{a} = _tile({a}, X, edtype)" for a in used]
     out = []
     for k in keys:
         kind, name = plan.kinds[k], results[k]
