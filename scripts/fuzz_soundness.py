@@ -6,11 +6,19 @@ perturbed constant, i and j swapped, N replaced by N - 1, a dropped term, a flip
 Sum variable colliding with a free index, sqrt of a square of a sign-indefinite thing),
 sometimes with ``where = "i != j"``.  For each claim it asks symbn for a verdict at
 N = 1, 2, 3, 4 (``symbn.check.check``) and for every N (``symbn.general.check_all``), then
-cross-checks every verdict with tests/oracle.py:
+cross-checks every verdict with tests/oracle.py.
+
+``--model layernorm | rmsnorm | batchnorm-unbiased`` fuzzes a row model instead, with its
+own grammar (gamma[i], beta[i] per position, ms for RMSNorm, N - 1 for the unbiased
+variance) and extra near misses: an along leaf's row changed (gamma[i] -> gamma[j]), gamma
+pulled out of a Sum, N - 1 -> N, ms <-> v, biased <-> unbiased v.  Concrete N are the
+model's first ones (2, 3, 4 for batchnorm-unbiased, 1..4 otherwise); every N goes through
+``symbn.every_n_steps.check_all``; the oracle evaluates the same model (``Oracle(n,
+model=...)``).  Finding kinds:
 
   PROVED-FALSE    a concrete `proved` at N, but the oracle finds a counterexample at N
   ALLN-FALSE      `proved` for every N, but the oracle finds a counterexample at some
-                  N in 1..4 allowed by the every-N note (N >= m)
+                  concrete N allowed by the every-N note (N >= m)
   ALLN-VS-N       `proved` for every N while a concrete N (allowed by the note) is
                   `disproved` with an oracle-confirmed witness
   BAD-WITNESS     `disproved`, but the oracle's sides agree at the witness
@@ -24,7 +32,7 @@ oracle's nonlinear f does not reproduce), ORACLE-ERROR (the oracle cannot read a
 Usage (single process; from the repository root, dev venv active):
 
     python scripts/fuzz_soundness.py --seed 1 --minutes 20 [--max-claims 5000]
-        [--log fuzz.jsonl] [--verbose]
+        [--model layernorm] [--log fuzz.jsonl] [--verbose]
 
 Prints counts of verdicts and every finding (claim, where, verdicts, witness, oracle
 answer); with --log, writes one JSON line per claim.  Exit status 1 if a finding of a
@@ -44,8 +52,10 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -56,6 +66,7 @@ from symbn.check import assignments as symbn_assignments
 from symbn.check import check
 from symbn.derivation import parse
 from symbn.errors import SymbnError
+from symbn.every_n_steps import check_all as check_model_all
 from symbn.general import check_all
 
 SIZES = (1, 2, 3, 4)
@@ -70,8 +81,8 @@ ATOMS = ["x[i]", "x[j]", "mu", "v", "sigma", "xhat[i]", "xhat[j]", "y[i]", "y[j]
          "KroneckerDelta(i, j)", "2", "3", "1/N", "(v + eps)", "x[i]**2",
          "Sum(xhat[k]*x[k], (k, 1, N))", "(x[i] - x[j])", "(gamma + 1)"]
 DY_ATOMS = ["dy[i]", "dy[j]", "Sum(dy[k]*xhat[k], (k, 1, N))", "Sum(dy[k], (k, 1, N))"]
-RARE_ATOMS = ["x[2]", "x[1]", "xhat[2]", "y[1]", "P(v, mu)", "P(mu, x[j])", "P(xhat[i], v)", "D(mu, x[j])",
-              "D(v, x[i])", "D(f, y[i])", "P(y[i], gamma)", "D(f, x[j])"]
+RARE_ATOMS = ["x[2]", "x[1]", "xhat[2]", "y[1]", "P(v, mu)", "P(mu, x[j])", "P(xhat[i], v)",
+              "D(mu, x[j])", "D(v, x[i])", "D(f, y[i])", "P(y[i], gamma)", "D(f, x[j])"]
 # atoms in the summation variable k (plus k-free scalars)
 K_ATOMS = ["x[k]", "xhat[k]", "(x[k] - mu)", "x[k]**2", "y[k]", "dy[k]", "KroneckerDelta(i, k)",
            "KroneckerDelta(j, k)", "x[i]*x[k]", "(x[k] - x[j])", "dy[k]*xhat[k]"]
@@ -82,20 +93,23 @@ INDEFINITE = ["(x[i] - mu)", "x[i]", "gamma", "(x[1] - x[2])", "xhat[i]", "(2*ep
 WRT = ["x[j]", "x[i]", "x[1]", "gamma", "beta", "eps"]
 
 
-def atom(rng: random.Random, dy: bool = True) -> str:
+def atom(rng: random.Random, dy: bool = True, g: Grammar | None = None) -> str:
+    """A random atom of the grammar `g` (BatchNorm's by default)."""
+    g = g or BATCHNORM
     r = rng.random()
     if r < 0.1:
-        return rng.choice(RARE_ATOMS if dy else [a for a in RARE_ATOMS if "f" not in a])
+        return rng.choice(g.rare_atoms if dy else [a for a in g.rare_atoms if "f" not in a])
     if dy and r < 0.25:
-        return rng.choice(DY_ATOMS)
-    return rng.choice(ATOMS)
+        return rng.choice(g.dy_atoms)
+    return rng.choice(g.atoms)
 
 
-def expr(rng: random.Random, depth: int, dy: bool = True) -> str:
+def expr(rng: random.Random, depth: int, dy: bool = True, g: Grammar | None = None) -> str:
     """A random expression; dy=False keeps dy and f out (so that D of it is allowed)."""
+    g = g or BATCHNORM
     if depth <= 0 or rng.random() < 0.35:
-        return atom(rng, dy)
-    a, b = expr(rng, depth - 1, dy), expr(rng, depth - 1, dy)
+        return atom(rng, dy, g)
+    a, b = expr(rng, depth - 1, dy, g), expr(rng, depth - 1, dy, g)
     kind = rng.randrange(9)
     if kind == 0:
         return f"({a} + {b})"
@@ -104,39 +118,43 @@ def expr(rng: random.Random, depth: int, dy: bool = True) -> str:
     if kind in (2, 3):
         return f"{a}*{b}"
     if kind == 4:
-        return f"{a}/{rng.choice(POSITIVE)}"
+        return f"{a}/{rng.choice(g.positive)}"
     if kind == 5:
         return f"({a})**2"
     if kind == 6:
-        return f"sqrt({rng.choice(POSITIVE)})*{a}"
+        return f"sqrt({rng.choice(g.positive)})*{a}"
     if kind == 7:
-        return f"Sum({kexpr(rng, dy)}, (k, 1, N))"
+        return f"Sum({kexpr(rng, dy, g)}, (k, 1, N))"
     if not dy or rng.random() < 0.5:
-        return f"D({expr(rng, depth - 1, False)}, {rng.choice(WRT)})"
+        return f"D({expr(rng, depth - 1, False, g)}, {rng.choice(g.wrt)})"
     return f"({a} + {b})"
 
 
-def kexpr(rng: random.Random, dy: bool = True) -> str:
+def kexpr(rng: random.Random, dy: bool = True, g: Grammar | None = None) -> str:
     """A body in k for Sum(., (k, 1, N))."""
-    pool = K_ATOMS if dy else [a for a in K_ATOMS if "dy" not in a]
+    g = g or BATCHNORM
+    pool = g.k_atoms if dy else [a for a in g.k_atoms if "dy" not in a]
     a = rng.choice(pool)
     r = rng.random()
     if r < 0.3:
         return a
     if r < 0.6:
-        return f"{a}*{atom(rng, dy)}"
+        return f"{a}*{atom(rng, dy, g)}"
     if r < 0.8:
         return f"({a} + {rng.choice(pool)})"
     return f"({a})**2"
 
 
-def kfree(rng, dy=True):
-    return expr(rng, 1, dy)
+def kfree(rng, dy=True, g=None):
+    return expr(rng, 1, dy, g)
 
 
-# true identities: each returns (lhs, rhs, where)
-def t_model(rng):
-    return rng.choice([
+# true identities: each template returns (lhs, rhs, where)
+def t_model(rng, g):
+    return rng.choice(g.identities)
+
+
+BN_IDENTITIES = [
         ("Sum(x[k], (k, 1, N))", "N*mu", ""),
         ("Sum((x[k] - mu)**2, (k, 1, N))", "N*v", ""),
         ("Sum(x[k]**2, (k, 1, N))/N - mu**2", "v", ""),
@@ -193,12 +211,12 @@ def t_model(rng):
         ("D(mu, x[1])", "1/N", ""),
         ("D(v, eps)", "0", ""),
         ("D(v, x[j])*N", "2*(x[j] - mu)", ""),
-    ])
+]
 
 
-def t_algebra(rng):
-    a, b, c = expr(rng, 2), expr(rng, 2), expr(rng, 1)
-    p = rng.choice(POSITIVE)
+def t_algebra(rng, g):
+    a, b, c = expr(rng, 2, g=g), expr(rng, 2, g=g), expr(rng, 1, g=g)
+    p = rng.choice(g.positive)
     return rng.choice([
         (f"({a} + {b})**2", f"({a})**2 + 2*({a})*({b}) + ({b})**2", ""),
         (f"({a} - {b})*({a} + {b})", f"({a})**2 - ({b})**2", ""),
@@ -215,10 +233,9 @@ def t_algebra(rng):
     ])
 
 
-def t_sum(rng):
-    ak, bk, c = kexpr(rng), kexpr(rng), kfree(rng)
-    ak_nodelta = rng.choice(["x[k]", "xhat[k]", "(x[k] - mu)", "x[k]**2", "y[k]", "dy[k]",
-                             "dy[k]*xhat[k]", "x[k]*mu"])
+def t_sum(rng, g):
+    ak, bk, c = kexpr(rng, g=g), kexpr(rng, g=g), kfree(rng, g=g)
+    ak_nodelta = rng.choice(g.k_plain)
     return rng.choice([
         (f"Sum({ak} + {bk}, (k, 1, N))", f"Sum({ak}, (k, 1, N)) + Sum({bk}, (k, 1, N))", ""),
         (f"Sum({c}*{ak}, (k, 1, N))", f"{c}*Sum({ak}, (k, 1, N))", ""),
@@ -232,14 +249,14 @@ def t_sum(rng):
         (f"Sum({ak}, (k, 1, N))", (f"Sum({ak.replace('[k]', '[j]').replace(', k)', ', j)')}, "
                                   f"(j, 1, N))"), ""),
         (f"Sum(Sum({ak_nodelta}*x[i], (k, 1, N)), (i, 1, N))",
-         f"N*mu*Sum({ak_nodelta}, (k, 1, N))", ""),
+         f"{g.sum_x}*Sum({ak_nodelta}, (k, 1, N))", ""),
     ])
 
 
-def t_deriv(rng):
-    a, b = expr(rng, 2, dy=False), expr(rng, 2, dy=False)
-    w = rng.choice(WRT)
-    p = rng.choice(POSITIVE)
+def t_deriv(rng, g):
+    a, b = expr(rng, 2, dy=False, g=g), expr(rng, 2, dy=False, g=g)
+    w = rng.choice(g.wrt)
+    p = rng.choice(g.positive)
     return rng.choice([
         (f"D({a}*{b}, {w})", f"D({a}, {w})*{b} + {a}*D({b}, {w})", ""),
         (f"D({a} + {b}, {w})", f"D({a}, {w}) + D({b}, {w})", ""),
@@ -251,15 +268,19 @@ def t_deriv(rng):
     ])
 
 
-def t_sqrt_false(rng):
-    e = rng.choice(INDEFINITE)
+def t_sqrt_false(rng, g):
+    e = rng.choice(g.indefinite)
     return (f"sqrt(({e})**2)", e, "")
 
 
-def t_tricky(rng):
+def t_tricky(rng, g):
     """Claims near the edges: sign conditions of radicals, N = 1, half powers, deltas."""
-    a = expr(rng, 1)
-    return rng.choice([
+    return rng.choice(g.tricky(expr(rng, 1, g=g)))
+
+
+def bn_tricky(a: str) -> list[tuple[str, str, str]]:
+    """BatchNorm's edge claims around a random expression a."""
+    return [
         ("sqrt(xhat[i]**2)", "xhat[i]", ""),
         ("sqrt(xhat[i]**2)", "sqrt((x[i] - mu)**2)/sigma", ""),
         ("sqrt((x[i] - mu)**2/(v + eps))", "xhat[i]", ""),
@@ -323,7 +344,7 @@ def t_tricky(rng):
         (f"({a})/({a})", "1", ""),
         (f"({a})*0", "0", ""),
         (f"({a}) - ({a})", "0", ""),
-    ])
+    ]
 
 
 TEMPLATES = [(t_model, 4), (t_algebra, 3), (t_sum, 3), (t_deriv, 3), (t_sqrt_false, 1),
@@ -336,10 +357,18 @@ def _nodes(tree):
     return list(ast.walk(tree))
 
 
-def mutate(side: str, rng: random.Random) -> tuple[str, str]:
+MUTATIONS = ("const", "swap", "nminus", "drop", "sign", "collide", "collide-body", "scale",
+             "sqrt-square", "index1")
+# the row models add, three times as likely as each of the others: an along leaf's row
+# changed (gamma[i] -> gamma[j], gamma[k] -> gamma[j] inside a Sum), gamma pulled out of a
+# Sum, N - 1 -> N, ms <-> v (and biased <-> unbiased v)
+ROW_MUTATIONS = (*MUTATIONS, *("along-row", "along-out", "nplus", "ms-v") * 3)
+
+
+def mutate(side: str, rng: random.Random, g: Grammar | None = None) -> tuple[str, str]:
     """One random near-miss mutation of a side: (new side, description)."""
-    kinds = ["const", "swap", "nminus", "drop", "sign", "collide", "collide-body", "scale",
-             "sqrt-square", "index1"]
+    g = g or BATCHNORM
+    kinds = list(g.mutations)
     for _ in range(12):
         kind = rng.choice(kinds)
         t = ast.parse(side, mode="eval")
@@ -410,10 +439,68 @@ def mutate(side: str, rng: random.Random) -> tuple[str, str]:
                 continue
             n = rng.choice(names)
             _replace(t, n, ast.Constant(1))
+        elif not _row_mutation(kind, t, rng, g):
+            continue
         out = ast.unparse(t)
         if out != side:
             return out, kind
     return side, "none"
+
+
+def _is_along(node, names=("gamma", "beta")) -> bool:
+    return isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+        and node.value.id in names and isinstance(node.slice, ast.Name) \
+        and node.slice.id in ("i", "j", "k")
+
+
+def _row_mutation(kind: str, t: ast.Expression, rng: random.Random, g: Grammar) -> bool:
+    """Apply one of the row models' mutations to t in place; False if it does not apply."""
+    nodes = _nodes(t)
+    if kind == "along-row":
+        cands = [n for n in nodes if _is_along(n)]
+        if not cands:
+            return False
+        n = rng.choice(cands)
+        n.slice.id = rng.choice([x for x in ("i", "j", "k") if x != n.slice.id
+                                 and (x != "k" or rng.random() < 0.3)])
+        return True
+    if kind == "along-out":  # Sum(gamma[k]*a) -> gamma[j]*Sum(a)
+        sums = [n for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                and n.func.id == "Sum"
+                and any(_is_along(m, ("gamma",)) and m.slice.id == n.args[1].elts[0].id
+                        for m in ast.walk(n.args[0]))]
+        if not sums:
+            return False
+        s = rng.choice(sums)
+        var = s.args[1].elts[0].id
+        for m in list(ast.walk(s.args[0])):
+            if _is_along(m, ("gamma",)) and m.slice.id == var:
+                _replace(t, m, ast.Constant(1))
+        row = rng.choice([x for x in ("i", "j") if x != var])
+        _replace(t, s, ast.BinOp(ast.parse(f"gamma[{row}]", mode="eval").body, ast.Mult(), s))
+        return True
+    if kind == "nplus":  # N - 1 -> N
+        cands = [n for n in nodes if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Sub)
+                 and isinstance(n.left, ast.Name) and n.left.id == "N"
+                 and isinstance(n.right, ast.Constant) and n.right.value == 1]
+        if not cands:
+            return False
+        _replace(t, rng.choice(cands), ast.Name("N", ast.Load()))
+        return True
+    if kind == "ms-v":
+        name = "ms" if g.model == "rmsnorm" else "v"
+        cands = [n for n in nodes if isinstance(n, ast.Name) and n.id == name]
+        if not cands:
+            return False
+        if name == "ms":  # the variance instead of the mean square
+            text = "(Sum(x[k]**2, (k, 1, N))/N - (Sum(x[k], (k, 1, N))/N)**2)"
+        elif g.model == "batchnorm-unbiased" and rng.random() < 0.5:
+            text = "((N - 1)*v/N)"  # the biased variance
+        else:
+            text = "(Sum(x[k]**2, (k, 1, N))/N)"  # the mean square instead of the variance
+        _replace(t, rng.choice(cands), ast.parse(text, mode="eval").body)
+        return True
+    return False
 
 
 def _parents(tree):
@@ -466,17 +553,19 @@ def _rename(node, old, new):
         _rename(c, old, new)
 
 
-def generate(rng: random.Random) -> dict:
+def generate(rng: random.Random, g: Grammar | None = None) -> dict:
+    """One random claim of the grammar `g` (BatchNorm's by default), true or mutated."""
+    g = g or BATCHNORM
     funcs, weights = zip(*TEMPLATES)
     template = rng.choices(funcs, weights)[0]
-    lhs, rhs, where = template(rng)
+    lhs, rhs, where = template(rng, g)
     mutations = []
     if rng.random() < 0.55:
         for _ in range(1 if rng.random() < 0.8 else 2):
             if rng.random() < 0.75:
-                rhs, m = mutate(rhs, rng)
+                rhs, m = mutate(rhs, rng, g)
             else:
-                lhs, m = mutate(lhs, rng)
+                lhs, m = mutate(lhs, rng, g)
             mutations.append(m)
     else:  # normalise spacing through ast, also for true claims, sometimes swap sides
         lhs, rhs = ast.unparse(ast.parse(lhs, mode="eval")), ast.unparse(
@@ -485,7 +574,7 @@ def generate(rng: random.Random) -> dict:
         lhs, rhs = rhs, lhs
     claim = f"{lhs} = {rhs}"
     if rng.random() < 0.08:  # a chain a = b = c: every link must be checked
-        mid, m = mutate(rhs, rng) if rng.random() < 0.6 else (f"1*({rhs})", "none")
+        mid, m = mutate(rhs, rng, g) if rng.random() < 0.6 else (f"1*({rhs})", "none")
         claim = f"{lhs} = {mid} = {rhs}" if rng.random() < 0.5 else f"{lhs} = {rhs} = {mid}"
         mutations.append("chain-" + m)
     if not where and rng.random() < 0.12 and re.search(r"\bi\b", claim) and re.search(
@@ -495,12 +584,354 @@ def generate(rng: random.Random) -> dict:
             "mutations": mutations}
 
 
+# -- the grammars of the four models ---------------------------------------------------------
+
+
+class Grammar(NamedTuple):
+    """What claims about one model are made of: atoms, known identities, edge claims."""
+
+    model: str
+    sizes: tuple[int, ...]  # the concrete N checked (the model's min_n and up)
+    atoms: list[str]
+    dy_atoms: list[str]
+    rare_atoms: list[str]
+    k_atoms: list[str]  # atoms in the summation variable k
+    k_plain: list[str]  # k atoms without deltas, for the delta-sum identities
+    positive: list[str]
+    indefinite: list[str]
+    wrt: list[str]
+    identities: list[tuple[str, str, str]]
+    tricky: Callable[[str], list[tuple[str, str, str]]]
+    sum_x: str  # Sum(x[i], (i, 1, N)) in the model's names
+    mutations: tuple[str, ...]
+
+
+BATCHNORM = Grammar(
+    "batchnorm", SIZES, ATOMS, DY_ATOMS, RARE_ATOMS, K_ATOMS,
+    ["x[k]", "xhat[k]", "(x[k] - mu)", "x[k]**2", "y[k]", "dy[k]", "dy[k]*xhat[k]", "x[k]*mu"],
+    POSITIVE, INDEFINITE, WRT, BN_IDENTITIES, bn_tricky, "N*mu", MUTATIONS)
+
+LN_DX = ("(v + eps)**(-1/2)*(gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N - (x[j] - mu)"
+         "*(v + eps)**(-1)*Sum((x[k] - mu)*gamma[k]*dy[k], (k, 1, N))/N)")
+LN_IDENTITIES = [
+    ("Sum(x[k], (k, 1, N))", "N*mu", ""),
+    ("Sum((x[k] - mu)**2, (k, 1, N))", "N*v", ""),
+    ("Sum(x[k]**2, (k, 1, N))/N - mu**2", "v", ""),
+    ("xhat[i]", "(x[i] - mu)/sigma", ""),
+    ("sigma", "sqrt(v + eps)", ""),
+    ("sigma**2", "v + eps", ""),
+    ("y[i]", "gamma[i]*xhat[i] + beta[i]", ""),
+    ("y[j]", "gamma[j]*(x[j] - mu)/sigma + beta[j]", ""),
+    ("D(mu, x[j])", "1/N", ""),
+    ("D(v, x[j])", "2*(x[j] - mu)/N", ""),
+    ("D(sigma, x[j])", "(x[j] - mu)/(N*sigma)", ""),
+    ("D(xhat[i], x[j])",
+     "(KroneckerDelta(i, j) - 1/N)/sigma - (x[i] - mu)*(x[j] - mu)/(N*sigma**3)", ""),
+    ("D(xhat[i], x[j])", "-1/(N*sigma) - xhat[i]*xhat[j]/(N*sigma)", "i != j"),
+    ("D(f, beta[j])", "dy[j]", ""),
+    ("D(f, gamma[j])", "dy[j]*xhat[j]", ""),
+    ("D(f, gamma[i])", "dy[i]*(x[i] - mu)/sigma", ""),
+    ("D(f, x[j])", LN_DX, ""),
+    ("D(f, x[j])", ("(N*gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N)) "
+                    "- xhat[j]*Sum(gamma[k]*dy[k]*xhat[k], (k, 1, N)))/(N*sigma)"), ""),
+    ("D(f, x[j])", "Sum(dy[k]*D(y[k], x[j]), (k, 1, N))", ""),
+    ("D(f, x[j])", "Sum(D(f, y[i])*D(y[i], x[j]), (i, 1, N))", ""),
+    ("D(f, eps)", "-1/2*(v + eps)**(-3/2)*Sum((x[k] - mu)*gamma[k]*dy[k], (k, 1, N))", ""),
+    ("D(f, eps)", "-Sum(gamma[k]*dy[k]*xhat[k], (k, 1, N))/(2*(v + eps))", ""),
+    ("Sum(D(f, x[k]), (k, 1, N))", "0", ""),
+    ("Sum(D(f, x[k])*xhat[k], (k, 1, N))",
+     "eps*Sum(gamma[k]*dy[k]*xhat[k], (k, 1, N))/sigma**3", ""),
+    ("Sum(D(f, gamma[k]), (k, 1, N))", "Sum(dy[k]*xhat[k], (k, 1, N))", ""),
+    ("Sum(D(f, beta[k]), (k, 1, N))", "Sum(dy[k], (k, 1, N))", ""),
+    ("Sum(xhat[k], (k, 1, N))", "0", ""),
+    ("Sum(xhat[k]**2, (k, 1, N))", "N*v/(v + eps)", ""),
+    ("Sum(y[k] - beta[k], (k, 1, N))", "Sum(gamma[k]*xhat[k], (k, 1, N))", ""),
+    ("D(y[i], gamma[j])", "KroneckerDelta(i, j)*xhat[i]", ""),
+    ("D(y[i], beta[j])", "KroneckerDelta(i, j)", ""),
+    ("D(y[i], gamma[j])", "0", "i != j"),
+    ("D(y[i], gamma[i])", "xhat[i]", ""),
+    ("D(y[i], x[j])", "gamma[i]*D(xhat[i], x[j])", ""),
+    ("D(sigma, eps)", "1/(2*sigma)", ""),
+    ("D(xhat[i], eps)", "-xhat[i]/(2*(v + eps))", ""),
+    ("P(mu, x[j])", "1/N", ""),
+    ("P(v, x[j])", "2*(x[j] - mu)/N", ""),
+    ("P(v, mu)", "0", ""),
+    ("P(y[i], xhat[i])", "gamma[i]", ""),
+    ("P(y[i], gamma[i])", "xhat[i]", ""),
+    ("P(y[j], beta[j])", "1", ""),
+    ("P(xhat[i], mu)", "-1/sigma", ""),
+    ("P(xhat[i], v)", "-(x[i] - mu)/(2*sigma**3)", ""),
+    ("P(xhat[i], eps)", "-(x[i] - mu)/(2*sigma**3)", ""),
+    ("D(f, y[i])", "dy[i]", ""),
+    ("Sum(KroneckerDelta(i, k)*gamma[k], (k, 1, N))", "gamma[i]", ""),
+    ("D(Sum(gamma[k]*x[k], (k, 1, N)), gamma[j])", "x[j]", ""),
+    ("sqrt(4*(v + eps))", "2*sigma", ""),
+]
+
+
+def ln_tricky(a: str) -> list[tuple[str, str, str]]:
+    """LayerNorm's edge claims: per-position gamma and beta, N = 1, radicals."""
+    return [
+        ("sqrt(gamma[i]**2)", "gamma[i]", ""),
+        ("sqrt(gamma[i]**2*(v + eps))", "sqrt(gamma[i]**2)*sigma", ""),
+        ("sqrt(gamma[i]**2*(v + eps))", "gamma[i]*sigma", ""),
+        ("sqrt(xhat[i]**2)", "sqrt((x[i] - mu)**2)/sigma", ""),
+        ("sqrt(xhat[i]**2)", "xhat[i]", ""),
+        ("D(y[i], gamma[j])", "xhat[i]", ""),
+        ("D(y[i], beta[j])", "1", ""),
+        ("D(f, gamma[j])", "Sum(dy[k]*xhat[k], (k, 1, N))", ""),
+        ("Sum(gamma[k]*dy[k], (k, 1, N))", "gamma[j]*Sum(dy[k], (k, 1, N))", ""),
+        ("Sum(gamma[k]*xhat[k], (k, 1, N))", "0", ""),
+        ("Sum(beta[k]*xhat[k], (k, 1, N))", "0", ""),
+        ("Sum(y[k], (k, 1, N))", "Sum(beta[k], (k, 1, N))", ""),
+        ("(y[i] - beta[i])/gamma[i]", "xhat[i]", ""),
+        ("gamma[i]*(y[i] - beta[i])", "gamma[i]**2*xhat[i]", ""),
+        ("y[i] - beta[j]", "gamma[i]*xhat[i]", ""),
+        ("y[i] - beta[j]", "gamma[i]*xhat[i]", "i != j"),
+        ("(N - 1)*v", "0", ""),
+        ("v", "0", ""),
+        ("xhat[i]", "0", ""),
+        ("(N - 1)*(y[i] - beta[i])", "0", ""),
+        ("D(f, gamma[j])*gamma[j]", "dy[j]*(y[j] - beta[j])", ""),
+        ("KroneckerDelta(i, j)*gamma[i]", "KroneckerDelta(i, j)*gamma[j]", ""),
+        ("gamma[i]", "gamma[j]", "i != j"),
+        ("gamma[i]*beta[j]", "gamma[j]*beta[i]", ""),
+        ("D(Sum(gamma[j]*x[j], (j, 1, N)), gamma[j])", "x[j]", ""),
+        ("D(gamma[i]*x[i], gamma[j])", "KroneckerDelta(i, j)*x[i]", ""),
+        ("D(gamma[i]*x[i], gamma[j])", "x[i]", ""),
+        ("Sum(gamma[k]*dy[k]*xhat[k], (k, 1, N))", "Sum(D(f, gamma[k])*gamma[k], (k, 1, N))", ""),
+        ("D(f, x[j])", LN_DX.replace("gamma[k]*", ""), ""),
+        ("D(f, x[j])", "gamma[j]*" + LN_DX.replace("gamma[k]*", "").replace("gamma[j]*", ""),
+         ""),
+        ("D(f, x[j])", f"D(f, x[j]) + 0*({a})", ""),
+        (f"({a})/({a})", "1", ""),
+        (f"({a})*0", "0", ""),
+        (f"({a}) - ({a})", "0", ""),
+    ]
+
+
+LAYERNORM = Grammar(
+    "layernorm", (1, 2, 3, 4),
+    ["x[i]", "x[j]", "mu", "v", "sigma", "xhat[i]", "xhat[j]", "y[i]", "y[j]", "gamma[i]",
+     "gamma[j]", "beta[i]", "beta[j]", "eps", "N", "(x[i] - mu)", "(x[j] - mu)",
+     "Sum(x[k]**2, (k, 1, N))", "KroneckerDelta(i, j)", "2", "3", "1/N", "(v + eps)", "x[i]**2",
+     "Sum(xhat[k]*x[k], (k, 1, N))", "(x[i] - x[j])", "(gamma[i] + 1)",
+     "Sum(gamma[k]*xhat[k], (k, 1, N))", "gamma[i]*xhat[j]"],
+    ["dy[i]", "dy[j]", "Sum(gamma[k]*dy[k]*xhat[k], (k, 1, N))", "Sum(gamma[k]*dy[k], (k, 1, N))",
+     "Sum(dy[k], (k, 1, N))", "gamma[j]*dy[j]"],
+    ["x[2]", "x[1]", "gamma[1]", "beta[2]", "xhat[2]", "y[1]", "P(v, mu)", "P(mu, x[j])",
+     "P(xhat[i], v)", "P(xhat[i], eps)", "D(mu, x[j])", "D(v, x[i])", "D(f, y[i])",
+     "P(y[i], gamma[i])", "P(y[j], beta[j])", "D(f, x[j])", "D(f, gamma[j])", "D(f, beta[i])",
+     "D(y[i], gamma[j])"],
+    ["x[k]", "xhat[k]", "(x[k] - mu)", "x[k]**2", "y[k]", "dy[k]", "KroneckerDelta(i, k)",
+     "KroneckerDelta(j, k)", "x[i]*x[k]", "(x[k] - x[j])", "dy[k]*xhat[k]", "gamma[k]",
+     "gamma[k]*dy[k]", "beta[k]", "gamma[k]*xhat[k]", "gamma[k]*dy[k]*xhat[k]"],
+    ["x[k]", "xhat[k]", "(x[k] - mu)", "x[k]**2", "y[k]", "dy[k]", "gamma[k]*dy[k]", "beta[k]",
+     "gamma[k]*xhat[k]", "x[k]*mu"],
+    ["(v + eps)", "sigma", "eps", "N", "(1 + x[i]**2)", "(v + eps)**2", "sigma**3",
+     "(eps + x[j]**2)", "(N + v)", "(2*eps + 1)", "(1 + gamma[i]**2)"],
+    ["(x[i] - mu)", "x[i]", "gamma[i]", "(x[1] - x[2])", "xhat[i]", "(2*eps - 1)",
+     "(beta[i] - 1)", "(x[i] - x[j])", "(eps - v)", "y[i]", "(gamma[i] - gamma[j])"],
+    ["x[j]", "x[i]", "x[1]", "gamma[j]", "gamma[i]", "beta[j]", "beta[i]", "eps"],
+    LN_IDENTITIES, ln_tricky, "N*mu", ROW_MUTATIONS)
+
+RMS_DX = ("(ms + eps)**(-1/2)*(gamma[j]*dy[j] - x[j]*(ms + eps)**(-1)"
+          "*Sum(gamma[k]*dy[k]*x[k], (k, 1, N))/N)")
+RMS_IDENTITIES = [
+    ("Sum(x[k]**2, (k, 1, N))", "N*ms", ""),
+    ("ms", "Sum(x[k]**2, (k, 1, N))/N", ""),
+    ("xhat[i]", "x[i]/sigma", ""),
+    ("sigma", "sqrt(ms + eps)", ""),
+    ("sigma**2", "ms + eps", ""),
+    ("y[i]", "gamma[i]*xhat[i]", ""),
+    ("y[i]", "gamma[i]*x[i]*(ms + eps)**(-1/2)", ""),
+    ("D(ms, x[j])", "2*x[j]/N", ""),
+    ("D(sigma, x[j])", "x[j]/(N*sigma)", ""),
+    ("D(xhat[i], x[j])", "KroneckerDelta(i, j)/sigma - x[i]*x[j]/(N*sigma**3)", ""),
+    ("D(xhat[i], x[j])", "-xhat[i]*xhat[j]/(N*sigma)", "i != j"),
+    ("D(xhat[i], x[i])", "1/sigma - xhat[i]**2/(N*sigma)", ""),
+    ("D(f, gamma[j])", "dy[j]*xhat[j]", ""),
+    ("D(f, x[j])", RMS_DX, ""),
+    ("D(f, x[j])",
+     "(gamma[j]*dy[j] - xhat[j]*Sum(gamma[k]*dy[k]*xhat[k], (k, 1, N))/N)/sigma", ""),
+    ("D(f, x[j])", "Sum(dy[k]*D(y[k], x[j]), (k, 1, N))", ""),
+    ("D(f, x[j])", "Sum(D(f, y[i])*D(y[i], x[j]), (i, 1, N))", ""),
+    ("D(f, eps)", "-1/2*(ms + eps)**(-3/2)*Sum(gamma[k]*dy[k]*x[k], (k, 1, N))", ""),
+    ("Sum(D(f, x[k])*x[k], (k, 1, N))", "eps*Sum(gamma[k]*dy[k]*x[k], (k, 1, N))/sigma**3",
+     ""),
+    ("Sum(D(f, x[k])*x[k], (k, 1, N))", "-2*eps*D(f, eps)", ""),
+    ("Sum(D(f, gamma[k])*gamma[k], (k, 1, N))", "Sum(dy[k]*y[k], (k, 1, N))", ""),
+    ("Sum(xhat[k]**2, (k, 1, N))", "N*ms/(ms + eps)", ""),
+    ("Sum(KroneckerDelta(i, k), (k, 1, N))", "1", ""),
+    ("D(y[i], gamma[j])", "KroneckerDelta(i, j)*xhat[i]", ""),
+    ("D(y[i], gamma[i])", "xhat[i]", ""),
+    ("D(y[i], x[j])", "gamma[i]*D(xhat[i], x[j])", ""),
+    ("D(sigma, eps)", "1/(2*sigma)", ""),
+    ("D(xhat[i], eps)", "-xhat[i]/(2*(ms + eps))", ""),
+    ("P(ms, x[j])", "2*x[j]/N", ""),
+    ("P(xhat[i], x[i])", "1/sigma", ""),
+    ("P(xhat[i], ms)", "-x[i]/(2*sigma**3)", ""),
+    ("P(xhat[i], eps)", "-x[i]/(2*sigma**3)", ""),
+    ("P(y[i], xhat[i])", "gamma[i]", ""),
+    ("P(y[i], gamma[i])", "xhat[i]", ""),
+    ("D(f, y[i])", "dy[i]", ""),
+    ("sqrt((ms + eps)**2)", "ms + eps", ""),
+    ("sqrt(ms**2)", "ms", ""),
+    ("sqrt(4*(ms + eps))", "2*sigma", ""),
+    ("D(ms, eps)", "0", ""),
+    ("Sum(gamma[k]*xhat[k]*x[k], (k, 1, N))", "sigma*Sum(gamma[k]*xhat[k]**2, (k, 1, N))", ""),
+]
+
+
+def rms_tricky(a: str) -> list[tuple[str, str, str]]:
+    """RMSNorm's edge claims: no centring, per-position gamma, N = 1, radicals."""
+    return [
+        ("sqrt(gamma[i]**2)", "gamma[i]", ""),
+        ("sqrt(xhat[i]**2)", "xhat[i]", ""),
+        ("sqrt(xhat[i]**2)", "sqrt(x[i]**2)/sigma", ""),
+        ("sqrt(x[i]**2/(ms + eps))", "xhat[i]", ""),
+        ("D(y[i], gamma[j])", "xhat[i]", ""),
+        ("Sum(xhat[k], (k, 1, N))", "0", ""),
+        ("Sum(D(f, x[k]), (k, 1, N))", "0", ""),
+        ("Sum(gamma[k]*dy[k]*x[k], (k, 1, N))", "gamma[j]*Sum(dy[k]*x[k], (k, 1, N))", ""),
+        ("ms", "Sum(x[k]**2, (k, 1, N))/N - (Sum(x[k], (k, 1, N))/N)**2", ""),
+        ("(N - 1)*ms", "0", ""),
+        ("ms", "x[1]**2", ""),
+        ("xhat[1]**2", "x[1]**2/(x[1]**2 + eps)", ""),
+        ("y[i]/gamma[i]", "xhat[i]", ""),
+        ("sqrt((ms - eps)**2)", "ms - eps", ""),
+        ("sqrt((sigma - sqrt(eps))**2)", "sigma - sqrt(eps)", ""),
+        ("sqrt((sigma - eps)**2)", "sigma - eps", ""),
+        ("sqrt(ms)*sqrt(ms)", "ms", ""),
+        ("Sum(xhat[k]**2, (k, 1, N))", "N", ""),
+        ("Sum(xhat[k]**2, (k, 1, N))*(ms + eps)", "N*ms", ""),
+        ("D(xhat[i], x[j])*sigma", "KroneckerDelta(i, j) - xhat[i]*xhat[j]/N", ""),
+        ("D(xhat[i], x[j])*sigma", "KroneckerDelta(i, j) - 1/N - xhat[i]*xhat[j]/N", ""),
+        ("D(gamma[i]*x[i], gamma[j])", "KroneckerDelta(i, j)*x[i]", ""),
+        ("D(Sum(gamma[j]*x[j], (j, 1, N)), gamma[j])", "x[j]", ""),
+        ("KroneckerDelta(i, j)*gamma[i]", "KroneckerDelta(i, j)*gamma[j]", ""),
+        ("gamma[i]", "gamma[j]", "i != j"),
+        ("D(f, x[j])", RMS_DX.replace("gamma[k]*", "gamma[j]*"), ""),
+        ("D(f, x[j])", RMS_DX.replace("x[j]*(ms", "(x[j] - Sum(x[k], (k, 1, N))/N)*(ms"), ""),
+        ("D(f, x[j])", f"D(f, x[j]) + 0*({a})", ""),
+        (f"({a})/({a})", "1", ""),
+        (f"({a})*0", "0", ""),
+        (f"({a}) - ({a})", "0", ""),
+    ]
+
+
+RMSNORM = Grammar(
+    "rmsnorm", (1, 2, 3, 4),
+    ["x[i]", "x[j]", "ms", "sigma", "xhat[i]", "xhat[j]", "y[i]", "y[j]", "gamma[i]", "gamma[j]",
+     "eps", "N", "Sum(x[k]**2, (k, 1, N))", "KroneckerDelta(i, j)", "2", "3", "1/N",
+     "(ms + eps)", "x[i]**2", "Sum(xhat[k]*x[k], (k, 1, N))", "(x[i] - x[j])", "(gamma[i] + 1)",
+     "Sum(x[k], (k, 1, N))", "Sum(gamma[k]*xhat[k], (k, 1, N))"],
+    ["dy[i]", "dy[j]", "Sum(gamma[k]*dy[k]*x[k], (k, 1, N))",
+     "Sum(gamma[k]*dy[k]*xhat[k], (k, 1, N))", "Sum(dy[k], (k, 1, N))", "gamma[j]*dy[j]"],
+    ["x[2]", "x[1]", "gamma[1]", "xhat[2]", "y[1]", "P(ms, x[j])", "P(xhat[i], ms)",
+     "P(xhat[i], x[i])", "P(xhat[i], eps)", "D(ms, x[j])", "D(f, y[i])", "P(y[i], gamma[i])",
+     "P(y[i], xhat[i])", "D(f, x[j])", "D(f, gamma[j])", "D(y[i], gamma[j])"],
+    ["x[k]", "xhat[k]", "x[k]**2", "y[k]", "dy[k]", "KroneckerDelta(i, k)",
+     "KroneckerDelta(j, k)", "x[i]*x[k]", "(x[k] - x[j])", "dy[k]*xhat[k]", "gamma[k]",
+     "gamma[k]*dy[k]", "gamma[k]*dy[k]*x[k]", "gamma[k]*xhat[k]"],
+    ["x[k]", "xhat[k]", "x[k]**2", "y[k]", "dy[k]", "gamma[k]*dy[k]*x[k]", "gamma[k]*xhat[k]",
+     "x[k]*ms"],
+    ["(ms + eps)", "sigma", "eps", "N", "(1 + x[i]**2)", "(ms + eps)**2", "sigma**3",
+     "(eps + x[j]**2)", "(N + ms)", "(2*eps + 1)", "(1 + gamma[i]**2)"],
+    ["x[i]", "gamma[i]", "(x[1] - x[2])", "xhat[i]", "(2*eps - 1)", "(x[i] - x[j])",
+     "(eps - ms)", "y[i]", "(gamma[i] - gamma[j])", "(ms - 1)"],
+    ["x[j]", "x[i]", "x[1]", "gamma[j]", "gamma[i]", "eps"],
+    RMS_IDENTITIES, rms_tricky, "Sum(x[j], (j, 1, N))", ROW_MUTATIONS)
+
+UNB_DX = ("gamma*(v + eps)**(-1/2)*(dy[j] - Sum(dy[k], (k, 1, N))/N - (x[j] - mu)*(v + eps)"
+          "**(-1)*Sum((x[k] - mu)*dy[k], (k, 1, N))/(N - 1))")
+UNB_IDENTITIES = [
+    ("Sum(x[k], (k, 1, N))", "N*mu", ""),
+    ("Sum((x[k] - mu)**2, (k, 1, N))", "(N - 1)*v", ""),
+    ("(Sum(x[k]**2, (k, 1, N)) - N*mu**2)/(N - 1)", "v", ""),
+    ("xhat[i]", "(x[i] - mu)/sigma", ""),
+    ("sigma**2", "v + eps", ""),
+    ("y[i]", "gamma*xhat[i] + beta", ""),
+    ("D(mu, x[j])", "1/N", ""),
+    ("D(v, x[j])", "2*(x[j] - mu)/(N - 1)", ""),
+    ("D(sigma, x[j])", "(x[j] - mu)/((N - 1)*sigma)", ""),
+    ("D(xhat[i], x[j])",
+     "(KroneckerDelta(i, j) - 1/N)/sigma - (x[i] - mu)*(x[j] - mu)/((N - 1)*sigma**3)", ""),
+    ("D(xhat[i], x[j])", "-1/(N*sigma) - xhat[i]*xhat[j]/((N - 1)*sigma)", "i != j"),
+    ("D(f, beta)", "Sum(dy[k], (k, 1, N))", ""),
+    ("D(f, gamma)", "Sum(dy[k]*xhat[k], (k, 1, N))", ""),
+    ("D(f, x[j])", UNB_DX, ""),
+    ("D(f, x[j])", ("gamma/sigma*(dy[j] - Sum(dy[k], (k, 1, N))/N "
+                    "- xhat[j]*Sum(dy[k]*xhat[k], (k, 1, N))/(N - 1))"), ""),
+    ("D(f, x[j])", "Sum(dy[k]*D(y[k], x[j]), (k, 1, N))", ""),
+    ("Sum(D(f, x[k]), (k, 1, N))", "0", ""),
+    ("Sum(D(f, x[k])*xhat[k], (k, 1, N))", "gamma*eps*Sum(dy[k]*xhat[k], (k, 1, N))/sigma**3",
+     ""),
+    ("Sum(xhat[k], (k, 1, N))", "0", ""),
+    ("Sum(xhat[k]**2, (k, 1, N))", "(N - 1)*v/(v + eps)", ""),
+    ("D(f, eps)", "-1/2*gamma*(v + eps)**(-3/2)*Sum((x[k] - mu)*dy[k], (k, 1, N))", ""),
+    ("P(v, x[j])", "2*(x[j] - mu)/(N - 1)", ""),
+    ("P(v, mu)", "0", ""),
+    ("P(xhat[i], v)", "-(x[i] - mu)/(2*sigma**3)", ""),
+    ("P(xhat[i], mu)", "-1/sigma", ""),
+    ("P(xhat[i], eps)", "-(x[i] - mu)/(2*sigma**3)", ""),
+    ("P(y[i], gamma)", "xhat[i]", ""),
+    ("v*(N - 1)/N", "Sum(x[k]**2, (k, 1, N))/N - mu**2", ""),
+    ("Sum(Sum((x[i] - x[k])**2, (k, 1, N)), (i, 1, N))", "2*N*(N - 1)*v", ""),
+    ("D(v, x[j])*(N - 1)", "2*(x[j] - mu)", ""),
+    ("D(sigma, eps)", "1/(2*sigma)", ""),
+    ("D(f, y[i])", "dy[i]", ""),
+    ("D(v, eps)", "0", ""),
+    ("sqrt(4*(v + eps))", "2*sigma", ""),
+]
+
+
+def unb_tricky(a: str) -> list[tuple[str, str, str]]:
+    """The unbiased model's edge claims: N - 1 against N, N = 2, radicals."""
+    return [
+        ("v", "Sum((x[k] - mu)**2, (k, 1, N))/N", ""),
+        ("(N - 2)*(x[1] - x[2])", "0", ""),
+        ("v", "(x[1] - x[2])**2/2", ""),
+        ("(N - 2)*v", "(N - 2)*(x[1] - x[2])**2/2", ""),
+        ("Sum(xhat[k]**2, (k, 1, N))", "N - 1", ""),
+        ("Sum(xhat[k]**2, (k, 1, N))*(v + eps)", "(N - 1)*v", ""),
+        ("Sum(xhat[k]**2, (k, 1, N))*(v + eps)", "N*v", ""),
+        ("sqrt(xhat[i]**2)", "xhat[i]", ""),
+        ("sqrt((v - eps)**2)", "v - eps", ""),
+        ("sqrt((Sum(x[k]**2, (k, 1, N)) - N*mu**2)**2)", "(N - 1)*v", ""),
+        ("sqrt((N*v - Sum(xhat[k]**2, (k, 1, N)))**2)", "N*v - Sum(xhat[k]**2, (k, 1, N))", ""),
+        ("v/(N - 1)", "Sum((x[k] - mu)**2, (k, 1, N))/(N - 1)**2", ""),
+        ("(N - 1)*v", "N*v", ""),
+        ("D(xhat[i], x[j])*sigma", "KroneckerDelta(i, j) - 1/N - xhat[i]*xhat[j]/(N - 1)", ""),
+        ("D(xhat[i], x[j])*sigma", "KroneckerDelta(i, j) - 1/N - xhat[i]*xhat[j]/N", ""),
+        ("Sum(x[k]*D(v, x[k]), (k, 1, N))", "2*v", ""),
+        ("Sum(D(v, x[k]), (k, 1, N))", "0", ""),
+        ("sqrt((eps*N - 2)**2)", "eps*N - 2", ""),
+        ("(N - 2)/(N - 2)", "1", ""),
+        ("v*(N - 1)/(N - 1)", "v", ""),
+        ("1/(N - 2) - 1/(N - 2)", "0", ""),
+        ("D(f, x[j])", UNB_DX.replace("/(N - 1))", "/N)"), ""),
+        ("D(f, x[j])", f"D(f, x[j]) + 0*({a})", ""),
+        (f"({a})/({a})", "1", ""),
+        (f"({a})*0", "0", ""),
+        (f"({a}) - ({a})", "0", ""),
+    ]
+
+
+UNBIASED = Grammar(
+    "batchnorm-unbiased", (2, 3, 4), ATOMS, DY_ATOMS, RARE_ATOMS, K_ATOMS, BATCHNORM.k_plain,
+    POSITIVE, INDEFINITE, WRT, UNB_IDENTITIES, unb_tricky, "N*mu", ROW_MUTATIONS)
+
+GRAMMARS = {g.model: g for g in (BATCHNORM, LAYERNORM, RMSNORM, UNBIASED)}
+
+
 # -- symbn and the oracle ---------------------------------------------------------------------
 
 
-def _doc(claim: str, where: str) -> str:
+def _doc(claim: str, where: str, model: str = "batchnorm") -> str:
     extra = f'where = "{where}"\n' if where else ""
-    return f'title = "t"\nmodel = "batchnorm"\n[[step]]\nid = "s"\nclaim = "{claim}"\n{extra}'
+    return (f'title = "t"\nmodel = "{model}"\n[[step]]\nid = "s"\nclaim = "{claim}"\n'
+            f"{extra}")
 
 
 class Hang(BaseException):  # not caught by `except Exception` inside symbn
@@ -542,9 +973,16 @@ def my_assignments(claim: str, where: str, n: int) -> list[dict]:
     return out
 
 
-def oracle_counterexample(claim, where, n, tries, oracles):
+def _oracle(oracles: dict, n: int, model: str) -> Oracle:
+    key = (model, n)
+    if key not in oracles:
+        oracles[key] = Oracle(n, model=model)
+    return oracles[key]
+
+
+def oracle_counterexample(claim, where, n, tries, oracles, model="batchnorm"):
     """A counterexample at N = n over every allowed assignment, or None."""
-    oracle = oracles.setdefault(n, Oracle(n))
+    oracle = _oracle(oracles, n, model)
     assigns = my_assignments(claim, where, n)
     if len(assigns) > 16:
         tries = max(6, tries * 16 // len(assigns))
@@ -558,10 +996,10 @@ def oracle_counterexample(claim, where, n, tries, oracles):
     return None
 
 
-def oracle_confirms(claim, witness, n, oracles):
+def oracle_confirms(claim, witness, n, oracles, model="batchnorm"):
     """(True, _) if the oracle's sides of the failing link differ at the witness; (False,
     details) if they agree or one is undefined there; (None, _) if it cannot tell."""
-    oracle = oracles.setdefault(n, Oracle(n))
+    oracle = _oracle(oracles, n, model)
     assignment = {k: int(v) for k, v in witness.get("assignment", {}).items()}
     point = {k: Fraction(v) for k, v in witness.get("point", {}).items()}
     text = witness.get("link") or claim  # the failing link of a chain a = b = c
@@ -591,18 +1029,20 @@ def undefined_ns(note: str | None) -> set[int]:
     return {int(x) for x in m.group(1).replace(" ", "").split(",") if x} if m else set()
 
 
-def run_one(case: dict, oracles: dict, timeout: float) -> list[dict]:
+def run_one(case: dict, oracles: dict, timeout: float, g: Grammar | None = None) -> list[dict]:
+    """symbn's verdicts on one claim at each N of g.sizes and for every N, cross-checked."""
+    g = g or BATCHNORM
     claim, where = case["claim"], case["where"]
     findings = []
     verdicts, results = {}, {}
     try:
-        d = parse(_doc(claim, where), "case.toml")
+        d = parse(_doc(claim, where, g.model), "case.toml")
     except SymbnError as err:
         case["verdicts"] = {"parse": "refused"}
         case["refusal"] = str(err)[:200]
         return findings
     # assignments: symbn's against ours
-    for n in SIZES:
+    for n in g.sizes:
         try:
             theirs = symbn_assignments(d.steps[0], n)
         except SymbnError:
@@ -613,9 +1053,10 @@ def run_one(case: dict, oracles: dict, timeout: float) -> list[dict]:
             findings.append({"kind": "ASSIGNMENTS", "N": n, "symbn": theirs[:10],
                              "mine": mine[:10]})
             break
-    for n in (*SIZES, "all"):
+    every_n = check_all if g.model == "batchnorm" else check_model_all
+    for n in (*g.sizes, "all"):
         try:
-            result = check_all(d, timeout=timeout)[0] if n == "all" else check(
+            result = every_n(d, timeout=timeout)[0] if n == "all" else check(
                 d, n, timeout=timeout)[0]
             verdicts[n], results[n] = result.verdict, result
         except SymbnError as err:
@@ -641,18 +1082,19 @@ def run_one(case: dict, oracles: dict, timeout: float) -> list[dict]:
             return "error"
 
     confirmed = {}
-    for n in SIZES:
+    for n in g.sizes:
         r = results.get(n)
         if r is None:
             continue
         if r.verdict == "proved":
-            cx = oracle_call(oracle_counterexample, claim, where, n, 24, oracles)
+            cx = oracle_call(oracle_counterexample, claim, where, n, 24, oracles, g.model)
             if cx not in (None, "error"):
                 findings.append({"kind": "PROVED-FALSE", "N": n, "oracle": cx,
                                  "note": r.note})
         elif r.verdict == "disproved":
             w = r.witness or {}
-            ok, why = _pair(oracle_call(oracle_confirms, claim, w, int(w.get("N", n)), oracles))
+            ok, why = _pair(oracle_call(oracle_confirms, claim, w, int(w.get("N", n)), oracles,
+                                        g.model))
             confirmed[n] = ok is True
             if ok is False:
                 findings.append({"kind": "BAD-WITNESS", "N": n, "witness": w, "oracle": why})
@@ -661,20 +1103,21 @@ def run_one(case: dict, oracles: dict, timeout: float) -> list[dict]:
     r = results.get("all")
     if r is not None and r.verdict == "proved":
         m, undef = min_n(r.note), undefined_ns(r.note)
-        for n in SIZES:
+        for n in g.sizes:
             if n < m or n in undef:
                 continue
             if verdicts.get(n) == "disproved" and confirmed.get(n):
                 findings.append({"kind": "ALLN-VS-N", "N": n, "witness": results[n].witness,
                                  "note": r.note})
             elif verdicts.get(n) != "proved":  # proved ones were searched already
-                cx = oracle_call(oracle_counterexample, claim, where, n, 12, oracles)
+                cx = oracle_call(oracle_counterexample, claim, where, n, 12, oracles, g.model)
                 if cx not in (None, "error"):
                     findings.append({"kind": "ALLN-FALSE", "N": n, "oracle": cx,
                                      "note": r.note})
     elif r is not None and r.verdict == "disproved":
         w = r.witness or {}
-        ok, why = _pair(oracle_call(oracle_confirms, claim, w, int(w.get("N", 4)), oracles))
+        ok, why = _pair(oracle_call(oracle_confirms, claim, w, int(w.get("N", g.sizes[-1])),
+                                    oracles, g.model))
         if ok is False:
             findings.append({"kind": "BAD-WITNESS", "N": "all", "witness": w, "oracle": why})
         elif ok is None:
@@ -691,10 +1134,13 @@ def main(argv=None) -> int:
     ap.add_argument("--alarm", type=int, default=90, help="seconds per claim before HANG")
     ap.add_argument("--log", type=str, default=None)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--model", choices=list(GRAMMARS), default="batchnorm",
+                    help="the model the claims are about")
     args = ap.parse_args(argv)
 
+    g = GRAMMARS[args.model]
     rng = random.Random(args.seed)
-    oracles: dict[int, Oracle] = {}
+    oracles: dict[tuple[str, int], Oracle] = {}
     deadline = time.monotonic() + 60 * args.minutes
     counts = collections.Counter()
     kinds = collections.Counter()
@@ -704,7 +1150,7 @@ def main(argv=None) -> int:
     count = 0
     seen = set()
     while count < args.max_claims and time.monotonic() < deadline:
-        case = generate(rng)
+        case = generate(rng, g)
         if (case["claim"], case["where"]) in seen:
             continue
         seen.add((case["claim"], case["where"]))
@@ -713,7 +1159,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         signal.alarm(args.alarm)
         try:
-            findings = run_one(case, oracles, args.timeout)
+            findings = run_one(case, oracles, args.timeout, g)
         except Hang:
             findings = [{"kind": "HANG", "seconds": args.alarm}]
             oracles.clear()
@@ -738,8 +1184,8 @@ def main(argv=None) -> int:
             print(f"... {count} claims, {dict(kinds)}", flush=True)
     if log:
         log.close()
-    print(f"\n{count} claims (seed {args.seed})")
-    for n in ("parse", *map(str, SIZES), "all"):
+    print(f"\n{count} claims (seed {args.seed}) about {args.model}")
+    for n in ("parse", *map(str, g.sizes), "all"):
         row = {v: c for (m, v), c in counts.items() if m == n}
         if row:
             print(f"  N={n}: {dict(sorted(row.items()))}")

@@ -19,6 +19,19 @@ A side is undefined at a point (``value`` returns None) when any division writte
 claim, or any negative power or square root anywhere in the side's expression, meets a zero
 denominator or a negative radicand.  Divisions and roots written in the claim are recorded as
 the claim is built, because SymPy cancels e.g. ``v/v`` to 1 while building it.
+
+Models (``Oracle(n, model=...)``), each written here from its mathematics:
+
+- ``batchnorm`` (the default, as above);
+- ``batchnorm-unbiased``: as batchnorm but ``v = Sum((x[k] - mu)**2)/(N - 1)``; N >= 2 only
+  (the oracle refuses N = 1, where the model is undefined);
+- ``layernorm``: as batchnorm but gamma and beta are per-position leaves ``gamma[r]``,
+  ``beta[r]`` and ``y[r] = gamma[r]*xhat[r] + beta[r]``;
+- ``rmsnorm``: leaves ``x[r]``, ``gamma[r]``, ``eps``; nodes ``ms = Sum(x[k]**2)/N``,
+  ``xhat[r] = x[r]*(ms + eps)**(-1/2)``, ``y[r] = gamma[r]*xhat[r]``; ``sigma = sqrt(ms + eps)``.
+
+In the row models eps is a direct parent of xhat (it is written in xhat's definition); in
+batchnorm P(xhat[r], eps) stays refused as before.
 """
 
 from __future__ import annotations
@@ -30,11 +43,20 @@ from math import isqrt
 
 import sympy
 
-__all__ = ["Oracle", "OracleError", "default_f"]
+__all__ = ["MODELS", "Oracle", "OracleError", "default_f"]
 
 INDICES = ("i", "j", "k")
 INDEXED = ("x", "xhat", "y", "dy")
 SCALARS = ("mu", "v", "sigma", "gamma", "beta", "eps", "f")
+# per model: names used without a row, names that need one, along (per-position) leaves,
+# the smallest batch size
+MODELS = {
+    "batchnorm": (SCALARS, INDEXED, (), 1),
+    "batchnorm-unbiased": (SCALARS, INDEXED, (), 2),
+    "layernorm": (("mu", "v", "sigma", "eps", "f"), ("x", "gamma", "beta", "xhat", "y", "dy"),
+                  ("gamma", "beta"), 1),
+    "rmsnorm": (("ms", "sigma", "eps", "f"), ("x", "gamma", "xhat", "y", "dy"), ("gamma",), 1),
+}
 FUNCTIONS = {"sqrt": 1, "Sum": 2, "KroneckerDelta": 2, "D": 2, "P": 2}
 
 MAX_TEXT = 20000
@@ -241,6 +263,15 @@ class _FastValues:
             for a in e.args:
                 out = self.mul(out, self(a))
             return out
+        if e.is_Pow and e.exp.is_Rational and e.exp.q == 2 and e.base.is_Pow \
+                and e.base.exp.is_Integer and e.base.exp % 2 == 0:
+            # sqrt(b**(2m))**p = |b|**(m*p): no second radical, even when b is a surd
+            inner, m = self(e.base.base), int(e.base.exp) // 2
+            if self.sign(inner) < 0:
+                inner = self.mul(Fraction(-1), inner)
+            if (m < 0 or e.exp < 0) and self.sign(inner) == 0:
+                raise _Undefined  # division by zero
+            return self.power(inner, m * int(e.exp.p))
         if e.is_Pow and e.exp.is_Rational and e.exp.q in (1, 2):
             base = self(e.base)
             p, q = int(e.exp.p), int(e.exp.q)
@@ -389,24 +420,54 @@ def _exactly_zero(value: sympy.Expr) -> bool:
 class Oracle:
     """symbn's claim language evaluated with plain SymPy at a concrete N and a concrete f."""
 
-    def __init__(self, n: int, f=default_f, *, fast: bool = True):
-        """`fast=False` evaluates everything with the general SymPy tier (for self-tests)."""
+    def __init__(self, n: int, f=default_f, *, model: str = "batchnorm", fast: bool = True):
+        """`model` is one of MODELS; `fast=False` evaluates everything with the general SymPy
+        tier (for self-tests)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise OracleError(f"the batch size is a positive integer, not {n!r}")
+        if model not in MODELS:
+            raise OracleError(f"unknown model {model!r}; models are {', '.join(MODELS)}")
+        self.scalars, self.indexed, self.along, min_n = MODELS[model]
+        if n < min_n:
+            raise OracleError(f"{model} is defined for N >= {min_n}, not N = {n}")
         self.n = n
+        self.model = model
         self.fast = fast
         self.x = [sympy.Symbol(f"x{r}") for r in range(1, n + 1)]
-        self.gamma, self.beta, self.eps = sympy.symbols("gamma beta eps")
-        self.leaves: list[sympy.Symbol] = [*self.x, self.gamma, self.beta, self.eps]
+        self.eps = sympy.Symbol("eps")
         self._names = {f"x[{r}]": s for r, s in enumerate(self.x, start=1)}
-        self._names.update(gamma=self.gamma, beta=self.beta, eps=self.eps)
+        self.leaves: list[sympy.Symbol] = list(self.x)
+        # gamma, beta: one symbol (set leaves) or a list of N symbols (along leaves)
+        self.gamma = self.beta = None
+        for name in ("gamma", "beta"):
+            if name == "beta" and model == "rmsnorm":
+                continue
+            if name in self.along:
+                leaf = [sympy.Symbol(f"{name}{r}") for r in range(1, n + 1)]
+                self._names.update({f"{name}[{r}]": s for r, s in enumerate(leaf, start=1)})
+                self.leaves.extend(leaf)
+            else:
+                leaf = sympy.Symbol(name)
+                self._names[name] = leaf
+                self.leaves.append(leaf)
+            setattr(self, name, leaf)
+        self.leaves.append(self.eps)
+        self._names["eps"] = self.eps
 
         x, eps = self.x, self.eps
-        self.mu = sympy.Add(*x) / n
-        self.v = sympy.Add(*[(xr - self.mu) ** 2 for xr in x]) / n
-        self.sigma = sympy.sqrt(self.v + eps)
-        self.xhat = [(xr - self.mu) * (self.v + eps) ** sympy.Rational(-1, 2) for xr in x]
-        self.y = [self.gamma * xh + self.beta for xh in self.xhat]
+        half = sympy.Rational(-1, 2)
+        if model == "rmsnorm":
+            self.ms = sympy.Add(*[xr ** 2 for xr in x]) / n
+            self.sigma = sympy.sqrt(self.ms + eps)
+            self.xhat = [xr * (self.ms + eps) ** half for xr in x]
+            self.y = [g * xh for g, xh in zip(self.gamma, self.xhat, strict=True)]
+        else:
+            self.mu = sympy.Add(*x) / n
+            self.v = sympy.Add(*[(xr - self.mu) ** 2 for xr in x]) / self._v_divisor()
+            self.sigma = sympy.sqrt(self.v + eps)
+            self.xhat = [(xr - self.mu) * (self.v + eps) ** half for xr in x]
+            self.y = [self._gamma(r) * xh + self._beta(r)
+                      for r, xh in enumerate(self.xhat, start=1)]
 
         self._ys = [sympy.Dummy(f"y{r}") for r in range(1, n + 1)]
         big_f = sympy.sympify(f(list(self._ys)))
@@ -486,17 +547,29 @@ class Oracle:
         return None
 
     def random_point(self, rng: random.Random) -> dict[str, Fraction]:
-        """A random exact point: x, gamma, beta small rationals; eps in (0, 1) or 1..10."""
+        """A random exact point: x, gamma, beta small rationals (one per row for along
+        leaves); eps in (0, 1) or 1..10."""
         point = {f"x[{r}]": rng.choice(_ROW_POOL) for r in range(1, self.n + 1)}
-        point["gamma"] = rng.choice(_ROW_POOL)
-        point["beta"] = rng.choice(_ROW_POOL)
+        for name in ("gamma", "beta"):
+            if name in self.along:
+                point.update({f"{name}[{r}]": rng.choice(_ROW_POOL)
+                              for r in range(1, self.n + 1)})
+            elif name in self._names:
+                point[name] = rng.choice(_ROW_POOL)
         point["eps"] = rng.choice(_EPS_SMALL if rng.random() < 0.5 else _EPS_INT)
         return point
 
     def default_point(self) -> dict[str, Fraction]:
         """The fixed values that `value` uses for leaves missing from a point."""
         point = {f"x[{r}]": Fraction(r * r + 1, r + 2) for r in range(1, self.n + 1)}
-        point.update(gamma=Fraction(3, 2), beta=Fraction(-1, 3), eps=Fraction(1, 5))
+        defaults = {"gamma": Fraction(3, 2), "beta": Fraction(-1, 3)}
+        for name, value in defaults.items():
+            if name in self.along:
+                point.update({f"{name}[{r}]": value + Fraction(r - 1, r + 3)
+                              for r in range(1, self.n + 1)})
+            elif name in self._names:
+                point[name] = value
+        point["eps"] = Fraction(1, 5)
         return point
 
     # -- evaluation --------------------------------------------------------------------------
@@ -510,8 +583,9 @@ class Oracle:
         for key, val in point.items():
             name = key.replace(" ", "") if isinstance(key, str) else key
             if name not in self._names:
-                raise OracleError(f"{key!r} is not a leaf of the N = {self.n} model; leaves "
-                                  f"are {', '.join(self._names)} (dy is determined by f)")
+                raise OracleError(f"{key!r} is not a leaf of the N = {self.n} {self.model} "
+                                  f"model; leaves are {', '.join(self._names)} (dy is "
+                                  "determined by f)")
             merged[name] = _to_fraction(val)
         if merged["eps"] <= 0:
             raise OracleError(f"eps must be positive, got {merged['eps']}")
@@ -611,13 +685,31 @@ class Oracle:
     # -- the model: composed nodes, second derivatives of F, local partials ----------------
 
     def node(self, key: tuple) -> sympy.Expr:
-        """The composed expression of a model name: ('mu',), ('x', 2), ('dy', 1), ..."""
+        """The composed expression of a model name: ('mu',), ('x', 2), ('gamma', 1), ..."""
         kind = key[0]
-        if kind in ("x", "xhat", "y", "dy"):
-            return {"x": self.x, "xhat": self.xhat, "y": self.y, "dy": self.dy}[kind][key[1] - 1]
-        table = {"mu": self.mu, "v": self.v, "sigma": self.sigma, "gamma": self.gamma,
-                 "beta": self.beta, "eps": self.eps, "f": self.f}
-        return table[kind]
+        if len(key) == 2:
+            rows = {"x": self.x, "xhat": self.xhat, "y": self.y, "dy": self.dy,
+                    "gamma": self.gamma, "beta": self.beta}[kind]
+            return rows[key[1] - 1]
+        if kind not in self.scalars:
+            raise OracleError(f"{kind} is not a name of the {self.model} model")
+        return getattr(self, kind)
+
+    def is_leaf(self, key: tuple) -> bool:
+        """Whether a model name (as from node's keys) is a leaf."""
+        return key[0] in ("x", "gamma", "beta", "eps")
+
+    def _v_divisor(self) -> int:
+        return self.n - 1 if self.model == "batchnorm-unbiased" else self.n
+
+    def _gamma(self, r: int) -> sympy.Symbol:
+        return self.gamma[r - 1] if "gamma" in self.along else self.gamma
+
+    def _beta(self, r: int) -> sympy.Symbol:
+        return self.beta[r - 1] if "beta" in self.along else self.beta
+
+    def _leaf_key(self, name: str, r: int) -> tuple:
+        return (name, r) if name in self.along else (name,)
 
     def second(self, s: int, r: int) -> sympy.Expr:
         """d^2 F / dy_s dy_r at y = y(x)."""
@@ -636,34 +728,51 @@ class Oracle:
         n, x, eps = self.n, self.x, self.eps
         kind = child[0]
         back: dict = {}
-        if kind == "mu":
+        rows = {("x", r): x[r - 1] for r in range(1, n + 1)}
+        half = sympy.Rational(-1, 2)
+        if kind == "mu" and "mu" in self.scalars:
             definition = sympy.Add(*x) / n
-            parents = {("x", r): x[r - 1] for r in range(1, n + 1)}
-        elif kind == "v":
+            parents = rows
+        elif kind == "v" and "v" in self.scalars:
             m = sympy.Dummy("mu")
-            definition = sympy.Add(*[(xr - m) ** 2 for xr in x]) / n
-            parents = {("x", r): x[r - 1] for r in range(1, n + 1)}
-            parents[("mu",)] = m
+            definition = sympy.Add(*[(xr - m) ** 2 for xr in x]) / self._v_divisor()
+            parents = {**rows, ("mu",): m}
             back = {m: self.mu}
+        elif kind == "ms" and "ms" in self.scalars:
+            definition = sympy.Add(*[xr ** 2 for xr in x]) / n
+            parents = rows
+        elif kind == "xhat" and self.model == "rmsnorm":
+            i = child[1]
+            w = sympy.Dummy("ms")
+            definition = x[i - 1] * (w + eps) ** half
+            parents = {("x", i): x[i - 1], ("ms",): w, ("eps",): eps}
+            back = {w: self.ms}
         elif kind == "xhat":
             i = child[1]
             m, w = sympy.Dummy("mu"), sympy.Dummy("v")
-            definition = (x[i - 1] - m) * (w + eps) ** sympy.Rational(-1, 2)
+            definition = (x[i - 1] - m) * (w + eps) ** half
             parents = {("x", i): x[i - 1], ("mu",): m, ("v",): w}
+            if self.model != "batchnorm":
+                parents[("eps",)] = eps
             back = {m: self.mu, w: self.v}
         elif kind == "y":
             i = child[1]
             h = sympy.Dummy("xhat")
-            definition = self.gamma * h + self.beta
-            parents = {("xhat", i): h, ("gamma",): self.gamma, ("beta",): self.beta}
+            g, b = self._gamma(i), (self._beta(i) if self.beta is not None else None)
+            definition = g * h + (b if b is not None else 0)
+            parents = {("xhat", i): h, self._leaf_key("gamma", i): g}
+            if b is not None:
+                parents[self._leaf_key("beta", i)] = b
             back = {h: self.xhat[i - 1]}
         elif kind == "f":
             definition = self._big_f
             parents = {("y", r): self._ys[r - 1] for r in range(1, n + 1)}
             back = self._at_y
         else:
+            nodes = "ms, xhat[i], y[i], f" if self.model == "rmsnorm" else \
+                "mu, v, xhat[i], y[i], f"
             raise OracleError(f"P: {_show(child)} is not a node of the graph "
-                              "(nodes: mu, v, xhat[i], y[i], f)")
+                              f"(nodes: {nodes})")
         if parent not in parents:
             raise OracleError(f"P: {_show(parent)} is not a direct parent of {_show(child)}")
         out = sympy.diff(definition, parents[parent]).xreplace(back)
@@ -715,12 +824,12 @@ class _Builder:
         name = node.id
         if name == "N":
             return sympy.Integer(self.oracle.n)
-        if name in SCALARS:
+        if name in self.oracle.scalars:
             return self.oracle.node((name,))
         if name in INDICES:
             raise OracleError(f"index {name} names a row; use it as x[{name}], in "
                               "KroneckerDelta or as a Sum variable")
-        if name in INDEXED:
+        if name in self.oracle.indexed:
             raise OracleError(f"{name} needs a row, e.g. {name}[i]")
         if name in FUNCTIONS:
             raise OracleError(f"{name} is a function; call it")
@@ -730,8 +839,9 @@ class _Builder:
         return self.oracle.node(self._indexed(node))
 
     def _indexed(self, node: ast.Subscript) -> tuple:
-        if not (isinstance(node.value, ast.Name) and node.value.id in INDEXED):
-            raise OracleError(f"subscripts apply only to x, xhat, y, dy ({_text(node)})")
+        if not (isinstance(node.value, ast.Name) and node.value.id in self.oracle.indexed):
+            raise OracleError(f"subscripts apply only to {', '.join(self.oracle.indexed)} "
+                              f"({_text(node)})")
         return (node.value.id, self.row(node.slice))
 
     def row(self, node: ast.AST) -> int:
@@ -747,7 +857,7 @@ class _Builder:
         raise OracleError(f"a row is i, j, k or a number, not {_text(node)}")
 
     def model_name(self, node: ast.AST) -> tuple:
-        if isinstance(node, ast.Name) and node.id in SCALARS:
+        if isinstance(node, ast.Name) and node.id in self.oracle.scalars:
             return (node.id,)
         if isinstance(node, ast.Subscript):
             return self._indexed(node)
@@ -770,7 +880,7 @@ class _Builder:
                 self.conditions.append((base, "nonzero"))
             if not exp.is_integer:
                 self.conditions.append((base, "nonneg"))
-            return sympy.Pow(base, exp)
+            return _power(base, exp)
         if not isinstance(op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
             raise OracleError(f"operator {type(op).__name__} is not allowed")
         a, b = self.build(node.left), self.build(node.right)
@@ -807,7 +917,7 @@ class _Builder:
     def _call_sqrt(self, arg: ast.AST) -> sympy.Expr:
         inner = self.build(arg)
         self.conditions.append((inner, "nonneg"))
-        return sympy.sqrt(inner)
+        return _power(inner, sympy.Rational(1, 2))
 
     def _call_Sum(self, body: ast.AST, limits: ast.AST) -> sympy.Expr:
         if not (isinstance(limits, ast.Tuple) and len(limits.elts) == 3):
@@ -838,7 +948,7 @@ class _Builder:
 
     def _call_D(self, a: ast.AST, b: ast.AST) -> sympy.Expr:
         wrt = self.model_name(b)
-        if wrt[0] in ("x", "gamma", "beta", "eps"):
+        if self.oracle.is_leaf(wrt):
             return sympy.diff(self.build(a), self.oracle.node(wrt))
         if wrt[0] == "y":
             if isinstance(a, ast.Name) and a.id == "f":
@@ -848,11 +958,17 @@ class _Builder:
                 return self.oracle.second(self._indexed(a)[1], wrt[1])
             raise OracleError(f"D(a, {_show(wrt)}) has a meaning only for a = f or dy[s], "
                               f"not {_text(a)}")
-        raise OracleError(f"D differentiates with respect to x[r], gamma, beta, eps or "
-                          f"y[r], not {_show(wrt)}")
+        raise OracleError(f"D differentiates with respect to a leaf (x[r], gamma, beta, eps) "
+                          f"or y[r], not {_show(wrt)}")
 
     def _call_P(self, a: ast.AST, b: ast.AST) -> sympy.Expr:
         return self.oracle.partial(self.model_name(a), self.model_name(b))
+
+
+def _power(base: sympy.Expr, exp: sympy.Rational) -> sympy.Expr:
+    """base**exp; a root is left unevaluated, because SymPy's evaluation of e.g.
+    sqrt(big**2) queries the sign of `big` and can take minutes."""
+    return sympy.Pow(base, exp, evaluate=exp.is_integer)
 
 
 def _constant(node: ast.AST, n: int) -> sympy.Rational | None:

@@ -363,3 +363,235 @@ def test_fast_and_general_evaluation_agree(text):
         assert (a is None) == (b is None)
         if a is not None:
             assert not fast.differ(a, b)
+
+
+# -- the row models: LayerNorm, RMSNorm, BatchNorm with the unbiased variance -----------------
+
+LN_DX = ("D(f, x[j]) = (v + eps)**(-1/2)*(gamma[j]*dy[j] - Sum(gamma[k]*dy[k], (k, 1, N))/N"
+         " - (x[j] - mu)*(v + eps)**(-1)*Sum((x[k] - mu)*gamma[k]*dy[k], (k, 1, N))/N)")
+RMS_DX = ("D(f, x[j]) = (ms + eps)**(-1/2)*(gamma[j]*dy[j] - x[j]*(ms + eps)**(-1)"
+          "*Sum(gamma[k]*dy[k]*x[k], (k, 1, N))/N)")
+UNB_DX = ("D(f, x[j]) = gamma*(v + eps)**(-1/2)*(dy[j] - Sum(dy[k], (k, 1, N))/N - (x[j] - mu)"
+          "*(v + eps)**(-1)*Sum((x[k] - mu)*dy[k], (k, 1, N))/(N - 1))")
+ROW_RESULTS = {
+    "layernorm": [LN_DX, "D(f, gamma[j]) = dy[j]*xhat[j]", "D(f, beta[j]) = dy[j]",
+                  "D(f, eps) = -1/2*(v + eps)**(-3/2)*Sum((x[k] - mu)*gamma[k]*dy[k], (k, 1, N))"],
+    "rmsnorm": [RMS_DX, "D(f, gamma[j]) = dy[j]*xhat[j]",
+                "D(f, eps) = -1/2*(ms + eps)**(-3/2)*Sum(gamma[k]*dy[k]*x[k], (k, 1, N))"],
+    "batchnorm-unbiased": [
+        UNB_DX, "D(f, gamma) = Sum(dy[k]*xhat[k], (k, 1, N))", "D(f, beta) = Sum(dy[k], (k, 1, N))",
+        "D(f, eps) = -1/2*gamma*(v + eps)**(-3/2)*Sum((x[k] - mu)*dy[k], (k, 1, N))"],
+}
+ROW_WRONG = [
+    # LayerNorm with gamma treated as one scalar: gamma[j] pulled out of the sums
+    ("layernorm", ("D(f, x[j]) = gamma[j]*(v + eps)**(-1/2)*(dy[j] - Sum(dy[k], (k, 1, N))/N"
+                   " - (x[j] - mu)*(v + eps)**(-1)*Sum((x[k] - mu)*dy[k], (k, 1, N))/N)")),
+    ("layernorm", LN_DX.replace("Sum(gamma[k]*dy[k], (k, 1, N))/N - ", "")),
+    ("layernorm", "D(f, gamma[j]) = Sum(dy[k]*xhat[k], (k, 1, N))"),
+    ("rmsnorm", RMS_DX.replace("gamma[j]*dy[j] -", "gamma[j]*dy[j] - Sum(gamma[k]*dy[k], "
+                                                   "(k, 1, N))/N -")),
+    ("rmsnorm", "D(f, gamma[j]) = dy[j]*x[j]"),
+    ("batchnorm-unbiased", UNB_DX.replace("/(N - 1))", "/N)")),
+    ("batchnorm", UNB_DX),
+]
+
+
+def row_stats(point, n, model):
+    """(xs, gammas, betas, center, radicand) of a row-model point, computed here."""
+    xs = [Fraction(point[f"x[{r}]"]) for r in range(1, n + 1)]
+    eps = Fraction(point["eps"])
+    if model == "rmsnorm":
+        gammas = [Fraction(point[f"gamma[{r}]"]) for r in range(1, n + 1)]
+        return xs, gammas, [Fraction(0)] * n, Fraction(0), sum(x * x for x in xs) / n + eps
+    mu = sum(xs) / n
+    div = n - 1 if model == "batchnorm-unbiased" else n
+    if model == "layernorm":
+        gammas = [Fraction(point[f"gamma[{r}]"]) for r in range(1, n + 1)]
+        betas = [Fraction(point[f"beta[{r}]"]) for r in range(1, n + 1)]
+    else:
+        gammas, betas = [Fraction(point["gamma"])] * n, [Fraction(point["beta"])] * n
+    return xs, gammas, betas, mu, sum((x - mu) ** 2 for x in xs) / div + eps
+
+
+@pytest.mark.parametrize("model, n", [("layernorm", 1), ("layernorm", 3), ("rmsnorm", 1),
+                                      ("rmsnorm", 3), ("batchnorm-unbiased", 2),
+                                      ("batchnorm-unbiased", 4)])
+def test_row_model_nodes_match_their_definitions(model, n):
+    o = Oracle(n, model=model)
+    for point in points(o, 4, seed=40 + n):
+        xs, gammas, betas, center, w = row_stats(point, n, model)
+        sigma = sp.sqrt(q(w))
+        assert o.value("sigma**2", point) == q(w)
+        if model == "rmsnorm":
+            assert o.value("ms", point) == q(w - Fraction(point["eps"]))
+        else:
+            assert o.value("mu", point) == q(center)
+            assert o.value("v", point) == q(w - Fraction(point["eps"]))
+        for r in range(1, n + 1):
+            xhat = q(xs[r - 1] - center) / sigma
+            assert same(o, o.value("xhat[i]", point, {"i": r}), xhat)
+            assert same(o, o.value(f"y[{r}]", point), q(gammas[r - 1]) * xhat + q(betas[r - 1]))
+
+
+@pytest.mark.parametrize("model", list(ROW_RESULTS))
+def test_row_model_closed_forms_equal_the_oracles_derivatives(model):
+    for n in (2, 3):
+        o = Oracle(n, model=model)
+        for claim in ROW_RESULTS[model]:
+            for j in range(1, n + 1):
+                assert o.search(claim, {"j": j}, tries=12, seed=j) is None, (n, claim)
+
+
+@pytest.mark.parametrize("model, claim", ROW_WRONG)
+def test_row_model_wrong_closed_forms_are_refuted(model, claim):
+    o = Oracle(3, model=model)
+    found = o.search(claim, {"j": 2}, tries=50)
+    assert found is not None and o.differ(*found["values"])
+    assert o.sides(claim, found["point"], {"j": 2}) == found["values"]
+
+
+def _numeric_row_f(model, xs, gammas, betas, eps):
+    n = len(xs)
+    if model == "rmsnorm":
+        s = mpmath.sqrt(sum(x * x for x in xs) / n + eps)
+        ys = [g * x / s for g, x in zip(gammas, xs, strict=True)]
+    else:
+        mu = sum(xs) / n
+        s = mpmath.sqrt(sum((x - mu) ** 2 for x in xs) / n + eps)
+        ys = [g * (x - mu) / s + b for g, x, b in zip(gammas, xs, betas, strict=True)]
+    total = sum(r * y + y ** 2 / 2 for r, y in enumerate(ys, 1)) + ys[0] ** 3 / 3
+    return total + ys[0] * ys[1]
+
+
+@pytest.mark.parametrize("model", ["layernorm", "rmsnorm"])
+def test_row_model_derivatives_agree_with_numerical_differentiation(model):
+    """Every D(f, leaf) against mpmath.diff of F(y(x, gamma, beta, eps)) written here."""
+    n = 2
+    o = Oracle(n, model=model)
+    point = o.random_point(random.Random(3))
+    names = list(point)
+    with mpmath.workdps(50):
+        args = [mpmath.mpf(Fraction(point[k]).numerator) / Fraction(point[k]).denominator
+                for k in names]
+
+        def at(*a):
+            got = dict(zip(names, a, strict=True))
+            rows = range(1, n + 1)
+            betas = [got.get(f"beta[{r}]", 0) for r in rows]
+            return _numeric_row_f(model, [got[f"x[{r}]"] for r in rows],
+                                  [got[f"gamma[{r}]"] for r in rows], betas, got["eps"])
+
+        for pos, name in enumerate(names):
+            order = [0] * len(names)
+            order[pos] = 1
+            numeric = mpmath.diff(at, args, tuple(order))
+            exact = o.value(f"D(f, {name})", point)
+            assert abs(mpmath.mpf(sp.N(exact, 50)) - numeric) < mpmath.mpf(10) ** -30, name
+
+
+def test_row_model_leaves_points_and_names():
+    ln, rms = Oracle(2, model="layernorm"), Oracle(2, model="rmsnorm")
+    g1, g2, b1, b2 = sp.symbols("gamma1 gamma2 beta1 beta2")
+    x1, x2, eps = sp.symbols("x1 x2 eps")
+    assert ln.leaves == [x1, x2, g1, g2, b1, b2, eps]
+    assert rms.leaves == [x1, x2, g1, g2, eps]
+    assert set(ln.random_point(random.Random(1))) == {"x[1]", "x[2]", "gamma[1]", "gamma[2]",
+                                                      "beta[1]", "beta[2]", "eps"}
+    assert ln.value("gamma[2] - beta[1]", {"gamma[2]": 5, "beta[1]": 2}) == 3
+    assert ln.expr("D(y[i], gamma[j])", {"i": 1, "j": 2}) == 0
+    assert ln.search("D(y[i], gamma[j]) = KroneckerDelta(i, j)*xhat[i]", {"i": 2, "j": 2},
+                     tries=5) is None
+    # per-position gammas differ: LayerNorm's gamma is not one scalar
+    assert ln.search("gamma[1] = gamma[2]", tries=5) is not None
+    assert rms.search("Sum(x[k]**2, (k, 1, N)) = N*ms = N*(sigma**2 - eps)", tries=5) is None
+    for model, text in [("layernorm", "gamma"), ("layernorm", "beta*x[1]"), ("layernorm", "ms"),
+                        ("rmsnorm", "mu"), ("rmsnorm", "v"), ("rmsnorm", "beta[1]"),
+                        ("rmsnorm", "gamma"), ("batchnorm", "gamma[1]"), ("batchnorm", "ms"),
+                        ("batchnorm-unbiased", "gamma[1]"), ("layernorm", "D(f, gamma)"),
+                        ("layernorm", "P(y[1], gamma[2])"), ("rmsnorm", "P(y[1], beta[1])"),
+                        ("rmsnorm", "P(xhat[1], mu)"), ("rmsnorm", "P(sigma, ms)"),
+                        ("layernorm", "P(gamma[1], x[1])")]:
+        with pytest.raises(OracleError):
+            Oracle(2, model=model).expr(text)
+    for bad in ({"gamma": 1}, {"gamma[3]": 1}, {"beta[1]": 1, "x[1]": 0.5}):
+        with pytest.raises(OracleError):
+            ln.value("x[1]", bad)
+    with pytest.raises(OracleError):
+        rms.value("x[1]", {"beta[1]": 1})
+
+
+def test_the_unbiased_model_needs_two_rows_and_divides_by_n_minus_1():
+    with pytest.raises(OracleError, match="N >= 2"):
+        Oracle(1, model="batchnorm-unbiased")
+    with pytest.raises(OracleError, match="unknown model"):
+        Oracle(2, model="groupnorm")
+    o = Oracle(2, model="batchnorm-unbiased")
+    assert o.value("v", {"x[1]": 1, "x[2]": 4}) == sp.Rational(9, 2)
+    assert Oracle(2).value("v", {"x[1]": 1, "x[2]": 4}) == sp.Rational(9, 4)
+    assert o.search("Sum((x[k] - mu)**2, (k, 1, N)) = (N - 1)*v", tries=5) is None
+    assert o.search("Sum(xhat[k]**2, (k, 1, N)) = (N - 1)*v/(v + eps)", tries=5) is None
+    assert o.search("Sum(xhat[k]**2, (k, 1, N)) = N*v/(v + eps)", tries=5) is not None
+
+
+@pytest.mark.parametrize("model", ["layernorm", "rmsnorm", "batchnorm-unbiased"])
+def test_row_model_local_partials(model):
+    n = 3
+    o = Oracle(n, model=model)
+    for point in points(o, 3, seed=50):
+        xs, gammas, _, center, w = row_stats(point, n, model)
+        i = 2
+        xi, wq = q(xs[i - 1] - center), q(w)
+        sigma = sp.sqrt(wq)
+        div = n - 1 if model == "batchnorm-unbiased" else n
+        gi = "gamma" if model == "batchnorm-unbiased" else "gamma[i]"
+        expected = {
+            f"P(y[i], {gi})": xi / sigma,
+            "P(y[i], xhat[i])": q(gammas[i - 1]),
+            "P(xhat[i], x[i])": 1 / sigma,
+            "P(f, y[i])": o.value("dy[2]", point),
+        }
+        if model == "rmsnorm":
+            expected.update({"P(ms, x[i])": 2 * xi / n, "P(xhat[i], ms)": -xi / 2 / wq / sigma,
+                             "P(xhat[i], eps)": -xi / 2 / wq / sigma})
+        else:
+            expected.update({"P(mu, x[1])": sp.Rational(1, n), "P(v, x[i])": 2 * xi / div,
+                             "P(xhat[i], mu)": -1 / sigma, "P(xhat[i], v)": -xi / 2 / wq / sigma,
+                             "P(xhat[i], eps)": -xi / 2 / wq / sigma, "P(v, mu)": 0})
+        for text, value in expected.items():
+            assert same(o, o.value(text, point, {"i": i}), value), text
+
+
+@pytest.mark.parametrize("model", ["layernorm", "rmsnorm", "batchnorm-unbiased"])
+def test_row_model_fast_and_general_evaluation_agree(model):
+    texts = ["D(f, x[1])", "D(D(f, x[1]), eps)", "sqrt(xhat[1]**2)", "sqrt(sigma)", "sigma**3"]
+    fast, general = Oracle(2, model=model), Oracle(2, model=model, fast=False)
+    for point in points(fast, 4, seed=5):
+        for text in texts:
+            a, b = fast.value(text, point), general.value(text, point)
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert not fast.differ(a, b), text
+
+
+@pytest.mark.parametrize("text", [
+    "sqrt((x[1] - x[2])**(-2))", "sqrt(sigma**4)", "(xhat[1]**2)**(-1/2)",
+    "sqrt((xhat[1] - xhat[2])**2)", "sqrt((sigma - 2)**2)**3", "sqrt((sigma - 2)**2)**(-1)",
+    "sqrt(D(f, x[1])**2)", "sqrt((x[1] - mu)**4)",
+])
+def test_square_roots_of_even_powers_agree_in_both_tiers(text):
+    """sqrt(b**(2m)) = |b|**m in the fast tier, also for b in Q(sqrt(v + eps))."""
+    fast, general = Oracle(2), Oracle(2, fast=False)
+    for point in [*points(fast, 5, seed=8), {"x[1]": 1, "x[2]": 1, "eps": 3}]:
+        a, b = fast.value(text, point), general.value(text, point)
+        assert (a is None) == (b is None), (text, point)
+        if a is not None:
+            assert not fast.differ(a, b)
+            assert sp.N(a) >= 0
+
+
+def test_a_root_of_a_large_square_is_built_quickly():
+    """SymPy's own evaluation of sqrt(big**2) queries the sign of big (minutes at N = 4)."""
+    o = Oracle(4, model="batchnorm-unbiased")
+    claim = ("sqrt(Sum(D(f, x[k])*xhat[k], (k, 1, N))**2) = "
+             "-(gamma*eps*Sum(dy[k]*xhat[k], (k, 1, N))/sigma**3)")
+    assert o.search(claim, tries=40) is not None
