@@ -265,6 +265,11 @@ class Radicals:
         for t in radicals:
             if not t.exp.is_Rational or t.exp.q != 2:
                 raise Unsupported(f"a power other than a square root: {t}")
+        zero = [t for t in radicals if self.normal(t.base) == 0]  # the zero polynomial
+        if any(t.exp < 0 for t in zero):
+            raise Unsupported(f"a division by the square root of 0: {min(zero, key=str)}")
+        if zero:  # sqrt(0) = 0 wherever the radicand is defined
+            return self.replace(e.xreplace({t: sp.Integer(0) for t in zero}))
         if self.base is None:
             for t in radicals:
                 if self._choose(self.normal(t.base)):

@@ -154,3 +154,20 @@ def test_bound_index_renamed_apart():
     # the Sum's j is not the free j: D(Sum_j x_j^2, x[j]) = 2 x_j
     d = _derivation({"s": ("D(Sum(x[j]**2, (j, 1, N)), x[j]) = 2*x[j]", "")})
     assert check_all(d)["s"].verdict == PROVED
+
+
+def test_root_of_the_zero_polynomial_is_zero():
+    """sqrt(E**2) with E zero for every N is 0 (not a second radicand); a false claim next to
+    it stays disproved with a witness, and dividing by it is undefined, never proved."""
+    d = _derivation({
+        "sum-dx": ("sqrt(Sum(D(xhat[j], x[k]), (k, 1, N))**2) = 0", ""),
+        "beside": ("sqrt(Sum(x[k] - mu, (k, 1, N))**2) + sigma = sigma", ""),
+        "false": ("sqrt(Sum(D(f, x[k])*x[k], (k, 1, N))**2) = 0", ""),
+        "divide": ("1/sqrt(Sum(x[k] - mu, (k, 1, N))**2) = 1", ""),
+    })
+    report = check_all(d)
+    assert report["sum-dx"].verdict == PROVED and report["beside"].verdict == PROVED
+    assert report["false"].verdict == DISPROVED
+    lhs, rhs = _reevaluate(_one(d, "false"), report["false"].witness)
+    assert lhs != rhs
+    assert report["divide"].verdict == UNKNOWN
