@@ -154,6 +154,19 @@ def test_a_rounded_float_is_not_a_disproof():
     assert [r.verdict for r in report][1:] == ["proved", "proved"] and report.exit_code == 3
 
 
+@pytest.mark.parametrize("impl", ["layernorm_one_minus", "layernorm_one_minus_nested",
+                                  "layernorm_one_minus_denest"])
+def test_a_float_rounded_twice_is_not_a_disproof(impl):
+    # 1 - 1.0/3 is not the float nearest 2/3; with it read as 2/3 the re-run proves the first
+    # two and cannot decide the third (a nested root): all go to route 2, never disproved
+    report = check_impl(getattr(rows, impl), "layernorm", n=3, d=2, signature=LN_SIG)
+    assert report["dx"].verdict == "consistent" and "2/3" in report["dx"].note, str(report)
+    wrong = check_impl(rows.layernorm_one_minus_bessel, "layernorm", n=3, d=2,
+                       signature=LN_SIG)
+    assert wrong["dx"].verdict == "disproved" and wrong.exit_code == 1
+    _recheck(rows.layernorm_one_minus_bessel, "layernorm", 3, 2, wrong["dx"])
+
+
 def test_floats_convert_exactly():
     assert exact_number(1e-5) == Fraction(1e-5) != Fraction(1, 100000)
     a = Exact(exact_number(2))

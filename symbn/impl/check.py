@@ -182,10 +182,10 @@ def _float_note(torch: bool) -> str:
 
 def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, deadline,
               timeout) -> list[Result]:
-    """A disproof that only the rounding of a computed float (1.0/3 for 1/3) explains is
-    not reported: the function is traced again with each such float read as the simplest
-    rational it rounds; an output proved then is decided by route 2 (consistent, disproved
-    or unknown), never `disproved` by the trace."""
+    """A disproof that the rounding of a computed float (1.0/3 for 1/3) may explain is not
+    reported: the function is traced again with each such float read as the simplest
+    rational near it; an output not disproved then (proved, or undecided) is decided by
+    route 2 (consistent, disproved or unknown), never `disproved` by the trace."""
     floats = ", ".join(f"{f!r} (read as {q.numerator}/{q.denominator} in the re-run)"
                        for f, q in list(rounded.items())[:4])
     _TRACE.intended = True
@@ -196,12 +196,13 @@ def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, dead
     if stopped is not None or failed is not None:
         return results
     entries = _entries(again, sig, layouts, name)
-    redo = []
+    redo, read = [], {}
     for r in results:
         if r.verdict == DISPROVED:
             second = _decide(g, alg, sig, r.id[1:], layouts, entries[r.id[1:]], deadline)
-            if second.verdict == PROVED:
+            if second.verdict != DISPROVED:
                 redo.append(r.id[1:])
+                read[r.id[1:]] = "proved" if second.verdict == PROVED else "not disproved"
             else:
                 r.note = "; ".join(filter(None, [r.note, f"floats read exactly: {floats}"]))
     if not redo:
@@ -213,9 +214,9 @@ def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, dead
         if r.id in floated:
             f = floated[r.id]
             r = Result(r.id, f.verdict, f"{r.method}; {f.method}", r.seconds + f.seconds,
-                       f.witness, note=f"the exact trace differs only through the rounding of "
-                       f"the float(s) {floats} (with them read as those rationals it is "
-                       f"proved); in floating point: {f.note}")
+                       f.witness, note=f"the exact trace's difference may come only from the "
+                       f"rounding of the float(s) {floats} (with them read as those rationals it is "
+                       f"{read[r.id[1:]]}); in floating point: {f.note}")
         out.append(r)
     return out
 

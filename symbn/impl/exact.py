@@ -102,17 +102,22 @@ def exact_number(value) -> sp.Rational | None:
     return None
 
 
-def _simplest(f: float) -> Fraction:
-    """The rational of least denominator that rounds to the float f (1.0/3 -> 1/3).
+ULPS = 4  # how far a computed float may be from the rational it stands for
 
-    >>> _simplest(1.0 / 3), _simplest(0.1), _simplest(0.5)
-    (Fraction(1, 3), Fraction(1, 10), Fraction(1, 2))
+
+def _simplest(f: float) -> Fraction:
+    """The rational of least denominator within ULPS units in the last place of the float f:
+    1.0/3 -> 1/3, and 1 - 1.0/3 -> 2/3, though the float nearest 2/3 is one unit below it.
+    Only a re-run reads floats this way, to tell a disproof that rounding explains from one
+    it does not; nothing is proved with it.
+
+    >>> _simplest(1.0 / 3), _simplest(1 - 1.0 / 3), _simplest(0.1), _simplest(0.5)
+    (Fraction(1, 3), Fraction(2, 3), Fraction(1, 10), Fraction(1, 2))
     """
     if f < 0:
         return -_simplest(-f)
-    x = Fraction(f)
-    lo = (x + Fraction(math.nextafter(f, -math.inf))) / 2
-    hi = (x + Fraction(math.nextafter(f, math.inf))) / 2
+    x, ulp = Fraction(f), Fraction(math.ulp(f))
+    lo, hi = x - ULPS * ulp, x + ULPS * ulp
     return _between(lo, hi) if lo > 0 else Fraction(0)
 
 
