@@ -167,6 +167,14 @@ def test_a_float_rounded_twice_is_not_a_disproof(impl):
     _recheck(rows.layernorm_one_minus_bessel, "layernorm", 3, 2, wrong["dx"])
 
 
+def test_a_disproof_with_a_rounded_float_shows_a_batch_off_by_more_than_rounding():
+    # wrong however 1 - 1.0/3 is read: the batch shown is the re-run's, where float64 is off
+    report = check_impl(rows.layernorm_diagonal_one_minus, "layernorm", n=3, d=2,
+                        signature=LN_SIG)
+    assert report["dx"].verdict == "disproved" and "2/3" in report["dx"].note
+    _recheck(rows.layernorm_diagonal_one_minus, "layernorm", 3, 2, report["dx"])
+
+
 def test_floats_convert_exactly():
     assert exact_number(1e-5) == Fraction(1e-5) != Fraction(1, 100000)
     a = Exact(exact_number(2))

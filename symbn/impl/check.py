@@ -160,7 +160,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     rounded = dict(_TRACE.rounded)
     if rounded and any(r.verdict == DISPROVED for r in results):
         results = _rounding(function, name, args, g, alg, sig, layouts, results, rounded,
-                            deadline, timeout)
+                            deadline, timeout, entries)
         if any(r.verdict == CONSISTENT for r in results):
             info["route"] = f"{ROUTE_EXACT}, {ROUTE_FLOAT}"
             notes.append(_float_note(False))
@@ -181,7 +181,7 @@ def _float_note(torch: bool) -> str:
 
 
 def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, deadline,
-              timeout) -> list[Result]:
+              timeout, first) -> list[Result]:
     """A disproof that the rounding of a computed float (1.0/3 for 1/3) may explain is not
     reported: the function is traced again with each such float read as the simplest
     rational near it; an output not disproved then (proved, or undecided) is decided by
@@ -197,14 +197,20 @@ def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, dead
         return results
     entries = _entries(again, sig, layouts, name)
     redo, read = [], {}
-    for r in results:
+    for k, r in enumerate(results):
         if r.verdict == DISPROVED:
             second = _decide(g, alg, sig, r.id[1:], layouts, entries[r.id[1:]], deadline)
             if second.verdict != DISPROVED:
                 redo.append(r.id[1:])
                 read[r.id[1:]] = "proved" if second.verdict == PROVED else "not disproved"
-            else:
-                r.note = "; ".join(filter(None, [r.note, f"floats read exactly: {floats}"]))
+            else:  # wrong however its floats are read: the second batch shows it beyond
+                # rounding, where the first may separate the sides by rounding only
+                witness = _as_written(g, r.id[1:], layouts, first[r.id[1:]], second.witness)
+                if witness is not None:
+                    note = (f"disproved with the floats read exactly and again with {floats}; "
+                            "the batch is the second trace's")
+                    results[k] = Result(r.id, DISPROVED, r.method, r.seconds + second.seconds,
+                                        witness, note="; ".join(filter(None, [r.note, note])))
     if not redo:
         return results
     floated = {r.id: r for r in route2(function, name, g, sig, deadline, timeout, "numpy",
@@ -219,6 +225,22 @@ def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, dead
                        f"{read[r.id[1:]]}); in floating point: {f.note}")
         out.append(r)
     return out
+
+
+def _as_written(g, leaf, layouts, exprs, witness: dict) -> dict | None:
+    """`witness` (from the re-run) with the value of the code as written at its batch, if it
+    certainly differs there from the derivative; else None."""
+    index = next(i for i in exprs if _label(leaf, i) == witness["entry"])
+    point = {s: Fraction(v) for s, v in witness["point"].items()}
+    point = {s: point[str(s)] for s in g.leaves}
+    value = g.evaluate(exprs[index], point)
+    gap = sp.N(value - g.evaluate(_truth(g, leaf, layouts[leaf][1][index]), point), 60)
+    if not gap.is_Number or abs(gap) < sp.Float("1e-40"):  # no certain gap: keep the first
+        return None
+    old = witness["implementation"]
+    lines = witness["table"].split("\n")
+    lines[0] = lines[0].replace(f"returns {old}", f"returns {value}", 1)
+    return {**witness, "implementation": str(value), "table": "\n".join(lines)}
 
 
 def _describe_layout(g: Instance, sig: Signature) -> str:
