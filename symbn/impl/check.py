@@ -206,11 +206,13 @@ def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, dead
             else:  # wrong however its floats are read: the second batch shows it beyond
                 # rounding, where the first may separate the sides by rounding only
                 witness = _as_written(g, r.id[1:], layouts, first[r.id[1:]], second.witness)
-                if witness is not None:
-                    note = (f"disproved with the floats read exactly and again with {floats}; "
-                            "the batch is the second trace's")
-                    results[k] = Result(r.id, DISPROVED, r.method, r.seconds + second.seconds,
-                                        witness, note="; ".join(filter(None, [r.note, note])))
+                if witness is None:
+                    r.note = "; ".join(filter(None, [r.note, f"floats read exactly: {floats}"]))
+                    continue
+                note = (f"disproved with the floats read exactly and again with {floats}; "
+                        "the batch is the second trace's")
+                results[k] = Result(r.id, DISPROVED, r.method, r.seconds + second.seconds,
+                                    witness, note="; ".join(filter(None, [r.note, note])))
     if not redo:
         return results
     floated = {r.id: r for r in route2(function, name, g, sig, deadline, timeout, "numpy",
