@@ -562,10 +562,9 @@ def _dx_terms(k: dict, s1: str, s2: str, g: str, xh: str, inv: str) -> str:
     return f"gamma * {out}" if k["gamma"] == "outside" else out
 
 
-def _centered(model: str, style: str, k: dict, rng: random.Random) -> str:
-    L = Layout(model, k)
+def _reducer(L: Layout, style: str, k: dict):
+    """red(expr, op): the text of a sum or mean over each set, written in `style`."""
     ax, kd = L.ax, L.kd
-    lines = [f"n = {L.n}"]
 
     def red(expr: str, op: str = "sum") -> str:
         if style == "np":
@@ -577,6 +576,14 @@ def _centered(model: str, style: str, k: dict, rng: random.Random) -> str:
             return (f"(np.ones(x.shape[0]) @ ({expr}))" if L.cols
                     else f"(({expr}) @ np.ones(x.shape[1]))[:, None]")
         return f"({expr}).{op}(axis={ax}{kd})"
+    return red
+
+
+def _centered(model: str, style: str, k: dict, rng: random.Random) -> str:
+    L = Layout(model, k)
+    ax, kd = L.ax, L.kd
+    lines = [f"n = {L.n}"]
+    red = _reducer(L, style, k)
 
     lines.append(f"mu = {red('x', 'mean')}" if rng.random() < 0.5 else f"mu = {red('x')} / n")
     vdiv = "n" if k["ddof"] == 0 else "(n - 1)"
@@ -680,17 +687,8 @@ def _params(model: str, style: str, k: dict, xh: str) -> list[str]:
 
 def _rms(model: str, style: str, k: dict, rng: random.Random) -> str:
     L = Layout(model, k)
-    ax, kd = L.ax, L.kd
     lines = [f"n = {L.n}"]
-
-    def red(expr: str, op: str = "sum") -> str:
-        if style == "np":
-            return f"np.{op}({expr}, axis={ax}{kd})"
-        if style == "einsum" and op == "sum" and k["rax"] == "right":
-            return f"np.einsum('ij->i', {expr})[:, None]"
-        if style == "matmul" and op == "sum" and k["rax"] == "right":
-            return f"(({expr}) @ np.ones(x.shape[1]))[:, None]"
-        return f"({expr}).{op}(axis={ax}{kd})"
+    red = _reducer(L, style, k)  # rows: the reductions along the last axis
 
     lines.append(rng.choice((f"ms = {red('x * x', 'mean')}", f"ms = {red('x ** 2')} / n")))
     rad = {"in": "ms + eps", "constant": "ms + 1e-5"}.get(k["eps"])

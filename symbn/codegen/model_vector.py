@@ -312,6 +312,7 @@ class _Emitter:
         self.stack: list[Factors] = []  # the monomials of the element results, in _S order
         self.fixed: set[int] = set()  # their positions filled before the loop or copied in
         self.tiles: dict[str, str] = {}  # along leaf -> its block view of a tile, if tiled
+        self.tiled: list[str] = []  # the along leaves whose tile a product used
 
     def emit(self, line: str) -> None:
         self.lines.append(self.ind + line)
@@ -333,6 +334,7 @@ class _Emitter:
             left = self.product(f[:-1])
             name = f"_p{len(self.temps)}"
             out = self.slots.get(key) or self.buffer(name)
+            self.tiled += [a for a in (left, f[-1]) if a in self.tiles and a not in self.tiled]
             left, right = (self.tiles.get(a, a) for a in (left, f[-1]))
             self.emit(f"{name} = numpy.multiply({left}, {right}, out={out})")
             self.temps[key] = name
@@ -497,9 +499,8 @@ def _function(lp: LinearPlan, api: Api, keys: list[str], which: str) -> list[str
         if m.axis == 0:
             em.emit(f"_{results[k]}[k] = _o")
     L += em.lines
-    used = [a for a, view in em.tiles.items() if any(view in line for line in em.lines)]
     L[loop:loop] = setup + [f"    _s{b} = _scratch(X, edtype)" for b in dict.fromkeys(em.buffers)] \
-        + [f"    _t{a} = _tile({a}, X, edtype)" for a in used]
+        + [f"    _t{a} = _tile({a}, X, edtype)" for a in em.tiled]
     out = []
     for k in keys:
         kind, name = plan.kinds[k], results[k]

@@ -56,52 +56,41 @@ def rmsnorm_gamma_wrong_factor(dy, x, gamma, eps):
     return dx, (dy * x * rstd).sum(axis=0)
 
 
-def layernorm_one_minus(dy, x, w, eps):
-    """Right, with the diagonal written as (1 - 1/n): 1 - 1.0/3 is one unit in the last place
-    above the float nearest 2/3 (two roundings), so the trace reads it as 2/3 only within a
-    few units."""
+
+def _one_minus(dy, x, w, eps, rstd, last=0):
+    """The LayerNorm backward with the diagonal written as (1 - 1/n): 1 - 1.0/3 is one unit in
+    the last place above the float nearest 2/3 (two roundings); rstd(v + eps) is 1/sigma, and
+    the last term is divided by n - last."""
     n = x.shape[-1]
     mu = x.mean(axis=-1, keepdims=True)
-    inv = 1.0 / np.sqrt(((x - mu) ** 2).sum(axis=-1, keepdims=True) / n + eps)
+    inv = rstd(((x - mu) ** 2).sum(axis=-1, keepdims=True) / n + eps)
     xhat = (x - mu) * inv
     g = dy * w
     dx = inv * (g * (1 - 1 / n) - (g.sum(axis=-1, keepdims=True) - g) / n
-                - xhat * (g * xhat).sum(axis=-1, keepdims=True) / n)
+                - xhat * (g * xhat).sum(axis=-1, keepdims=True) / (n - last))
     return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def layernorm_one_minus(dy, x, w, eps):
+    """Right, with 1 - 1.0/3 in it."""
+    return _one_minus(dy, x, w, eps, lambda t: 1.0 / np.sqrt(t))
 
 
 def layernorm_one_minus_nested(dy, x, w, eps):
-    """layernorm_one_minus with 1/sigma written as sqrt(1/sigma**2), sigma = 1/sqrt(1/(v + eps))."""
-    n = x.shape[-1]
-    mu = x.mean(axis=-1, keepdims=True)
-    sigma = 1 / np.sqrt(1 / (((x - mu) ** 2).sum(axis=-1, keepdims=True) / n + eps))
-    inv = np.sqrt(1 / sigma ** 2)
-    xhat = (x - mu) * inv
-    g = dy * w
-    dx = inv * (g * (1 - 1 / n) - (g.sum(axis=-1, keepdims=True) - g) / n
-                - xhat * (g * xhat).sum(axis=-1, keepdims=True) / n)
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    """Right, with 1/sigma written as sqrt(1/sigma**2), sigma = 1/sqrt(1/(v + eps))."""
+    return _one_minus(dy, x, w, eps, lambda t: np.sqrt(1 / (1 / np.sqrt(1 / t)) ** 2))
 
 
 def layernorm_one_minus_bessel(dy, x, w, eps):
-    """Wrong: layernorm_one_minus with the last term over n - 1."""
-    n = x.shape[-1]
-    mu = x.mean(axis=-1, keepdims=True)
-    inv = 1.0 / np.sqrt(((x - mu) ** 2).sum(axis=-1, keepdims=True) / n + eps)
-    xhat = (x - mu) * inv
-    g = dy * w
-    dx = inv * (g * (1 - 1 / n) - (g.sum(axis=-1, keepdims=True) - g) / n
-                - xhat * (g * xhat).sum(axis=-1, keepdims=True) / (n - 1))
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
-
+    """Wrong: the last term over n - 1."""
+    return _one_minus(dy, x, w, eps, lambda t: 1.0 / np.sqrt(t), last=1)
 
 
 def layernorm_one_minus_denest(dy, x, w, eps):
-    """layernorm_one_minus times sqrt(eps + 1 + 2 sqrt(eps)) - sqrt(eps), which is 1: a nested
-    square root, which the exact trace evaluates at points but cannot prove equal."""
+    """Right, times sqrt(eps + 1 + 2 sqrt(eps)) - sqrt(eps), which is 1: a nested square
+    root, which the exact trace evaluates at points but cannot prove equal."""
     dx, dw, db = layernorm_one_minus(dy, x, w, eps)
     return dx * (np.sqrt(eps + 1 + 2 * np.sqrt(eps)) - np.sqrt(eps)), dw, db
-
 
 def layernorm_diagonal_one_minus(dy, x, w, eps):
     """Wrong: only the Jacobian's diagonal, with 1 - 1.0/3 in it."""
