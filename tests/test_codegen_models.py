@@ -344,6 +344,35 @@ def test_blocks_start_on_64_bytes(mods, monkeypatch, name):
     assert _rel(grads[0], ref_dx) <= 1e-5 and _rel(grads[1], ref_dg) <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["layernorm", "rmsnorm"])
+def test_ufunc_buffer_is_one_row_in_the_loop_and_restored(mods, monkeypatch, name):
+    """The loop runs with NumPy's ufunc buffer at most one row long (a multiple of 16) and
+    the caller's buffer size comes back, also when the loop raises."""
+    m = mods[name, "numpy"]
+    dY, X, params = _inputs(name, "normal", np.float64, 100, (4,), seed=5)
+    seen, combine = [], m._combine
+
+    def spy(*args):
+        seen.append(np.getbufsize())
+        return combine(*args)
+
+    caller = np.setbufsize(4096 + 16)
+    try:
+        monkeypatch.setattr(m, "_combine", spy)
+        _fns(mods, name)[1](dY, X, params[0])
+        assert seen == [96] and np.getbufsize() == 4096 + 16
+
+        def fail(*args):
+            raise FloatingPointError("in the loop")
+
+        monkeypatch.setattr(m, "_combine", fail)
+        with pytest.raises(FloatingPointError, match="in the loop"):
+            _fns(mods, name)[1](dY, X, params[0])
+        assert np.getbufsize() == 4096 + 16
+    finally:
+        np.setbufsize(caller)
+    assert [m._bufsize(np.ones((2, n))) for n in (1, 15, 16, 100, 4096, 10**5)] == \
+        [16, 16, 16, 96, 4096, 8192]
 # -- PyTorch autograd -----------------------------------------------------------------------
 
 TORCH_CASES = [(fn, weights, shape, dtype)
