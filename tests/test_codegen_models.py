@@ -346,10 +346,11 @@ def test_blocks_start_on_64_bytes(mods, monkeypatch, name):
 
 @pytest.mark.parametrize("name", ["layernorm", "rmsnorm"])
 def test_ufunc_buffer_is_one_row_in_the_loop_and_restored(mods, monkeypatch, name):
-    """The loop runs with NumPy's ufunc buffer at most one row long (a multiple of 16) and
-    the caller's buffer size comes back, also when the loop raises."""
+    """The loop runs with NumPy's ufunc buffer at most one row long (a multiple of 16; rows
+    shorter than 128 keep the caller's) and the caller's buffer size comes back, also when
+    the loop raises."""
     m = mods[name, "numpy"]
-    dY, X, params = _inputs(name, "normal", np.float64, 100, (4,), seed=5)
+    dY, X, params = _inputs(name, "normal", np.float64, 200, (4,), seed=5)
     seen, combine = [], m._combine
 
     def spy(*args):
@@ -360,7 +361,7 @@ def test_ufunc_buffer_is_one_row_in_the_loop_and_restored(mods, monkeypatch, nam
     try:
         monkeypatch.setattr(m, "_combine", spy)
         _fns(mods, name)[1](dY, X, params[0])
-        assert seen == [96] and np.getbufsize() == 4096 + 16
+        assert seen == [192] and np.getbufsize() == 4096 + 16
 
         def fail(*args):
             raise FloatingPointError("in the loop")
@@ -371,8 +372,8 @@ def test_ufunc_buffer_is_one_row_in_the_loop_and_restored(mods, monkeypatch, nam
         assert np.getbufsize() == 4096 + 16
     finally:
         np.setbufsize(caller)
-    assert [m._bufsize(np.ones((2, n))) for n in (1, 15, 16, 100, 4096, 10**5)] == \
-        [16, 16, 16, 96, 4096, 8192]
+    assert [m._bufsize(np.ones((2, n))) for n in (1, 127, 128, 200, 4096, 10**5)] == \
+        [8192, 8192, 128, 192, 4096, 8192]
 # -- PyTorch autograd -----------------------------------------------------------------------
 
 TORCH_CASES = [(fn, weights, shape, dtype)

@@ -256,12 +256,14 @@ def _scratch(X, dtype):
 
 
 def _bufsize(X):
-    """NumPy's ufunc buffer size for the loop over blocks: at most one row of a block.  With
-    the default (8192 elements) an operation that broadcasts a column or a row over rows
-    shorter than that fills its buffers by copying; one row or less makes it read the
-    operands in place, measured about 2.5 times as fast (as fast as two arrays of one shape).
-    """
-    return min(8192, max(16, _rows(X).shape[-1] // 16 * 16))
+    """NumPy's ufunc buffer size for the loop over blocks: one row of a block (at most 8192,
+    a multiple of 16) for rows of 128 elements or more.  With the default (8192 elements) an
+    operation that broadcasts a column or a row over shorter rows fills its buffers by
+    copying; a row or less makes it read the operands in place, measured about 2.5 times as
+    fast.  Shorter rows keep the buffer as it is: there the copies, which join rows into
+    longer loops, measured faster."""
+    n = _rows(X).shape[-1]
+    return min(8192, n // 16 * 16) if n >= 128 else numpy.getbufsize()
 
 
 def _stack(X, dtype, k, fixed):
