@@ -12,6 +12,7 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
+import sympy as sp
 from generated import load_module
 
 from symbn.errors import SymbnError
@@ -301,3 +302,23 @@ def test_generated_unrolled_formulas(tmp_path, n, verdicts):
                 np.array([mod.dgamma(*args)]), np.array([mod.dbeta(*args)]))
     report = check_impl(backward, n=n, d=1)
     assert "".join(r.verdict[0] for r in report) == verdicts, str(report)
+
+
+@pytest.mark.parametrize("function, n, dx", [
+    (rows.layernorm_power_of_zero, 1, "consistent"),
+    (rows.layernorm_imaginary_zero, 3, "disproved"),
+    (rows.layernorm_complex_cube_root, 3, "consistent"),
+])
+def test_values_outside_the_finite_reals_leave_the_exact_trace(function, n, dx):
+    """0**-2 (zoo), sqrt of a negative (I) and SymPy's complex cube root of a negative follow
+    rules float code does not (1/zoo = 0, I**2 = -1): the trace stops there and the code is
+    run in floats, which never proves; dx is what the floats show (nan is off)."""
+    report = check_impl(function, "layernorm", n=n, d=2, signature=LN_SIG)
+    assert report.info["route"] == "float64 at exact points"
+    assert "not a finite real" in " ".join(report.notes) and function.__name__ in \
+        " ".join(report.notes)
+    assert [r.verdict for r in report] == [dx, "consistent", "consistent"]
+    for undefined in (lambda: Exact(sp.Integer(0)) ** -1, lambda: np.log(Exact(sp.Integer(0))),
+                      lambda: np.sqrt(-Exact(sp.Symbol("e", positive=True)))):
+        with pytest.raises(LeftExact, match="not a finite real"):
+            undefined()

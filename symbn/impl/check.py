@@ -136,7 +136,12 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
              f"layout: {_describe_layout(g, sig)}"]
     stopped = failed = None
     if arrays != "torch":
-        args = [_array(*layouts[leaf], lambda s: Exact(s)) for leaf in sig.inputs]
+        # a positive leaf traces as a positive symbol, so that SymPy's sqrt(-eps) is
+        # I*sqrt(eps), which the trace refuses, not a radical whose square cancels it
+        twins = {layouts[leaf][1][()][0]: None for leaf in sig.inputs
+                 if m.leaves.get(leaf) == "positive" and layouts[leaf][0] == ()}
+        twins = {s: sp.Symbol(s.name, positive=True) for s in twins}
+        args = [_array(*layouts[leaf], lambda s: Exact(twins.get(s, s))) for leaf in sig.inputs]
         returned, printed, stopped, failed = _call(function, name, args, deadline, timeout)
         if printed:
             lines = printed.rstrip("\n").count("\n") + 1
@@ -153,7 +158,9 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         notes.append(_float_note(torch))
         info["seconds"] = round(time.monotonic() - start, 3)
         return ImplReport(title, results, info, notes)
-    entries = _entries(returned, sig, layouts, name)
+    back = {t: s for s, t in twins.items()}
+    entries = {leaf: {i: e.xreplace(back) for i, e in exprs.items()}
+               for leaf, exprs in _entries(returned, sig, layouts, name).items()}
     alg = Algebra(g)
     results = [_decide(g, alg, sig, leaf, layouts, entries[leaf], deadline)
                for leaf in sig.outputs]

@@ -166,7 +166,8 @@ class Exact:
         o = _lift(other)
         if o is None:
             return NotImplemented
-        return Exact(op(o, self.e) if reflected else op(self.e, o))
+        r = op(o, self.e) if reflected else op(self.e, o)
+        return Exact(_real(r) if op in _PARTIAL else r)
 
     def __add__(self, o):
         return self._binary(o, sp.Add)
@@ -211,16 +212,16 @@ class Exact:
 
     # what NumPy's ufuncs call on objects: np.sqrt(a) is a.sqrt(), ...
     def sqrt(self):
-        return Exact(sp.sqrt(self.e))
+        return Exact(_real(sp.sqrt(self.e)))
 
-    def cbrt(self):
-        return Exact(sp.cbrt(self.e))
+    def cbrt(self):  # NumPy's real cube root: SymPy's cbrt of a negative is complex
+        return Exact(_real(sp.cbrt(self.e)))
 
     def exp(self):
         return Exact(sp.exp(self.e))
 
     def log(self):
-        return Exact(sp.log(self.e))
+        return Exact(_real(sp.log(self.e)))
 
     def tanh(self):
         return Exact(sp.tanh(self.e))
@@ -295,6 +296,30 @@ def _divide(a, b):
     if b == 0:
         raise _TRACE.refuse("a division by the constant 0")
     return a / b
+
+
+_PARTIAL = (_divide, sp.Pow)  # the operations (with sqrt, cbrt, log) that can leave the reals
+_NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo)
+
+
+def _real(e: sp.Expr) -> sp.Expr:
+    """e, refused where SymPy's value is not a finite real: 0**-2 = zoo (a division by a
+    value that is 0 at every point, which the reals leave undefined and floats turn into
+    inf), sqrt(-2) = sqrt(2)*I, log(0), (-8)**(1/3) (complex principal root).  Such a value
+    must not take part in a proof: zoo and I obey rules (1/zoo = 0, I**2 = -1) that float
+    code does not follow.
+
+    >>> _real(sp.Integer(0) ** -2)
+    Traceback (most recent call last):
+    ...
+    symbn.impl.LeftExact: symbn exact trace: a value that is not a finite real (zoo)...
+    """
+    if e.has(*_NOT_FINITE, sp.I) or any(
+            p.base.is_negative and not p.exp.is_integer
+            for p in e.atoms(sp.Pow) if p.base.is_number):
+        raise _TRACE.refuse(f"a value that is not a finite real ({_clip(e)}): a division "
+                            "by zero, or a root or logarithm of a negative number")
+    return e
 
 
 def _clip(e, limit: int = 60) -> str:

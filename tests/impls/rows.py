@@ -100,3 +100,26 @@ def layernorm_diagonal_one_minus(dy, x, w, eps):
     xhat = (x - mu) * inv
     g = dy * w
     return g * inv * (1 - 1 / n - xhat ** 2 / n), (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def layernorm_power_of_zero(dy, x, w, eps):
+    """(x - mu)**-2 where x - mu is 0 (N = 1): every float value is inf, and 1/inf = 0 makes
+    the returned gradient right, though the code divides by zero."""
+    rstd = 1 / (np.sqrt(((x - x.mean(axis=-1, keepdims=True)) ** -2).mean(axis=-1,
+                                                                         keepdims=True)) + eps)
+    dx, dw, db = layernorm_backward(dy, x, w, eps)
+    return dx * (1 + rstd * 0), dw, db
+
+
+def layernorm_imaginary_zero(dy, x, w, eps):
+    """Adds sqrt(-eps)**2 + eps: 0 if sqrt(-eps)**2 were -eps (complex arithmetic); in
+    floats sqrt(-eps) is nan."""
+    dx, dw, db = layernorm_backward(dy, x, w, eps)
+    return dx + np.sqrt(-eps - 0 * dx) ** 2 + eps, dw, db
+
+
+def layernorm_complex_cube_root(dy, x, w, eps):
+    """Adds cbrt(-8)**3 + 8: 0 for the real cube root NumPy takes, which SymPy's principal
+    root (complex) does not give."""
+    dx, dw, db = layernorm_backward(dy, x, w, eps)
+    return dx + np.cbrt(-8 - 0 * dx) ** 3 + 8, dw, db
