@@ -138,9 +138,9 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     if arrays != "torch":
         # a positive leaf traces as a positive symbol, so that SymPy's sqrt(-eps) is
         # I*sqrt(eps), which the trace refuses, not a radical whose square cancels it
-        twins = {layouts[leaf][1][()][0]: None for leaf in sig.inputs
-                 if m.leaves.get(leaf) == "positive" and layouts[leaf][0] == ()}
-        twins = {s: sp.Symbol(s.name, positive=True) for s in twins}
+        twins = {s: sp.Symbol(s.name, positive=True) for s in
+                 (layouts[leaf][1][()][0] for leaf in sig.inputs
+                  if m.leaves.get(leaf) == "positive" and layouts[leaf][0] == ())}
         args = [_array(*layouts[leaf], lambda s: Exact(twins.get(s, s))) for leaf in sig.inputs]
         returned, printed, stopped, failed = _call(function, name, args, deadline, timeout)
         if printed:
