@@ -161,6 +161,40 @@ def test_against_torch_autograd(mods, name, weights, variant):
             assert _rel(a, t.numpy()) <= 1e-12
 
 
+# -- row tiles and chunks: full tiles, shorter last tiles, several chunks per thread --------
+
+def _row_reference(name, dY, X, gamma):
+    """dX, dgamma (, dbeta) of LayerNorm / RMSNorm along the last axis, written out by hand."""
+    if name == "layernorm":
+        xc = X - X.mean(axis=-1, keepdims=True)
+        s = np.sqrt((xc**2).mean(axis=-1, keepdims=True) + EPS)
+        g = gamma * dY
+        dX = (g - g.mean(axis=-1, keepdims=True)
+              - xc / s**2 * (g * xc).mean(axis=-1, keepdims=True)) / s
+        return dX, (dY * xc / s).reshape(-1, X.shape[-1]).sum(axis=0), \
+            dY.reshape(-1, X.shape[-1]).sum(axis=0)
+    s = np.sqrt((X**2).mean(axis=-1, keepdims=True) + EPS)
+    g = gamma * dY
+    dX = g / s - X / s**3 * (g * X).mean(axis=-1, keepdims=True)
+    return dX, (dY * X / s).reshape(-1, X.shape[-1]).sum(axis=0)
+
+
+@pytest.mark.parametrize("name", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("rows, chunk_rows", [((3, 7), 64), ((5, 26), 3), ((1, 4), 1)])
+def test_row_tiles_and_chunks(mods, name, rows, chunk_rows, variant):
+    """The along gradients add a tile of four rows at a time; chunks (of CHUNK_ROWS rows or
+    more) whose row count is no multiple of four end in a shorter tile."""
+    dY, X, gamma, _ = _inputs(name, np.float64, seed=17, N=29, sets=rows)
+    m = mods[name, "numba"]
+    saved, m.CHUNK_ROWS = m.CHUNK_ROWS, chunk_rows
+    try:
+        got = _fns(mods, name)[1](dY, X, gamma)
+    finally:
+        m.CHUNK_ROWS = saved
+    for a, b in zip(got, _row_reference(name, dY, X, gamma)):
+        assert a.shape == b.shape and _rel(a, b) <= 1e-13
+
+
 # -- the unbiased model against a hand-written NumPy reference --------------------------------
 
 def _unbiased_reference(dY, X, gamma, beta, eps=EPS):

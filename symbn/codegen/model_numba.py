@@ -5,9 +5,9 @@ Along the last axis each set is a contiguous row: one kernel call takes chunks o
 parallel (numba.prange), and per row passes over the row (in cache): the shifted row
 Z = X - X[i, 0] (exact for close values) and its mean, D = Z - mean, the sums (a function
 jitted with fastmath={'reassoc'} only, so that the sum loop vectorises), then the outputs, the
-along leaves' gradients summed into one row of float64 per chunk.  Along axis 0 the kernel has BatchNorm's shape
-(`emit_numba`): the column means and sums per chunk of rows (tiled), the per-column
-coefficients, then the rows in parallel.  Everything after the exact shift is float64.
+along leaves' gradients summed into one row of float64 per chunk, four rows at a time.  Along
+axis 0 the kernel has BatchNorm's shape (`emit_numba`): the column means and sums per chunk of
+rows (tiled), the per-column coefficients, then the rows in parallel.  Everything after the exact shift is float64.
 
 >>> from symbn.models import load
 >>> from .model_plan import model_plan
@@ -114,47 +114,127 @@ def _rows_sums(kn: _Kernel, name: str) -> list[str]:
     return L
 
 
+# Rows per tile of the along outputs' sums: each tile's rows add into the float64 row
+# accumulator in one pass, ((r0 + r1) + (r2 + r3)), where one pass per row measured 15-20 %
+# slower (256 x 4096); the last tile of a chunk may be shorter and goes row by row.
+ROW_TILE = 4
+
+
+def _pairwise(terms: list[str]) -> str:
+    """'((a) + (b)) + ((c) + (d))': a balanced sum of the printed terms."""
+    if len(terms) == 1:
+        return terms[0]
+    half = len(terms) // 2
+    return f"({_pairwise(terms[:half])} + {_pairwise(terms[half:])})"
+
+
+def _row_lines(kn: _Kernel, ind: str, sums: str, z: str) -> list[str]:
+    """One row's shift, centring into `z`, sums, coefficients and set outputs."""
+    L = [f"{ind}{a} = {a}_[_i]" for a in kn.sets]
+    if kn.lp.plan.centred is not None:
+        L += [f"{ind}_K = X_[_i, 0]",
+              f"{ind}for _j in range(N):",
+              f"{ind}    {z}[_j] = X_[_i, _j] - _K  # exact for close values (Sterbenz)",
+              f"{ind}_m = _total({z}) / N",
+              f"{ind}for _j in range(N):",
+              f"{ind}    {z}[_j] -= _m  # D"]
+    if kn.sums:
+        lhs = ", ".join(str(s) for s, _ in kn.sums) + ("," if len(kn.sums) == 1 else "")
+        args = [z if a == "_z" else a for a in kn.sum_args]
+        L += [f"{ind}{lhs} = {sums}({', '.join(args)})"]
+    L += kn.coefficient_lines(ind)
+    for k in kn.keys:
+        if kn.kind(k) == "set":
+            L.append(f"{ind}{kn.results[k]}_[_i] = {kn.p.doprint(kn.combination(k, lambda c: c))}")
+    return L
+
+
+def _element_loop(kn: _Kernel, ind: str, keys: list[str], z: str, row: str = "_i") -> list[str]:
+    """The loop over a row writing the element outputs `keys` (or adding the along ones)."""
+    if not keys:
+        return []
+    exprs = {k: kn.combination(k, lambda c: c) for k in keys}
+    L = [f"{ind}for _j in range(N):"]
+    loads = kn.loads(ind + "    ", exprs.values(), "_j", f"{row}, _j", "")
+    if kn.lp.plan.centred is not None and loads and loads[0].lstrip().startswith("D ="):
+        loads[0] = f"{ind}    D = {z}[_j]"
+    L += loads
+    for k in keys:
+        target = f"_a{k}[_j] +=" if kn.kind(k) == "along" else f"{kn.results[k]}_[{row}, _j] ="
+        L.append(f"{ind}    {target} {kn.p.doprint(exprs[k])}")
+    return L
+
+
+def _tile_lines(kn: _Kernel, ind: str, keys: list[str], per_row: list[str]) -> list[str]:
+    """The along outputs of a full tile of ROW_TILE rows (rows _i0.., centred rows _z[r],
+    per-row values _q<name>[r]) in one pass over the positions."""
+    exprs = {k: kn.combination(k, lambda c: c) for k in keys}
+    names = {str(s) for e in exprs.values() for s in e.free_symbols}
+    rows = range(ROW_TILE)
+    L = []
+    if "D" in names:
+        L += [f"{ind}_z{r} = _z[{r}]" for r in rows]
+    arrays = [a for a in kn.arrays if a in names]
+    L += [f"{ind}_r{a}{r} = {a}_[_i0 + {r}]" for a in arrays for r in rows]
+    L += [f"{ind}_{s}_{r} = _q{s}[{r}]" for s in per_row for r in rows]
+    L += [f"{ind}for _j in range(N):"]
+    L += [f"{ind}    {a} = {a}_[_j]" for a in kn.along if a in names]
+    for r in rows:
+        if "D" in names:
+            L.append(f"{ind}    _D{r} = _z{r}[_j]")
+        L += [f"{ind}    _{a}{r} = numpy.float64(_r{a}{r}[_j])" for a in arrays]
+    for k in keys:
+        terms = []
+        for r in rows:
+            to = {sp.Symbol(n): sp.Symbol(f"_{n}{r}") for n in ["D", *arrays]}
+            to.update({sp.Symbol(s): sp.Symbol(f"_{s}_{r}") for s in per_row})
+            term = kn.p.doprint(exprs[k].xreplace(to))
+            terms.append(f"({term})" if exprs[k].is_Add else term)
+        L.append(f"{ind}    _a{k}[_j] += {_pairwise(terms)}")
+    return L
+
+
 def _rows_kernel(kn: _Kernel, name: str, sums: str) -> list[str]:
     """Axis -1: chunks of rows in parallel; per row the shift, the centring, the sums
-    (`_rows_sums`), then the outputs, all passes over the row in cache."""
+    (`_rows_sums`), then the element outputs, all passes over the row in cache; the along
+    outputs per tile of ROW_TILE rows (`_tile_lines`)."""
     L = [f"def {name}({', '.join(kn.signature())}):",
          "    _R, N = X_.shape",
          "    _step = -(-_R // _chunks)",
          "    for _t in numba.prange(_chunks):"]
     along_out = [k for k in kn.keys if kn.kind(k) == "along"]
+    element = [k for k in kn.keys if kn.kind(k) in ("element", "forward")]
     L += [f"        _a{k} = {kn.results[k]}_[_t]" for k in along_out]
     centred = kn.lp.plan.centred is not None
-    if centred:
-        L += ["        _z = numpy.empty(N)"]
-    L += ["        for _i in range(_t * _step, min(_R, (_t + 1) * _step)):"]
-    ind = "            "
-    L += [f"{ind}{a} = {a}_[_i]" for a in kn.sets]
-    if centred:
-        L += [f"{ind}_K = X_[_i, 0]",
-              f"{ind}for _j in range(N):",
-              f"{ind}    _z[_j] = X_[_i, _j] - _K  # exact for close values (Sterbenz)",
-              f"{ind}_m = _total(_z) / N",
-              f"{ind}for _j in range(N):",
-              f"{ind}    _z[_j] -= _m  # D"]
-    if kn.sums:
-        lhs = ", ".join(str(s) for s, _ in kn.sums) + ("," if len(kn.sums) == 1 else "")
-        L += [f"{ind}{lhs} = {sums}({', '.join(kn.sum_args)})"]
-    L += kn.coefficient_lines(ind)
-    for k in kn.keys:
-        if kn.kind(k) == "set":
-            L.append(f"{ind}{kn.results[k]}_[_i] = {kn.p.doprint(kn.combination(k, lambda c: c))}")
-    per_elem = [k for k in kn.keys if kn.kind(k) in ("element", "forward", "along")]
-    if per_elem:
-        exprs = {k: kn.combination(k, lambda c: c) for k in per_elem}
-        L += [f"{ind}for _j in range(N):"]
-        loads = kn.loads(ind + "    ", exprs.values(), "_j", "_i, _j", "")
-        if centred and loads and loads[0].lstrip().startswith("D ="):
-            loads[0] = f"{ind}    D = _z[_j]"
-        L += loads
-        for k in per_elem:
-            target = f"_a{k}[_j] +=" if kn.kind(k) == "along" else f"{kn.results[k]}_[_i, _j] ="
-            L.append(f"{ind}    {target} {kn.p.doprint(exprs[k])}")
-    return L
+    if not along_out:
+        L += ["        _z = numpy.empty(N)"] * centred
+        L += ["        for _i in range(_t * _step, min(_R, (_t + 1) * _step)):"]
+        L += _row_lines(kn, "            ", sums, "_z")
+        return L + _element_loop(kn, "            ", element, "_z")
+    exprs = [kn.combination(k, lambda c: c) for k in along_out]
+    fixed = {"D", *kn.arrays, *kn.along, *kn.scalars}
+    per_row = sorted({str(s) for e in exprs for s in e.free_symbols} - fixed)
+    L += [f"        _z = numpy.empty(({ROW_TILE}, N))"] * centred
+    L += [f"        _q{s} = numpy.empty({ROW_TILE})" for s in per_row]
+    L += ["        _hi = min(_R, (_t + 1) * _step)",
+          f"        for _i0 in range(_t * _step, _hi, {ROW_TILE}):",
+          f"            _n = min({ROW_TILE}, _hi - _i0)",
+          "            for _r in range(_n):",
+          "                _i = _i0 + _r"]
+    ind = "                "
+    L += [f"{ind}_zr = _z[_r]"] * centred
+    L += _row_lines(kn, ind, sums, "_zr")
+    L += [f"{ind}_q{s}[_r] = {s}" for s in per_row]
+    L += _element_loop(kn, ind, element, "_zr")
+    L += [f"            if _n == {ROW_TILE}:"]
+    L += _tile_lines(kn, ind, along_out, per_row)
+    L += ["            else:",
+          "                for _r in range(_n):",
+          "                    _i = _i0 + _r"]
+    ind = "                    "
+    L += [f"{ind}_zr = _z[_r]"] * centred
+    L += [f"{ind}{s} = _q{s}[_r]" for s in per_row]
+    return L + _element_loop(kn, ind, along_out, "_zr")
 
 
 def _columns_kernel(kn: _Kernel, name: str) -> list[str]:
@@ -235,9 +315,13 @@ _WRAPPERS = '''
 
 # From this many elements on, use numba.get_num_threads() threads; None: always one thread
 # (as the BatchNorm module's PARALLEL_MIN).  The sets are cut into CHUNKS chunks per thread:
-# 8 measured 1.3-1.7 x faster than one chunk per thread on 2 threads (4096 x 1024).
+# 8 measured 1.3-1.7 x faster than one chunk per thread on 2 threads (4096 x 1024).  Along
+# the last axis a chunk has at least CHUNK_ROWS rows: each chunk adds the along gradients
+# into its own row of float64, and for few long rows (256 x 4096) those rows measured
+# 10-15 % of the time with 8 chunks per thread.
 PARALLEL_MIN = 1 << 17
 CHUNKS = 8
+CHUNK_ROWS = 64
 
 
 @_jit(parallel=False, fastmath={'reassoc'})
@@ -261,7 +345,8 @@ def _plan(kernel, X):
     rows = X.shape[0]
     threads = 1 if PARALLEL_MIN is None or X.size < PARALLEL_MIN else numba.get_num_threads()
     tile = max(1, (1 << 18) // (2 * X.shape[1] * X.itemsize))
-    chunks = 1 if threads == 1 else threads * CHUNKS
+    per_thread = CHUNKS if AXIS == 0 else max(1, min(CHUNKS, rows // (threads * CHUNK_ROWS)))
+    chunks = 1 if threads == 1 else threads * per_thread
     return kernel[threads > 1], max(1, min(rows, chunks)), tile
 '''
 
