@@ -183,20 +183,32 @@ def _single(d, step):
     return Derivation("one step", d.model, "", d.path, [step], d.spec)
 
 
-def _concrete_disproof(d, step) -> dict | None:
+def _left(deadline: float | None) -> float | None:
+    """Seconds to `deadline`, or None; `Budget` once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise Budget
+    return left
+
+
+def _concrete_disproof(d, step, deadline: float | None = None) -> dict | None:
     from .stepcheck import check_steps
 
     for n in range(d.spec.min_n, d.spec.min_n + CONCRETE_SIZES):
         try:
-            result = check_steps(_single(d, step), n)[0]
+            # the concrete checker catches `Budget` into `unknown`: it gets the step's deadline
+            result = check_steps(_single(d, step), n, timeout=_left(deadline))[0]
         except SymbnError:  # the concrete checker refuses this N (a non-edge P, rows, ...)
             continue
+        _left(deadline)  # out of time at this N is no evidence for the next one
         if result.verdict == DISPROVED:
             return {"N": n, **(result.witness or {})}
     return None
 
 
-def _vacuous_sizes(d, step) -> dict[int, str]:
+def _vacuous_sizes(d, step, deadline: float | None = None) -> dict[int, str]:
     """{N: reason} for the N in min_n..min_n+3 at which a side of the step is undefined for
     every point (for some index assignment)."""
     from .prove import Algebra
@@ -204,9 +216,10 @@ def _vacuous_sizes(d, step) -> dict[int, str]:
 
     found = {}
     for n in range(d.spec.min_n, d.spec.min_n + CONCRETE_SIZES):
+        _left(deadline)
         try:
             g = d.spec.instantiate(n)
-            checker = _StepChecker(_single(d, step), g, Algebra(g), None, True)
+            checker = _StepChecker(_single(d, step), g, Algebra(g), deadline, True)
             for assignment in assignments(step, n):
                 for link in step.links:
                     checker.builder.denominators, checker.builder.radicands = [], []
@@ -229,11 +242,13 @@ def _vacuous_sizes(d, step) -> dict[int, str]:
 # ---------------------------------------------------------------------------------------
 
 
-def check_step(step, d, rules_ok: bool = True) -> Result:
-    """One step of a derivation about a model file, for every N >= the model's min_n."""
+def check_step(step, d, rules_ok: bool = True, deadline: float | None = None) -> Result:
+    """One step of a derivation about a model file, for every N >= the model's min_n.
+
+    Past `deadline` (time.monotonic) it raises `Budget`; `check_all` answers `unknown`."""
     start = time.monotonic()
     try:
-        return _check_step(step, d, rules_ok, start)
+        return _check_step(step, d, rules_ok, start, deadline)
     except Unsupported as err:
         return Result(step.id, UNKNOWN, METHOD, time.monotonic() - start, note=str(err))
     except _SYMPY_ERRORS as err:
@@ -241,7 +256,7 @@ def check_step(step, d, rules_ok: bool = True) -> Result:
                       note=f"outside the symbolic fragment ({type(err).__name__})")
 
 
-def _check_step(step, d, rules_ok: bool, start: float) -> Result:
+def _check_step(step, d, rules_ok: bool, start: float, deadline: float | None) -> Result:
     m = d.spec
     sm = SymbolicModel(m)
     tr = _Translate(sm, step)
@@ -271,7 +286,7 @@ def _check_step(step, d, rules_ok: bool, start: float) -> Result:
         rules |= nz.rules
         conditions |= nz.conditions
         if verdict != PROVED:
-            witness = _concrete_disproof(d, step)
+            witness = _concrete_disproof(d, step, deadline)
             if witness is not None:
                 return Result(step.id, DISPROVED, METHOD, time.monotonic() - start, witness,
                               f"{label}: false at N = {witness['N']}")
@@ -281,7 +296,7 @@ def _check_step(step, d, rules_ok: bool, start: float) -> Result:
     count = f"{len(links) - 1} link(s)"
     parts = [f"{count} for every N >= {m.min_n}"]
     if not _signed(links, signs, m.min_n) or any(divisors) or any(radicands):
-        vacuous = _vacuous_sizes(d, step)
+        vacuous = _vacuous_sizes(d, step, deadline)
         for size, reason in _vanishing_sizes([t for side in divisors for t in side], scalars,
                                              m.min_n).items():
             vacuous.setdefault(size, reason)
@@ -321,7 +336,7 @@ def check_all(d, timeout: float | None = None,
         deadline = now + STEP_SECONDS if timeout is None else start + timeout
         try:
             with alarm(deadline):
-                results.append(check_step(step, d, rules_ok))
+                results.append(check_step(step, d, rules_ok, deadline))
         except Budget:
             why = "time budget exhausted" if timeout is not None else (
                 f"time budget exhausted ({STEP_SECONDS:.0f} s for a step when no timeout "

@@ -18,7 +18,7 @@ import sympy as sp
 
 from ..model import as_expr
 from . import multiradical
-from .budget import Budget, _power
+from .budget import Budget, Rang, _power
 from .definedness import Definedness
 from .interface import (
     DISPROVED,
@@ -347,6 +347,8 @@ class Algebra(Definedness, Witnesses):
             return self._dy_free.decide(lhs, rhs, deadline, seed)
         try:
             diff, mode = self.difference(lhs, rhs, deadline)
+        except Rang:
+            raise  # the caller's whole scope is over, not only this claim
         except Budget as err:
             return Outcome(UNKNOWN, "exact", note=str(err) or "time budget exhausted")
         except _Unsupported as err:

@@ -25,32 +25,46 @@ class Budget(BaseException):
     """
 
 
+class Rang(Budget):
+    """The alarm of an enclosing `alarm` rang: the whole scope's time is up.
+
+    SIGALRM fires once, so whatever catches it must end its work: an `except Budget` that
+    answers one claim `unknown` and goes on would run the rest of the scope without a clock.
+    """
+
+
 @contextlib.contextmanager
 def alarm(deadline: float | None):
     """Raise `Budget` wherever the work is when `deadline` (time.monotonic) passes.
 
     The cooperative checks between prover operations cannot interrupt one long SymPy or
     FLINT call; SIGALRM can.  Only in the main thread of a POSIX process; elsewhere the
-    cooperative checks alone apply.  Alarms nest: an enclosing one keeps its deadline.
+    cooperative checks alone apply.  Alarms nest: an enclosing one keeps its deadline, and
+    is re-armed when the inner one ends, even if the work inside caught the inner ring
+    (`Rang`).  `alarm(None)` inside a running one is such an inner alarm: code that catches
+    `Budget` under it cannot silence the enclosing deadline.
 
     >>> import time
     >>> with alarm(time.monotonic() + 60):
     ...     with alarm(time.monotonic() + 1):
     ...         pass
     """
-    usable = (deadline is not None and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
+    usable = hasattr(signal, "setitimer") and \
+        threading.current_thread() is threading.main_thread()
     if not usable:
+        yield
+        return
+    left = signal.getitimer(signal.ITIMER_REAL)[0]
+    outer = time.monotonic() + left if left > 0 else None
+    if outer is not None:
+        deadline = outer if deadline is None else min(deadline, outer)
+    if deadline is None:
         yield
         return
 
     def ring(signum, frame):
-        raise Budget
+        raise Rang
 
-    left = signal.getitimer(signal.ITIMER_REAL)[0]
-    outer = time.monotonic() + left if left > 0 else None
-    if outer is not None:
-        deadline = min(deadline, outer)
     previous = signal.signal(signal.SIGALRM, ring)
     signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
     try:
