@@ -153,8 +153,13 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         elif failed is not None:
             notes.append(f"the exact trace could not run: {failed}")
         info["route"] = ROUTE_TORCH if torch else ROUTE_FLOAT
+        warned: list[str] = []
         results = route2(function, name, g, sig, deadline, timeout,
-                         "torch" if torch else "numpy")
+                         "torch" if torch else "numpy", warned=warned)
+        if warned:
+            unique = list(dict.fromkeys(warned))
+            more = f" (and {len(unique) - 3} more)" if len(unique) > 3 else ""
+            notes.append(f"{name} warned at the float points: {'; '.join(unique[:3])}{more}")
         notes.append(_float_note(torch))
         info["seconds"] = round(time.monotonic() - start, 3)
         return ImplReport(title, results, info, notes)

@@ -41,10 +41,12 @@ import contextlib
 import inspect
 import io
 import math
+import os
 import random
 import sys
 import time
 import types
+import warnings
 from fractions import Fraction
 
 import mpmath
@@ -160,9 +162,10 @@ def _torch():
 
 
 def route2(function, name: str, g, sig, deadline: float | None, timeout: float | None,
-           arrays: str = "numpy", leaves=None) -> list[Result]:
+           arrays: str = "numpy", leaves=None, warned: list[str] | None = None) -> list[Result]:
     """One `Result` per output in `leaves` (default all of the signature's): consistent,
-    disproved or unknown, from the function's values at `points(g)`."""
+    disproved or unknown, from the function's values at `points(g)`; the warnings the
+    function raised there (NumPy's divide by zero, ...) are added to `warned`."""
     from .check import _layout, _truth
 
     start = time.monotonic()
@@ -173,7 +176,7 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     state = {leaf: _Verdict() for leaf in leaves}
     for k, point in enumerate(points(g)):
         args = [_float_array(*layouts[leaf], point, torch) for leaf in sig.inputs]
-        returned = _call_float(function, name, args, deadline, timeout, arrays)
+        returned = _call_float(function, name, args, deadline, timeout, arrays, warned)
         outputs = _outputs(returned, sig, layouts, name, torch)
         enc = Encloser(g, point)
         try:
@@ -203,12 +206,15 @@ def _float_array(shape, cells, point, torch):
     return torch.tensor(a, dtype=torch.float64) if torch is not None else a
 
 
-def _call_float(function, name, args, deadline, timeout, arrays):
+def _call_float(function, name, args, deadline, timeout, arrays, warned=None):
     from .check import _where
 
     what = "torch.float64 tensors" if arrays == "torch" else "float64 NumPy arrays"
+    caught: list = []
     try:
-        with alarm(deadline), contextlib.redirect_stdout(io.StringIO()):
+        with alarm(deadline), contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             return function(*args)
     except Budget:
         raise SymbnError(f"{name} did not return within the budget of {timeout:g} s (called "
@@ -218,6 +224,10 @@ def _call_float(function, name, args, deadline, timeout, arrays):
 
         raise SymbnError(f"{name} raised {type(err).__name__}: {_one_line(err)}{_where(err)} "
                          f"(called with {what})") from None
+    finally:
+        if warned is not None:
+            warned += [f"{w.message} at {os.path.abspath(w.filename)}:{w.lineno}"
+                       for w in caught]
 
 
 def _outputs(returned, sig, layouts, name, torch) -> dict:
