@@ -7,7 +7,8 @@ Z = X - X[i, 0] (exact for close values) and its mean, D = Z - mean, the sums (a
 jitted with fastmath={'reassoc'} only, so that the sum loop vectorises), then the outputs, the
 along leaves' gradients summed into one row of float64 per chunk, four rows at a time.  Along
 axis 0 the kernel has BatchNorm's shape (`emit_numba`): the column means and sums per chunk of
-rows (tiled), the per-column coefficients, then the rows in parallel.  Everything after the exact shift is float64.
+rows (tiled), the per-column coefficients, then the rows in parallel.  Everything after the
+exact shift is float64.
 
 >>> from symbn.models import load
 >>> from .model_plan import model_plan
@@ -121,7 +122,11 @@ ROW_TILE = 4
 
 
 def _pairwise(terms: list[str]) -> str:
-    """'((a) + (b)) + ((c) + (d))': a balanced sum of the printed terms."""
+    """A balanced sum of the printed terms: ['a', 'b', 'c', 'd'] -> '((a + b) + (c + d))'.
+
+    >>> _pairwise(["a", "b", "c", "d"])
+    '((a + b) + (c + d))'
+    """
     if len(terms) == 1:
         return terms[0]
     half = len(terms) // 2
@@ -318,7 +323,7 @@ _WRAPPERS = '''
 # 8 measured 1.3-1.7 x faster than one chunk per thread on 2 threads (4096 x 1024).  Along
 # the last axis a chunk has at least CHUNK_ROWS rows: each chunk adds the along gradients
 # into its own row of float64, and for few long rows (256 x 4096) those rows measured
-# 10-15 % of the time with 8 chunks per thread.
+# 7-12 % of the time with 8 chunks per thread.
 PARALLEL_MIN = 1 << 17
 CHUNKS = 8
 CHUNK_ROWS = 64
