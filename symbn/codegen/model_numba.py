@@ -154,18 +154,18 @@ def _row_lines(kn: _Kernel, ind: str, sums: str, z: str) -> list[str]:
     return L
 
 
-def _element_loop(kn: _Kernel, ind: str, keys: list[str], z: str, row: str = "_i") -> list[str]:
-    """The loop over a row writing the element outputs `keys` (or adding the along ones)."""
+def _element_loop(kn: _Kernel, ind: str, keys: list[str], z: str) -> list[str]:
+    """The loop over row _i writing the element outputs `keys` (or adding the along ones)."""
     if not keys:
         return []
     exprs = {k: kn.combination(k, lambda c: c) for k in keys}
     L = [f"{ind}for _j in range(N):"]
-    loads = kn.loads(ind + "    ", exprs.values(), "_j", f"{row}, _j", "")
+    loads = kn.loads(ind + "    ", exprs.values(), "_j", "_i, _j", "")
     if kn.lp.plan.centred is not None and loads and loads[0].lstrip().startswith("D ="):
         loads[0] = f"{ind}    D = {z}[_j]"
     L += loads
     for k in keys:
-        target = f"_a{k}[_j] +=" if kn.kind(k) == "along" else f"{kn.results[k]}_[{row}, _j] ="
+        target = f"_a{k}[_j] +=" if kn.kind(k) == "along" else f"{kn.results[k]}_[_i, _j] ="
         L.append(f"{ind}    {target} {kn.p.doprint(exprs[k])}")
     return L
 
