@@ -174,11 +174,13 @@ def _latex(args: argparse.Namespace) -> int:
 
         doc, out = export_model(args.output, model=args.model, derivation=args.derivation,
                                 n=n, d=d, timeout=timeout, fmt=args.format)
-    failed = [r for rep in doc.reports.values() for r in rep if r.verdict != "proved"]
+    claims = [r.verdict for rep in doc.reports.values() for r in rep]
+    others = "".join(f", {claims.count(v)} {v}" for v in dict.fromkeys(claims) if v != "proved")
     size = "every N, symbolic" if n == "all" else f"N = {n}" + (f", D = {d}" if d else "")
-    _wrote(out, f"{size}, {len(doc.equations)} equations, {len(failed)} not proved; checked "
-                f"in {doc.seconds:.1f} s, {time.monotonic() - start:.1f} s in all")
-    return 1 if any(r.verdict == "disproved" for r in failed) else (3 if failed else 0)
+    _wrote(out, f"{size}, {len(doc.equations)} equations; {claims.count('proved')} of "
+                f"{len(claims)} claims proved{others}; checked in {doc.seconds:.1f} s, "
+                f"{time.monotonic() - start:.1f} s in all")
+    return 1 if "disproved" in claims else (3 if others else 0)
 
 
 def _codegen(args: argparse.Namespace) -> int:

@@ -215,17 +215,26 @@ def test_cli_check_json(tmp_path):
     assert {r["verdict"] for r in document["results"]} == {"proved"}
 
 
-def test_cli_disproof_exit_1_with_exact_witness(tmp_path):
-    path = tmp_path / "wrong.toml"
-    path.write_text(doc("D(v, x[j]) = 2/(N - 1)*(x[j] - mu)", sid="dv"), encoding="utf-8")
+def test_cli_disproof_exit_1_with_exact_witness():
+    path = REPO / "derivations" / "examples" / "batchnorm-bessel.toml"
     run = symbn("check", str(path), "--n", "3", "--json")
     assert run.returncode == 1, run.stderr
-    (result,) = json.loads(run.stdout)["results"]
-    assert result["verdict"] == "disproved" and result["id"] == "dv"
+    results = {r["id"]: r for r in json.loads(run.stdout)["results"]}
+    assert results["dmu"]["verdict"] == "proved"
+    result = results["dv"]
+    assert result["verdict"] == "disproved"
     witness = result["witness"]
     assert all(EXACT.fullmatch(v) for v in [*witness["point"].values(), witness["lhs"],
                                             witness["rhs"]])
     assert witness["lhs"] != witness["rhs"]
+    # independently: the biased variance differentiated by SymPy at the witness
+    xs = sp.symbols("x1:4")
+    v = sum((x - sum(xs) / 3) ** 2 for x in xs) / 3
+    j = int(witness["assignment"]["j"])
+    point = {x: sp.Rational(witness["point"][f"x[{k}]"]) for k, x in enumerate(xs, 1)}
+    assert sp.diff(v, xs[j - 1]).subs(point) == sp.Rational(witness["lhs"])
+    mu = sum(point.values()) / 3
+    assert sp.Rational(2, 2) * (point[xs[j - 1]] - mu) == sp.Rational(witness["rhs"])
     human = symbn("check", str(path), "--n", "3")
     assert human.returncode == 1 and "dv: counterexample" in human.stdout
     assert f"x[1] = {witness['point']['x[1]']}" in human.stdout

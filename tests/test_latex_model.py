@@ -1,6 +1,7 @@
 """`symbn latex --model M`: documents of any model, every edge label proved, results with
 their verdicts, derivation files on the model, bad input refused."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -52,15 +53,8 @@ def test_a_wrong_edge_label_would_be_caught():
     assert wrong.verdict == "disproved"
 
 
-STEPS = '''title = "LayerNorm steps"
-model = "layernorm"
-[[step]]
-id = "dgamma"
-claim = "D(f, gamma[j]) = dy[j]*xhat[j]"
-[[step]]
-id = "gamma-scalar"
-claim = "D(f, x[j]) = gamma[j]*(dy[j] - Sum(dy[k], (k, 1, N))/N - xhat[j]*Sum(dy[k]*xhat[k], (k, 1, N))/N)/sigma"
-'''
+STEPS = (REPO / "derivations" / "examples"
+         / "layernorm-steps.toml").read_text()  # README's example
 
 
 def test_derivation_file_on_a_model_from_the_cli(tmp_path):
@@ -223,7 +217,8 @@ def _latex(tmp_path, *argv, timeout=300):
 def test_cli_every_n_exit_0_and_tex(name, tmp_path):
     run = _latex(tmp_path, "--model", name, "--n", "all", "-o", "x.tex")
     assert run.returncode == 0, run.stderr
-    assert "every N, symbolic" in run.stdout and "0 not proved" in run.stdout
+    assert "every N, symbolic" in run.stdout
+    assert re.search(r"; (\d+) of \1 claims proved;", run.stdout), run.stdout
     assert rf"model \texttt{{{name}}}" in _colophon((tmp_path / "x.tex").read_text())
 
 
@@ -236,6 +231,9 @@ def test_cli_every_n_wrong_closed_form_is_disproved_exit_1(tmp_path):
     assert r"\item \disproved\ \texttt{forward/deps}" in tex and "counterexample" in tex
     assert r"\item \proved\ \texttt{forward/dx}" in tex  # the rest still proved
     assert r"\disproved\ proved for every" in tex  # the summary does not claim it all
+    proved, total = map(int, re.search(r"; (\d+) of (\d+) claims proved, [1-9]\d* disproved;",
+                                       run.stdout).groups())
+    assert 0 < proved < total
 
 
 def test_cli_every_n_undecided_claims_say_not_proved_exit_3(tmp_path):
@@ -246,6 +244,8 @@ def test_cli_every_n_undecided_claims_say_not_proved_exit_3(tmp_path):
     tex = (tmp_path / "x.tex").read_text()
     assert r"\undecided\ \texttt{forward=backward/dx}" in tex and "not proved" in tex
     assert r"\proved\ \texttt{forward=backward" not in tex
+    assert r"\undecided\ proved for every" in tex  # neither a tick nor a cross on top
+    assert re.search(r"; \d+ of \d+ claims proved, [1-9]\d* unknown;", run.stdout), run.stdout
 
 
 def test_every_n_derivation_file_steps(tmp_path):

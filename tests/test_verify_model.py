@@ -132,18 +132,8 @@ def test_row_symmetry_at_n_64_and_a_wrong_form_still_caught(name):
         assert bad[f"forward/d{leaf}"].verdict == "disproved"
 
 
-LN_STEPS = '''title = "LayerNorm steps"
-model = "MODEL"
-[[step]]
-id = "dxhat-dx"
-claim = "D(xhat[i], x[j]) = (KroneckerDelta(i, j) - 1/N - xhat[i]*xhat[j]/N)/sigma"
-[[step]]
-id = "dgamma"
-claim = "D(f, gamma[j]) = dy[j]*xhat[j]"
-[[step]]
-id = "gamma-scalar"
-claim = "D(f, x[j]) = gamma[j]*(dy[j] - Sum(dy[k], (k, 1, N))/N - xhat[j]*Sum(dy[k]*xhat[k], (k, 1, N))/N)/sigma"
-'''
+LN_STEPS = (Path(__file__).parent.parent / "derivations" / "examples"
+            / "layernorm-steps.toml").read_text()  # README's example
 
 
 @pytest.mark.parametrize("n", [3, 9])
@@ -151,7 +141,7 @@ def test_check_reads_the_derivation_model_and_refutes_gamma_as_a_scalar(n, tmp_p
     from symbn.check import check
 
     path = tmp_path / "ln.toml"
-    path.write_text(LN_STEPS.replace("MODEL", "layernorm"))
+    path.write_text(LN_STEPS)
     report = check(str(path), n)
     assert report["dxhat-dx"].verdict == "proved" and report["dgamma"].verdict == "proved"
     bad = report["gamma-scalar"]
@@ -181,7 +171,7 @@ def test_derivation_model_file_relative_to_the_derivation(tmp_path):
             check(str(steps), 3)
         steps.write_text(steps.read_text().replace(f'"{model}"', '"models/gemma.toml"'))
     # a model's names only: BatchNorm's scalar gamma is not LayerNorm's
-    steps.write_text(LN_STEPS.replace("MODEL", "layernorm").replace("gamma[j]*(dy", "gamma*(dy"))
+    steps.write_text(LN_STEPS.replace("gamma[j]*(dy", "gamma*(dy"))
     with pytest.raises(SymbnError, match="'gamma' needs a row"):
         check(str(steps), 3)
 
@@ -192,7 +182,7 @@ def test_check_row_symmetry_on_a_model_agrees_with_every_assignment(tmp_path):
     from symbn.check import check
 
     path = tmp_path / "ln.toml"
-    path.write_text(LN_STEPS.replace("MODEL", "layernorm") + '''[[step]]
+    path.write_text(LN_STEPS + '''[[step]]
 id = "named-row"
 claim = "D(y[2], gamma[j]) = KroneckerDelta(2, j)*xhat[2]"
 ''')

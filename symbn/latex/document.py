@@ -256,7 +256,8 @@ def _summary(reports: dict, n: int | str) -> str:
             proved = sum(r.verdict == PROVED for r in results)
             parts.append(f"{proved} of {len(results)} {what}")
     total = [r for rep in reports.values() for r in rep]
-    mark = r"\proved" if all(r.verdict == PROVED for r in total) else r"\disproved"
+    mark = (r"\disproved" if any(r.verdict == DISPROVED for r in total) else r"\proved"
+            if all(r.verdict == PROVED for r in total) else r"\undecided")
     size = r"every $N$ (exact, symbolic $N$)" if n == ALL else rf"$N = {n}$ (exact)"
     return (rf"\begin{{center}}{mark}\ proved for {size}: "
             + ", ".join(parts) + r".\end{center}")
