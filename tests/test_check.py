@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
+from symbn import general
 from symbn.check import assignments, check
 from symbn.derivation import instantiate, load, parse
 from symbn.model import BatchNorm
@@ -238,6 +239,26 @@ def test_cli_disproof_exit_1_with_exact_witness():
     human = symbn("check", str(path), "--n", "3")
     assert human.returncode == 1 and "dv: counterexample" in human.stdout
     assert f"x[1] = {witness['point']['x[1]']}" in human.stdout
+
+
+def test_readme_example_undefined_steps_at_n_1_and_every_n():
+    """derivations/examples/undefined.toml: undefined sides are unknown at N = 1 (never
+    proved), proved for N >= 2 where both sides are defined; the roots of squares decided."""
+    path = str(REPO / "derivations" / "examples" / "undefined.toml")
+    one = check(path, 1)
+    assert {r.id: r.verdict for r in one} == {
+        "ratio": UNKNOWN, "centred-sum": UNKNOWN, "abs-square": PROVED,
+        "small-eps": DISPROVED, "bessel": UNKNOWN, "one-side": UNKNOWN}
+    assert "division by zero at N = 1" in one["ratio"].note
+    eps = sp.Rational(one["small-eps"].witness["point"]["eps"])
+    assert 0 < eps < sp.Rational(1, 2)
+    assert sp.sqrt((2 * eps - 1) ** 2) != 2 * eps - 1  # |2 eps - 1| against 2 eps - 1
+    every = general.check_all(path)
+    assert {r.id: r.verdict for r in every} == {
+        "ratio": PROVED, "centred-sum": UNKNOWN, "abs-square": PROVED,
+        "small-eps": DISPROVED, "bessel": PROVED, "one-side": PROVED}
+    assert "identically zero for every N" in every["centred-sum"].note
+    assert "every N >= 2 where both sides are defined" in every["bessel"].note
 
 
 def test_cli_budget_exhausted_is_unknown_exit_3():
