@@ -163,6 +163,8 @@ def test_a_float_rounded_twice_is_not_a_disproof(impl):
     # two and cannot decide the third (a nested root): all go to route 2, never disproved
     report = check_impl(getattr(rows, impl), "layernorm", n=3, d=2, signature=LN_SIG)
     assert report["dx"].verdict == "consistent" and "2/3" in report["dx"].note, str(report)
+    read = "not disproved" if impl.endswith("denest") else "proved"
+    assert f"read as those rationals it is {read})" in report["dx"].note, report["dx"].note
     wrong = check_impl(rows.layernorm_one_minus_bessel, "layernorm", n=3, d=2,
                        signature=LN_SIG)
     assert wrong["dx"].verdict == "disproved" and wrong.exit_code == 1
@@ -174,7 +176,14 @@ def test_a_disproof_with_a_rounded_float_shows_a_batch_off_by_more_than_rounding
     report = check_impl(rows.layernorm_diagonal_one_minus, "layernorm", n=3, d=2,
                         signature=LN_SIG)
     assert report["dx"].verdict == "disproved" and "2/3" in report["dx"].note
+    # by the exact re-run (the leaves' positive eps mapped back), not by float64
+    assert report["dx"].method.startswith("exact") and "float64" not in report["dx"].method
+    assert "the batch is the second trace's" in report["dx"].note
     _recheck(rows.layernorm_diagonal_one_minus, "layernorm", 3, 2, report["dx"])
+    diagonal = check_impl(bn_wrong.diagonal_only, signature="dy, x, gamma, eps -> dx")["dx"]
+    assert diagonal.verdict == "disproved" and "float64" not in diagonal.method
+    assert "/" in diagonal.witness["implementation"]  # an exact rational, not a float
+    _recheck(bn_wrong.diagonal_only, "batchnorm", 3, 2, diagonal)
 
 
 def test_floats_convert_exactly():

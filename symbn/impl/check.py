@@ -164,15 +164,14 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         info["seconds"] = round(time.monotonic() - start, 3)
         return ImplReport(title, results, info, notes)
     back = {t: s for s, t in twins.items()}
-    entries = {leaf: {i: e.xreplace(back) for i, e in exprs.items()}
-               for leaf, exprs in _entries(returned, sig, layouts, name).items()}
+    entries = _leaves(_entries(returned, sig, layouts, name), back)
     alg = Algebra(g)
     results = [_decide(g, alg, sig, leaf, layouts, entries[leaf], deadline)
                for leaf in sig.outputs]
     rounded = dict(_TRACE.rounded)
     if rounded and any(r.verdict == DISPROVED for r in results):
         results = _rounding(function, name, args, g, alg, sig, layouts, results, rounded,
-                            deadline, timeout, entries)
+                            deadline, timeout, entries, back)
         if any(r.verdict == CONSISTENT for r in results):
             info["route"] = f"{ROUTE_EXACT}, {ROUTE_FLOAT}"
             notes.append(_float_note(False))
@@ -192,8 +191,15 @@ def _float_note(torch: bool) -> str:
             f"disproved means off by more than {DISPROOF_MARGIN} times that bound at u = 2^-24")
 
 
+def _leaves(entries: dict, back: dict) -> dict:
+    """The traced entries in the model's leaves (a positive leaf traces as its positive
+    twin symbol)."""
+    return {leaf: {i: e.xreplace(back) for i, e in exprs.items()}
+            for leaf, exprs in entries.items()}
+
+
 def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, deadline,
-              timeout, first) -> list[Result]:
+              timeout, first, back) -> list[Result]:
     """A disproof that the rounding of a computed float (1.0/3 for 1/3) may explain is not
     reported: the function is traced again with each such float read as the simplest
     rational near it; an output not disproved then (proved, or undecided) is decided by
@@ -207,7 +213,7 @@ def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, dead
         _TRACE.intended = False
     if stopped is not None or failed is not None:
         return results
-    entries = _entries(again, sig, layouts, name)
+    entries = _leaves(_entries(again, sig, layouts, name), back)
     redo, read = [], {}
     for k, r in enumerate(results):
         if r.verdict == DISPROVED:
