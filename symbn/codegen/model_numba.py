@@ -28,7 +28,8 @@ from .emit_numpy import ScalarPrinter
 from .model_numpy import Api, _plan_lines, header, plan_api
 from .model_plan import SCALAR_KINDS
 from .model_terms import LinearPlan
-from .model_vector import _RUNTIME, IMPORTS, OUT_NOTE
+from .model_vector import OUT_NOTE
+from .vector_runtime import _RUNTIME, IMPORTS
 
 
 class _Kernel:
