@@ -235,7 +235,7 @@ def test_cli_disproof_exit_1_with_exact_witness():
     point = {x: sp.Rational(witness["point"][f"x[{k}]"]) for k, x in enumerate(xs, 1)}
     assert sp.diff(v, xs[j - 1]).subs(point) == sp.Rational(witness["lhs"])
     mu = sum(point.values()) / 3
-    assert sp.Rational(2, 2) * (point[xs[j - 1]] - mu) == sp.Rational(witness["rhs"])
+    assert sp.Rational(2, 3 - 1) * (point[xs[j - 1]] - mu) == sp.Rational(witness["rhs"])
     human = symbn("check", str(path), "--n", "3")
     assert human.returncode == 1 and "dv: counterexample" in human.stdout
     assert f"x[1] = {witness['point']['x[1]']}" in human.stdout
