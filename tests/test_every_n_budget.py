@@ -2,7 +2,7 @@
 
 The concrete fallback (`symbn.stepcheck.check_steps` at N = min_n..min_n+3) catches `Budget`
 into an `unknown` result; it used to run without a deadline, so the step's alarm, caught
-there, was spent and the next sizes ran unbounded (80 s against a 15 s budget).
+there, was spent and the next sizes ran unbounded (91 s against a 15 s budget).
 """
 
 import contextlib
@@ -24,7 +24,7 @@ from symbn.report import Result
 
 REPO = Path(__file__).resolve().parents[1]
 
-# disproved at N = 4 after about 100 s without the fix; N = 2 alone takes several seconds
+# disproved at N = 4 after about 90 s without the fix; N = 2 alone takes several seconds
 SLOW = '''title = "slow concrete fallback"
 model = "batchnorm"
 
