@@ -24,7 +24,8 @@ from ..graph import Instance, Model
 from ..prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, alarm
 from ..prove.interface import CONSISTENT
 from ..report import Report, Result
-from .exact import _TRACE, Exact, _ours, exact_number
+from .domain import NEEDS, WHAT, failing_point, unproved
+from .exact import _TRACE, Exact, LeftExact, _clip, _ours, exact_number
 from .floats import (
     BOUND_FACTOR,
     DISPROOF_MARGIN,
@@ -33,6 +34,7 @@ from .floats import (
     ROUTE_TORCH,
     route2,
     uses_torch,
+    values_at,
 )
 from .load import _one_line
 from .signature import Signature, parse_signature
@@ -164,22 +166,111 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         info["seconds"] = round(time.monotonic() - start, 3)
         return ImplReport(title, results, info, notes)
     back = {t: s for s, t in twins.items()}
-    entries = _leaves(_entries(returned, sig, layouts, name), back)
+    conditions, inexact = dict(_TRACE.conditions), set(_TRACE.inexact)
+    try:
+        entries = _leaves(_entries(returned, sig, layouts, name), back)
+    except LeftExact as err:  # a NaN or inf the function returned: judged in floating point
+        notes.append(f"the exact trace stopped: {str(err).split(': ', 1)[-1]}")
+        info["route"] = ROUTE_FLOAT
+        results = route2(function, name, g, sig, deadline, timeout, "numpy")
+        notes.append(_float_note(False))
+        info["seconds"] = round(time.monotonic() - start, 3)
+        return ImplReport(title, results, info, notes)
     alg = Algebra(g)
     results = [_decide(g, alg, sig, leaf, layouts, entries[leaf], deadline)
                for leaf in sig.outputs]
     rounded = dict(_TRACE.rounded)
-    if rounded and any(r.verdict == DISPROVED for r in results):
+    if (rounded or inexact) and any(r.verdict == DISPROVED for r in results):
         results = _rounding(function, name, args, g, alg, sig, layouts, results, rounded,
-                            deadline, timeout, entries, back)
-        if any(r.verdict == CONSISTENT for r in results):
-            info["route"] = f"{ROUTE_EXACT}, {ROUTE_FLOAT}"
-            notes.append(_float_note(False))
+                            deadline, timeout, entries, back, inexact)
+    results = _defined(function, name, g, sig, layouts, results, conditions,
+                       set(twins.values()), back, deadline, timeout)
+    results = _in_floats(function, name, g, sig, results, deadline, timeout, notes)
+    if any(r.verdict == CONSISTENT for r in results):
+        info["route"] = f"{ROUTE_EXACT}, {ROUTE_FLOAT}"
+        notes.append(_float_note(False))
     info["seconds"] = round(time.monotonic() - start, 3)
-    notes.append("proved means: the code's outputs equal the model's derivative as exact "
-                 f"functions of the leaves at N = {n}, D = {d} (floats read as the reals they "
-                 "denote; rounding is not analysed)")
+    notes.append(f"proved means: at N = {n}, D = {d} the code's outputs equal the model's "
+                 "derivative as exact functions of the leaves (floats read as the reals they "
+                 "denote; rounding is not analysed), every division, root and logarithm it "
+                 f"takes is defined for every input, and float64 arrays at {POINTS} exact "
+                 "points give the same values within rounding")
     return ImplReport(title, results, info, notes)
+
+
+def _defined(function, name, g, sig, layouts, results, conditions, positive, back,
+             deadline, timeout) -> list[Result]:
+    """A proved output stays proved only if every division, root and logarithm the trace
+    took is defined for every input (`symbn.impl.domain`); else it is disproved where the
+    function returns NaN or inf at a point where it is not, or unknown."""
+    if not any(r.verdict == PROVED for r in results):
+        return results
+    open_ = unproved(conditions, positive)
+    if not open_:
+        return results
+    symbols = [next((t for t, s in back.items() if s == leaf), leaf) for leaf in g.leaves]
+    kind, e, where = open_[0]
+    why = (f"the code {WHAT[kind]} {_clip(e.xreplace(back))}"
+           f"{f' at {where}' if where else ''}, which is not shown to be "
+           f"{NEEDS[kind]} for every input")
+    for kind_k, e_k, where_k in open_:
+        point = failing_point(kind_k, e_k, symbols, positive)
+        if point is None:
+            continue
+        point = {back.get(s, s): v for s, v in point.items()}
+        try:
+            values = values_at(function, name, g, sig, point, deadline, timeout)
+        except SymbnError:
+            continue
+        out = []
+        for r in results:
+            leaf = r.id[1:]
+            bad = [i for i in layouts[leaf][1] if not np.isfinite(values[leaf][i])]
+            if r.verdict != PROVED or not bad:
+                out.append(r)
+                continue
+            index = bad[0]
+            true = g.evaluate(_truth(g, leaf, layouts[leaf][1][index]), point)
+            found = {"point": {str(s): str(v) for s, v in point.items()},
+                     "lhs": repr(float(values[leaf][index])), "rhs": str(true)}
+            witness = _witness(g, sig, leaf, index, layouts, None, found)
+            witness["entries"] = f"{len(bad)} of {len(layouts[leaf][1])} not finite"
+            note = (f"{_label(leaf, index)}: the code {WHAT[kind_k]} "
+                    f"{_clip(e_k.xreplace(back))}{f' at {where_k}' if where_k else ''}, "
+                    "undefined at this batch, where the derivative is defined")
+            out.append(Result(r.id, DISPROVED, "definedness", r.seconds, witness, note))
+        results = out
+        break
+    return [Result(r.id, UNKNOWN, "definedness", r.seconds, note=f"equal where defined, but "
+                   f"{why}") if r.verdict == PROVED else r for r in results]
+
+
+def _in_floats(function, name, g, sig, results, deadline, timeout, notes) -> list[Result]:
+    """A proved output is also computed in float64 at exact points (route 2): code that
+    does something else on floats than on exact scalars (a branch on the dtype, state kept
+    between calls) is disproved there, never proved."""
+    proved = [r.id[1:] for r in results if r.verdict == PROVED]
+    if not proved:
+        return results
+    try:
+        floated = {r.id: r for r in route2(function, name, g, sig, deadline, timeout,
+                                            "numpy", proved)}
+    except SymbnError as err:
+        return [Result(r.id, UNKNOWN, r.method, r.seconds, note=f"proved on exact scalars, "
+                       f"but {err}") if r.id in {f"d{p}" for p in proved} else r
+                for r in results]
+    out = []
+    for r in results:
+        f = floated.get(r.id)
+        if f is not None and f.verdict == DISPROVED:
+            r = Result(r.id, DISPROVED, f.method, r.seconds + f.seconds, f.witness,
+                       note=f"proved on exact scalars, but float64 arrays give other values "
+                       f"(does the code branch on the dtype or keep state between calls?): "
+                       f"{f.note}")
+        out.append(r)
+    notes += [f"{k} in float64 at the {POINTS} points: {f.note}" for k, f in floated.items()
+              if f.verdict == UNKNOWN]
+    return out
 
 
 def _float_note(torch: bool) -> str:
@@ -199,11 +290,22 @@ def _leaves(entries: dict, back: dict) -> dict:
 
 
 def _rounding(function, name, args, g, alg, sig, layouts, results, rounded, deadline,
-              timeout, first, back) -> list[Result]:
+              timeout, first, back, inexact=()) -> list[Result]:
     """A disproof that the rounding of a computed float (1.0/3 for 1/3) may explain is not
     reported: the function is traced again with each such float read as the simplest
     rational near it; an output not disproved then (proved, or undecided) is decided by
-    route 2 (consistent, disproved or unknown), never `disproved` by the trace."""
+    route 2 (consistent, disproved or unknown), never `disproved` by the trace.  A float
+    that stands for no short rational (np.sqrt(3)) sends every disproved output to route 2."""
+    if inexact:
+        redo = [r.id[1:] for r in results if r.verdict == DISPROVED]
+        listed = ", ".join(repr(f) for f in sorted(inexact)[:4])
+        floated = {r.id: r for r in route2(function, name, g, sig, deadline, timeout,
+                                            "numpy", redo)}
+        return [Result(r.id, f.verdict, f"{r.method}; {f.method}", r.seconds + f.seconds,
+                       f.witness, note=f"the exact trace's difference may come only from the "
+                       f"rounding of the float(s) {listed}, which stand for no short rational; "
+                       f"in floating point: {f.note}") if (f := floated.get(r.id)) else r
+                for r in results]
     floats = ", ".join(f"{f!r} (read as {q.numerator}/{q.denominator} in the re-run)"
                        for f, q in list(rounded.items())[:4])
     _TRACE.intended = True
@@ -273,7 +375,8 @@ def _call(function, name, args, deadline, timeout):
     """(returned, printed text, why the trace stopped or None, what it raised or None); a
     call past the budget is a one-line error."""
     _TRACE.first = None
-    _TRACE.rounded = {}
+    _TRACE.rounded, _TRACE.inexact, _TRACE.conditions = {}, set(), {}
+    args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]  # code may write them
     buffer = io.StringIO()
     try:
         with alarm(deadline), contextlib.redirect_stdout(buffer):

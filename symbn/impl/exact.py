@@ -43,6 +43,16 @@ class _Trace:
         self.first: str | None = None
         self.intended = False  # read floats as the simplest rational they round (a re-run)
         self.rounded: dict = {}  # float -> the simplest rational it rounds, where different
+        self.inexact: set = set()  # floats read exactly that stand for no short rational
+        # (kind, expression) -> where: what each partial operation needs of its operand
+        # ("nonzero" a divisor, "nonneg" a radicand, "positive" a logarithm's argument)
+        self.conditions: dict = {}
+
+    def require(self, kind: str, e: sp.Expr) -> None:
+        """Record that the traced code is defined only where `e` is `kind` (a constant is
+        decided on the spot by `_real` and `_divide`)."""
+        if not e.is_number and (kind, e) not in self.conditions:
+            self.conditions[kind, e] = _user_frame()
 
     def refuse(self, what: str) -> LeftExact:
         where = _user_frame()
@@ -94,6 +104,8 @@ def exact_number(value) -> sp.Rational | None:
                 _TRACE.rounded[float(value)] = meant  # such as 1.0/3 for 1/3
                 if _TRACE.intended:
                     return sp.Rational(meant.numerator, meant.denominator)
+            else:
+                _TRACE.inexact.add(float(value))  # such as np.sqrt(3)
         return sp.Rational(int(p), int(q))
     if isinstance(value, Fraction):
         return sp.Rational(value.numerator, value.denominator)
@@ -196,10 +208,10 @@ class Exact:
     def __pow__(self, o, modulo=None):
         if modulo is not None:
             raise _TRACE.refuse("pow(a, b, modulo) of an exact value")
-        return self._binary(o, sp.Pow)
+        return self._binary(o, _power)
 
     def __rpow__(self, o):
-        return self._binary(o, sp.Pow, True)
+        return self._binary(o, _power, True)
 
     def __neg__(self):
         return Exact(-self.e)
@@ -212,15 +224,18 @@ class Exact:
 
     # what NumPy's ufuncs call on objects: np.sqrt(a) is a.sqrt(), ...
     def sqrt(self):
+        _TRACE.require("nonneg", self.e)
         return Exact(_real(sp.sqrt(self.e)))
 
     def cbrt(self):  # NumPy's real cube root: SymPy's cbrt of a negative is complex
+        _TRACE.require("nonneg", self.e)
         return Exact(_real(sp.cbrt(self.e)))
 
     def exp(self):
         return Exact(sp.exp(self.e))
 
     def log(self):
+        _TRACE.require("positive", self.e)
         return Exact(_real(sp.log(self.e)))
 
     def tanh(self):
@@ -295,10 +310,21 @@ class Exact:
 def _divide(a, b):
     if b == 0:
         raise _TRACE.refuse("a division by the constant 0")
+    _TRACE.require("nonzero", b)
     return a / b
 
 
-_PARTIAL = (_divide, sp.Pow)  # the operations (with sqrt, cbrt, log) that can leave the reals
+def _power(a, b):
+    """a**b, recording where it is defined before SymPy simplifies it: (a**(1/2))**2 is a,
+    which would hide that the code takes the root of a (NaN in floating point where a < 0)."""
+    if not b.is_Integer:
+        _TRACE.require("positive" if not b.is_Rational or b < 0 else "nonneg", a)
+    elif b < 0:
+        _TRACE.require("nonzero", a)
+    return sp.Pow(a, b)
+
+
+_PARTIAL = (_divide, _power)  # the operations (with sqrt, cbrt, log) that can leave the reals
 _NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo)
 
 

@@ -197,6 +197,17 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     return [state[leaf].result(g, sig, leaf, layouts, route, seconds) for leaf in leaves]
 
 
+def values_at(function, name: str, g, sig, point: dict, deadline: float | None,
+              timeout: float | None) -> dict:
+    """{leaf: float64 array} of the function's outputs at one dyadic point (NumPy arrays)."""
+    from .check import _layout
+
+    layouts = {leaf: _layout(g, leaf) for leaf in {*sig.inputs, *sig.outputs}}
+    args = [_float_array(*layouts[leaf], point, None) for leaf in sig.inputs]
+    returned = _call_float(function, name, args, deadline, timeout, "numpy", [])
+    return {leaf: a for leaf, (a, _) in _outputs(returned, sig, layouts, name, None).items()}
+
+
 def _float_array(shape, cells, point, torch):
     if shape == ():
         return float(point[cells[()][0]])  # scalars (eps) as Python floats
@@ -255,6 +266,9 @@ def _outputs(returned, sig, layouts, name, torch) -> dict:
         a = np.asarray(value)
         if a.dtype.kind == "f":
             u = float(np.finfo(a.dtype).eps) / 2
+        if a.dtype.kind == "c":  # a complex entry is wrong (NaN here); a real one compares
+            u = float(np.finfo(a.dtype).eps) / 2
+            a = np.where(a.imag != 0, np.nan, a.real)
         try:
             a = a.astype(np.float64)
         except (TypeError, ValueError):
@@ -330,6 +344,10 @@ class _Verdict:
         if why is not None:
             return Result(f"d{leaf}", UNKNOWN, route, seconds, note=why)
         kind = "float64" if self.u == U64 else f"u = 2^{math.log2(self.u):.0f} (the returned dtype's)"
+        if self.u > U32:
+            return Result(f"d{leaf}", UNKNOWN, route, seconds, note=(
+                f"returned in a dtype coarser than float32 ({kind}): its rounding bound "
+                "cannot tell a wrong formula from rounding; return float32 or float64"))
         if self.single:
             return Result(f"d{leaf}", UNKNOWN, route, seconds, note=(
                 f"off by up to {self.worst:.3g} times the float64 rounding bound, within the "

@@ -1,0 +1,153 @@
+"""check-impl on code that is right wherever it is defined but undefined on part of the
+inputs (SymPy simplifies (√t)² to t and t/t to 1 while the float code takes √t and divides
+by t), on code that is right on exact scalars but not on float64 arrays, and the exact
+positivity test behind it (`symbn.impl.domain`).
+
+Every disproof here is re-checked independently: the function is called in plain float64 at
+the witness batch and must return a non-finite entry (or, for the float disproofs, a value
+far from the 50-digit mpmath derivative).
+"""
+
+import random
+import subprocess
+import sys
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from test_check_impl import _point
+from test_check_impl import _truth as mp_truth
+
+from symbn.impl import check_impl
+from symbn.impl.domain import POS, StrongSigns, _definite, failing_point, unproved
+from symbn.prove.radicals import NONNEG
+
+IMPLS = Path(__file__).parent / "impls"
+sys.path.insert(0, str(IMPLS))
+import undefined as U
+
+sys.path.remove(str(IMPLS))
+
+
+def _floats(model, n, d, witness):
+    dy, x, gamma, eps = _point(model, n, d, witness["point"])
+    f = np.vectorize(float)
+    return f(dy), f(x), f(gamma), float(eps), (dy, x, gamma, eps)
+
+
+@pytest.mark.parametrize("function, model, undefined", [
+    (U.sqrt_squared, "batchnorm", "dx dgamma"),
+    (U.exp_log, "batchnorm", "dx dgamma"),
+    (U.pow_half_squared, "batchnorm", "dx dgamma"),
+    (U.self_ratio, "batchnorm", "dx"),
+    (U.over_gamma, "batchnorm", "dx"),
+    (U.two_roots, "batchnorm", "dx dgamma"),
+    (U.rms_sqrt_squared, "rmsnorm", "dx dgamma"),
+])
+def test_undefined_somewhere_is_never_proved(function, model, undefined):
+    report = check_impl(function, model, n=3, d=2)
+    verdicts = {r.id: r.verdict for r in report.results}
+    assert "proved" not in verdicts.values(), verdicts
+    for name in undefined.split():
+        r = report[name]
+        assert r.verdict == "disproved" and r.method == "definedness", (name, r)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dy, x, gamma, eps, exact = _floats(model, 3, 2, r.witness)
+            out = function(dy, x, gamma, eps)
+        got = np.asarray(out[["dx", "dgamma", "dbeta"].index(name)], dtype=float)
+        assert not np.isfinite(got).all()  # the function really is undefined there
+        truth = mp_truth(model, *exact)[name[1:]]
+        assert all(np.isfinite(float(t)) for t in np.ravel(truth))  # the derivative is not
+
+
+def test_not_disproved_outputs_say_why():
+    report = check_impl(U.sqrt_squared, "batchnorm", n=3, d=2)
+    r = report["dbeta"]  # dy.sum(axis=0) never meets the root, but the call does
+    assert r.verdict == "unknown" and "takes a root of" in r.note and "undefined.py" in r.note
+
+
+def test_moments_variance_is_proved_by_the_quadratic_form_test():
+    report = check_impl(U.moments, "batchnorm", n=3, d=2)
+    assert [r.verdict for r in report.results] == ["proved"] * 3
+
+
+@pytest.mark.parametrize("function, output", [(U.dtype_branch, "dgamma"), (U.stateful, "dx")])
+def test_float_behaviour_differs_from_the_trace(function, output):
+    U._calls[0] = 0
+    report = check_impl(function, "batchnorm", n=3, d=2)
+    r = report[output]
+    assert r.verdict == "disproved" and "float64 arrays give other values" in r.note
+    U._calls[0] = 0
+    dy, x, gamma, eps, exact = _floats("batchnorm", 3, 2, r.witness)
+    U._calls[0] = 5  # any call after the first
+    got = np.asarray(function(dy, x, gamma, eps)[["dx", "dgamma"].index(output)], float)
+    truth = np.vectorize(float)(mp_truth("batchnorm", *exact)[output[1:]])
+    assert np.max(np.abs(got - truth)) > 1e-3
+
+
+@pytest.mark.parametrize("function", [U.in_place, U.root_n])
+def test_right_code_is_not_disproved(function):
+    report = check_impl(function, "batchnorm", n=3, d=2)
+    assert {r.verdict for r in report.results} <= {"proved", "consistent"}, report
+
+
+@pytest.mark.parametrize("function", [U.nan_dbeta, U.complex_dbeta])
+def test_non_finite_and_complex_outputs_are_disproved(function):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning from symbn's own conversion
+        report = check_impl(function, "batchnorm", n=3, d=2)
+    assert report["dbeta"].verdict == "disproved"
+    assert report["dx"].verdict in ("proved", "consistent")
+
+
+def test_float16_outputs_are_not_consistent():
+    report = check_impl(U.half_off, "batchnorm", n=3, d=2)
+    assert "consistent" not in {r.verdict for r in report.results}
+    assert "proved" not in {r.verdict for r in report.results}
+
+
+def test_cli_nan_output_exits_1_without_traceback():
+    out = subprocess.run([sys.executable, "-m", "symbn", "check-impl",
+                          f"{IMPLS / 'undefined.py'}:nan_dbeta"], capture_output=True, text=True)
+    assert out.returncode == 1 and "Traceback" not in out.stderr + out.stdout
+    assert "dbeta   disproved" in out.stdout
+
+
+# -- the positivity test --------------------------------------------------------------------
+def test_definite_against_gram_matrices():
+    rng = random.Random(5)
+    for _ in range(200):
+        n, r = rng.randint(1, 5), rng.randint(1, 5)
+        B = [[Fraction(rng.randint(-3, 3), rng.randint(1, 3)) for _ in range(n)] for _ in range(r)]
+        G = [[sum(B[k][i] * B[k][j] for k in range(r)) for j in range(n)] for i in range(n)]
+        rank = sp.Matrix(G).rank()
+        assert _definite(G) == (POS if rank == n else NONNEG)
+        i = rng.randrange(n)  # pushing a diagonal entry below its minimal value breaks it
+        bad = [row[:] for row in G]
+        bad[i][i] -= 1 + sum(abs(v) for row in G for v in row)
+        assert _definite(bad) is None
+
+
+def test_strong_signs():
+    a, b, c, eps = sp.symbols("a b c eps")
+    signs = StrongSigns({eps})
+    mean = (a + b + c) / 3
+    assert signs.sign((a * a + b * b + c * c) / 3 - mean**2 + eps) == POS
+    assert signs.sign((a * a + b * b + c * c) / 3 - mean**2) == NONNEG
+    assert signs.sign(a * b + eps) is None  # indefinite
+    assert signs.sign(sp.sqrt((a * a + b * b) / 2 - ((a + b) / 2) ** 2 + eps)) == POS
+
+
+def test_failing_points_are_exact_and_fail():
+    a, b, eps = sp.symbols("a b eps", real=True)
+    for kind, e in [("nonzero", a - (a + b) / 2), ("nonneg", a - b - 1), ("positive", a * b)]:
+        p = failing_point(kind, e, [a, b, eps], {eps})
+        value = e.xreplace({s: sp.Rational(v.numerator, v.denominator) for s, v in p.items()})
+        assert {"nonzero": value == 0, "nonneg": value < 0, "positive": value <= 0}[kind]
+        assert all(v.denominator & (v.denominator - 1) == 0 for v in p.values())  # dyadic
+        assert p[eps] > 0
+    assert unproved({("nonzero", a**2 + eps): ""}, {eps}) == []
