@@ -275,7 +275,10 @@ class Graph:
         for s, node in self.nodes.items():  # dict order is a topological order
             if s in needed and s != self.f:
                 values[s] = node.definition.xreplace(values)
-        return rebuild(as_expr(expr), values, {}, evaluate=True)
+        out = rebuild(as_expr(expr), values, {}, evaluate=True)
+        # a symbol-free part of `expr` built unevaluated (a derivative's constant terms)
+        # is not rebuilt; evaluate it, so that 2/27 + 2/27 reads as the number 4/27
+        return out.doit() if out.is_number and not out.is_Rational else out
 
     def support(self, expr: sp.Expr) -> set:
         """Every symbol `expr` depends on, through node definitions: nodes and leaves."""

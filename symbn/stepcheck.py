@@ -26,6 +26,7 @@ from .errors import SymbnError
 from .limits import check_steps_size
 from .model import BatchNorm
 from .prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, Outcome, alarm, coefficients
+from .prove.radicals import NONNEG, POS, Signs
 from .prove.separate import certainly_nonnegative, certainly_nonzero
 from .report import Report, Result
 
@@ -243,13 +244,46 @@ class _StepChecker:
         """Why a link is undefined, naming the side when only one of them is."""
         why = [self._undefined(*left, side="the left side"),
                self._undefined(*right, side="the right side")]
+        for k, (side, radicands) in enumerate((("the left side", left[1]),
+                                               ("the right side", right[1]))):
+            if why[k] is None and not self._jointly_real(radicands):
+                why[k] = (f"undefined or undecided: {side} takes square roots of "
+                          f"{', '.join(str(t) for t, _ in radicands[:3])}"
+                          f"{', ...' if len(radicands) > 3 else ''}, each positive somewhere, "
+                          "but no point was found where all of them are")
         if why[0] is not None and why[1] is not None:
-            return self._undefined(left[0] + right[0], left[1] + right[1])
+            return self._undefined(left[0] + right[0], left[1] + right[1]) or why[0]
         if why[0] is not None:
             return f"{why[0]}; the right side is defined there"
         if why[1] is not None:
             return f"{why[1]}; the left side is defined there"
         return None
+
+    def _jointly_real(self, radicands: list) -> bool:
+        """Whether the written radicands are all positive at one exact point (so on an open
+        set): each alone may be (sqrt(x[1] - x[2] - 1), sqrt(x[2] - x[1] - 1)) while
+        together they never are, and a side defined nowhere is not judged.  Radicands >= 0
+        by proved signs (v + eps) need no point."""
+        g = self.bn
+        signs = Signs(g.positive, lambda s: g.nodes[s].definition
+                      if s in g.nodes and s != g.f else None)
+        open_ = list(dict.fromkeys(e for _, e in radicands
+                                   if signs.sign(e) not in (POS, NONNEG)))
+        if len(open_) < 2:
+            return True
+        key = ("joint", tuple(open_))
+        if key not in self._nonzero:
+            self._nonzero[key] = False
+            for seed in range(64):
+                point = self.alg._point(random.Random(seed), open_)
+                try:
+                    values = [g.evaluate(e, point) for e in open_]
+                except ZeroDivisionError:
+                    continue
+                if all(certainly_nonnegative(v) and certainly_nonzero(v) for v in values):
+                    self._nonzero[key] = True
+                    break
+        return self._nonzero[key]
 
     def _undefined(self, divisors: list, radicands: list = (),
                    side: str = "the claim") -> str | None:

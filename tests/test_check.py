@@ -162,6 +162,8 @@ WRONG = [
     ("chain-middle-link", "Sum(x[i] - mu, (i, 1, N)) = Sum(x[i], (i, 1, N)) - mu = 0", ""),
     ("concrete-row", "D(x[2], x[i]) = 0", ""),
     ("sigma-squared", "P(xhat[i], mu) = -1/sigma**2", ""),
+    ("second-derivative-constant", "D(D(v, x[j]), x[j]) = 0", ""),  # both sides constants
+    ("second-derivative-delta", "D(D(v, x[j]), x[k]) = 2/N*KroneckerDelta(j, k)", ""),
     ("path-sum-without-mu", ("D(f, x[j]) = Sum(D(f, y[i])*P(y[i], xhat[i])*(KroneckerDelta(i, j)"
                             "*P(xhat[i], x[i]) + P(xhat[i], v)*P(v, x[j])), (i, 1, N))"), ""),
 ]
@@ -196,6 +198,27 @@ def test_wrong_step_is_disproved_with_a_separating_witness(name, claim, where, e
     (result,) = check(d, 3, all_assignments=exhaustive)
     assert result.verdict == DISPROVED, (name, result.note)
     reevaluate(d.steps[0], result.witness, 3)
+
+
+@pytest.mark.parametrize("claim", [
+    "sqrt(x[1] - x[2] - 1)**2*sqrt(x[2] - x[1] - 1)**2 = (x[1] - x[2] - 1)*(x[2] - x[1] - 1)",
+    "sqrt(x[1] - x[2] - 1)*sqrt(x[2] - x[1] - 1) = sqrt(x[2] - x[1] - 1)*sqrt(x[1] - x[2] - 1)",
+    "sqrt(x[j] - mu - 1)*sqrt(mu - x[j] - 1) = sqrt(mu - x[j] - 1)*sqrt(x[j] - mu - 1)",
+])
+def test_radicands_never_positive_together_are_not_proved(claim):
+    """Each radicand is positive somewhere, but x1 - x2 - 1 > 0 and x2 - x1 - 1 > 0 never
+    hold together: the left side is defined nowhere, so the claim is vacuous, not proved."""
+    (result,) = check(parse(doc(claim), "joint.toml"), 3)
+    assert result.verdict == UNKNOWN and "no point was found" in result.note, result
+
+
+@pytest.mark.parametrize("claim", [
+    "sqrt(x[1] - x[2])*sqrt(x[1] - x[3]) = sqrt((x[1] - x[2])*(x[1] - x[3]))",
+    "sqrt(x[1] - x[2] - 1)**2 = x[1] - x[2] - 1",
+])
+def test_radicands_positive_together_still_prove(claim):
+    (result,) = check(parse(doc(claim), "joint.toml"), 3)
+    assert result.verdict == PROVED, result
 
 
 def test_disproof_names_the_failing_link():
