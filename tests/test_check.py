@@ -221,6 +221,22 @@ def test_radicands_positive_together_still_prove(claim):
     assert result.verdict == PROVED, result
 
 
+@pytest.mark.parametrize("claim, verdict", [
+    ("sqrt(x[1]**4) = x[1]**2", PROVED),  # |x|**2 = x**2: no sign needed
+    ("sqrt(x[1]**(-4)) = x[1]**(-2)", PROVED),
+    ("sqrt(xhat[1]**4*(v + eps)) = xhat[1]**2*sigma", PROVED),
+    ("sqrt(x[1]**6) = x[1]**3", DISPROVED),  # |x|**3, negative x separates
+    ("sqrt(x[1]**2) = x[1]", DISPROVED),
+])
+def test_roots_of_even_powers(claim, verdict):
+    d = parse(doc(claim), "even.toml")
+    (result,) = check(d, 3)
+    assert result.verdict == verdict, result
+    if verdict == DISPROVED:
+        point = {k: Fraction(v) for k, v in result.witness["point"].items()}
+        assert point["x[1]"] < 0
+
+
 def test_disproof_names_the_failing_link():
     d = parse(doc("Sum(x[i] - mu, (i, 1, N)) = N*mu - N*mu = Sum(x[i], (i, 1, N)) - 1"))
     (result,) = check(d, 2)

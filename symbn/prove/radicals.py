@@ -7,7 +7,8 @@ e = 2q + r (r = 0 or 1),
 
     sqrt(b**e * c) = |b|**q * sqrt(b**r * c)        (b**(2q) is a nonnegative real)
 
-and |b| is replaced by b or -b only when the sign of b is *proved* by the structural rules
+and |b|**q is b**q for even q (sqrt(x**4) = x**2); for odd q |b| is replaced by b or -b only
+when the sign of b is *proved* by the structural rules
 of `sign` below; otherwise the factor stays under the root (sqrt(xhat[1]**2) is |xhat[1]|,
 which no rule turns into xhat[1], and the claim stays for a disproof).
 
@@ -155,7 +156,7 @@ def _root(e: sp.Pow, signs: Signs) -> sp.Expr:
             continue
         q = int(k) // 2
         s = signs.sign(b)
-        if s in (POS, NONNEG):
+        if q % 2 == 0 or s in (POS, NONNEG):  # |b|**q = b**q for even q, any sign of b
             outside.append(b ** q)
         elif s in (NEG, NONPOS):
             outside.append((-b) ** q)
