@@ -37,7 +37,7 @@ from .floats import (
     values_at,
 )
 from .load import _one_line
-from .signature import Signature, parse_signature
+from .signature import Signature, named_signature, parse_signature
 
 ROUTE_EXACT = "exact trace"
 MAX_TABLE_CELLS = 64  # the pasteable table lists every expected entry up to this many
@@ -125,7 +125,8 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         raise SymbnError(f"arrays={arrays!r}: give 'numpy', 'torch' or None (automatic)")
     m = model if isinstance(model, Model) else load(model)
     g = m.instantiate(n, d)
-    sig = parse_signature(signature, m)
+    named = named_signature(function, m) if signature is None else None
+    sig = parse_signature(signature or named, m)
     name = getattr(function, "__qualname__", None) or repr(function)
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
@@ -136,6 +137,9 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     notes = [(f"signature {sig}: arguments {', '.join(sig.inputs)}; outputs "
               f"{', '.join('d' + o for o in sig.outputs)}"),
              f"layout: {_describe_layout(g, sig)}"]
+    if named:
+        notes.insert(1, f"arguments taken by the names of {name}'s parameters, not by "
+                        "position (give --signature to choose)")
     stopped = failed = None
     if arrays != "torch":
         # a positive leaf traces as a positive symbol, so that SymPy's sqrt(-eps) is
@@ -265,7 +269,8 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes) -> lis
         if f is not None and f.verdict == DISPROVED:
             r = Result(r.id, DISPROVED, f.method, r.seconds + f.seconds, f.witness,
                        note=f"proved on exact scalars, but float64 arrays give other values "
-                       f"(does the code branch on the dtype or keep state between calls?): "
+                       "(an overflow or a cancellation far beyond a correct implementation's "
+                       f"rounding, a branch on the dtype, or state kept between calls): "
                        f"{f.note}")
         out.append(r)
     notes += [f"{k} in float64 at the {POINTS} points: {f.note}" for k, f in floated.items()

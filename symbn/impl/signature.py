@@ -66,6 +66,30 @@ def default_signature(m: Model) -> str:
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 
 
+def named_signature(function, m: Model) -> str | None:
+    """The default signature with the arguments in the order of the function's own
+    parameters, when those are the model's input names in another order (def bn(x, dy,
+    gamma, eps)); None otherwise.
+
+    >>> from symbn.models import load
+    >>> def bn(x, dy, gamma, eps=1e-5): ...
+    >>> named_signature(bn, load("batchnorm"))
+    'x, dy, gamma, eps -> dx, dgamma, dbeta'
+    """
+    import inspect
+
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    slots = backward_inputs(m)
+    head = names[:len(slots)]
+    if sorted(head) != sorted(slots) or head == slots:
+        return None
+    return ", ".join(head) + " ->" + default_signature(m).partition("->")[2]
+
+
 def parse_signature(text: str | None, m: Model) -> Signature:
     """Map the function's argument and output names to the model's.
 
