@@ -24,7 +24,7 @@ from ..graph import Instance, Model
 from ..prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, alarm
 from ..prove.interface import CONSISTENT
 from ..report import Report, Result
-from .domain import NEEDS, WHAT, failing_point, unproved
+from .domain import NEEDS, WHAT, cancelling, failing_point, unproved
 from .exact import _TRACE, Exact, LeftExact, _clip, _ours, exact_number
 from .floats import (
     BOUND_FACTOR,
@@ -170,9 +170,9 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         info["seconds"] = round(time.monotonic() - start, 3)
         return ImplReport(title, results, info, notes)
     back = {t: s for s, t in twins.items()}
-    conditions, inexact = dict(_TRACE.conditions), set(_TRACE.inexact)
+    conditions, inexact, needs = dict(_TRACE.conditions), set(_TRACE.inexact), {}
     try:
-        entries = _leaves(_entries(returned, sig, layouts, name), back)
+        entries = _leaves(_entries(returned, sig, layouts, name, needs), back)
     except LeftExact as err:  # a NaN or inf the function returned: judged in floating point
         notes.append(f"the exact trace stopped: {str(err).split(': ', 1)[-1]}")
         info["route"] = ROUTE_FLOAT
@@ -187,8 +187,8 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     if (rounded or inexact) and any(r.verdict == DISPROVED for r in results):
         results = _rounding(function, name, args, g, alg, sig, layouts, results, rounded,
                             deadline, timeout, entries, back, inexact)
-    results = _defined(function, name, g, sig, layouts, results, conditions,
-                       set(twins.values()), back, deadline, timeout)
+    results = _defined(function, name, g, sig, layouts, results, conditions, needs,
+                       set(twins.values()), back, deadline, timeout, notes)
     results = _in_floats(function, name, g, sig, results, deadline, timeout, notes)
     if any(r.verdict == CONSISTENT for r in results):
         info["route"] = f"{ROUTE_EXACT}, {ROUTE_FLOAT}"
@@ -202,51 +202,73 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     return ImplReport(title, results, info, notes)
 
 
-def _defined(function, name, g, sig, layouts, results, conditions, positive, back,
-             deadline, timeout) -> list[Result]:
-    """A proved output stays proved only if every division, root and logarithm the trace
-    took is defined for every input (`symbn.impl.domain`); else it is disproved where the
-    function returns NaN or inf at a point where it is not, or unknown."""
-    if not any(r.verdict == PROVED for r in results):
-        return results
-    open_ = unproved(conditions, positive)
+def _defined(function, name, g, sig, layouts, results, conditions, needs, positive, back,
+             deadline, timeout, notes) -> list[Result]:
+    """A proved output stays proved only if every division, root and logarithm its value was
+    computed under (`Exact.needs`) is defined for every input (`symbn.impl.domain`); else
+    it is disproved where the function returns NaN or inf at a point where the derivative
+    is defined, or unknown."""
+    for kind, e, where in cancelling(conditions, positive):
+        notes.append(f"the code {WHAT[kind]} {_clip(e.xreplace(back))}"
+                     f"{f' at {where}' if where else ''}, which is {NEEDS[kind]} for every "
+                     "input only as a whole, not term by term (as E[x^2] - E[x]^2 + eps): in "
+                     "floating point its terms cancel, and for inputs with a large mean it can "
+                     "round below zero (NaN); compute it from x - mean")
+    open_ = unproved(conditions, positive) if any(r.verdict == PROVED for r in results) else []
     if not open_:
         return results
     symbols = [next((t for t, s in back.items() if s == leaf), leaf) for leaf in g.leaves]
-    kind, e, where = open_[0]
-    why = (f"the code {WHAT[kind]} {_clip(e.xreplace(back))}"
-           f"{f' at {where}' if where else ''}, which is not shown to be "
-           f"{NEEDS[kind]} for every input")
-    for kind_k, e_k, where_k in open_:
-        point = failing_point(kind_k, e_k, symbols, positive)
-        if point is None:
+    points: dict = {}  # condition -> a failing point and the function's values there
+    out = []
+    for r in results:
+        leaf = r.id[1:]
+        mine = [c for c in open_ if c[:2] in needs[leaf]]
+        if r.verdict != PROVED or not mine:
+            out.append(r)
             continue
-        point = {back.get(s, s): v for s, v in point.items()}
-        try:
-            values = values_at(function, name, g, sig, point, deadline, timeout)
-        except SymbnError:
-            continue
-        out = []
-        for r in results:
-            leaf = r.id[1:]
+        for kind, e, where in mine:
+            if (kind, e) not in points:
+                points[kind, e] = _failing(function, name, g, sig, kind, e, symbols,
+                                           positive, back, deadline, timeout)
+            found = points[kind, e]
+            if found is None:
+                continue
+            point, values = found
             bad = [i for i in layouts[leaf][1] if not np.isfinite(values[leaf][i])]
-            if r.verdict != PROVED or not bad:
-                out.append(r)
+            if not bad:
                 continue
             index = bad[0]
             true = g.evaluate(_truth(g, leaf, layouts[leaf][1][index]), point)
-            found = {"point": {str(s): str(v) for s, v in point.items()},
-                     "lhs": repr(float(values[leaf][index])), "rhs": str(true)}
-            witness = _witness(g, sig, leaf, index, layouts, None, found)
+            witness = _witness(g, sig, leaf, index, layouts, None, {
+                "point": {str(s): str(v) for s, v in point.items()},
+                "lhs": repr(float(values[leaf][index])), "rhs": str(true)})
             witness["entries"] = f"{len(bad)} of {len(layouts[leaf][1])} not finite"
-            note = (f"{_label(leaf, index)}: the code {WHAT[kind_k]} "
-                    f"{_clip(e_k.xreplace(back))}{f' at {where_k}' if where_k else ''}, "
-                    "undefined at this batch, where the derivative is defined")
-            out.append(Result(r.id, DISPROVED, "definedness", r.seconds, witness, note))
-        results = out
-        break
-    return [Result(r.id, UNKNOWN, "definedness", r.seconds, note=f"equal where defined, but "
-                   f"{why}") if r.verdict == PROVED else r for r in results]
+            note = (f"{_label(leaf, index)}: the code {WHAT[kind]} {_clip(e.xreplace(back))}"
+                    f"{f' at {where}' if where else ''}, undefined at this batch, where the "
+                    "derivative is defined")
+            r = Result(r.id, DISPROVED, "definedness", r.seconds, witness, note)
+            break
+        else:
+            kind, e, where = mine[0]
+            r = Result(r.id, UNKNOWN, "definedness", r.seconds, note=(
+                f"equal where defined, but the code {WHAT[kind]} {_clip(e.xreplace(back))}"
+                f"{f' at {where}' if where else ''}, which is not shown to be {NEEDS[kind]} "
+                "for every input"))
+        out.append(r)
+    return out
+
+
+def _failing(function, name, g, sig, kind, e, symbols, positive, back, deadline, timeout):
+    """(point, the function's float64 values there) at a dyadic point where the condition
+    fails, or None."""
+    point = failing_point(kind, e, symbols, positive)
+    if point is None:
+        return None
+    point = {back.get(s, s): v for s, v in point.items()}
+    try:
+        return point, values_at(function, name, g, sig, point, deadline, timeout)
+    except SymbnError:
+        return None
 
 
 def _in_floats(function, name, g, sig, results, deadline, timeout, notes) -> list[Result]:
@@ -273,8 +295,8 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes) -> lis
                        f"rounding, a branch on the dtype, or state kept between calls): "
                        f"{f.note}")
         out.append(r)
-    notes += [f"{k} in float64 at the {POINTS} points: {f.note}" for k, f in floated.items()
-              if f.verdict == UNKNOWN]
+    notes += [f"{k}: proved, but the float64 run at the {POINTS} points did not confirm it: "
+              f"{f.note}" for k, f in floated.items() if f.verdict == UNKNOWN]
     return out
 
 
@@ -411,8 +433,9 @@ def _where(err: BaseException) -> str:
     return found
 
 
-def _entries(returned, sig: Signature, layouts: dict, name: str) -> dict:
-    """{leaf: {numpy index: SymPy expression}}, or a one-line SymbnError."""
+def _entries(returned, sig: Signature, layouts: dict, name: str, needs=None) -> dict:
+    """{leaf: {numpy index: SymPy expression}}, or a one-line SymbnError; `needs` (if given)
+    gets {leaf: the conditions its entries were computed under}."""
     k = len(sig.outputs)
     want = ", ".join(f"d{o} {layouts[o][0] or 'scalar'}" for o in sig.outputs)
     if k == 1 and not isinstance(returned, (tuple, list)):
@@ -439,7 +462,11 @@ def _entries(returned, sig: Signature, layouts: dict, name: str) -> dict:
                 raise SymbnError(f"{name} returned d{leaf}{list(index)} = {entry!r} of type "
                                  f"{type(entry).__name__}; expected numbers")
             exprs[index] = e
+            if needs is not None and isinstance(entry, Exact):
+                needs.setdefault(leaf, set()).update(entry.needs)
         out[leaf] = exprs
+        if needs is not None:
+            needs.setdefault(leaf, set())
     return out
 
 

@@ -26,10 +26,16 @@ import sympy as sp
 
 from ..prove.radicals import NEG, NONNEG, NONPOS, POS, Signs
 
-HOLDS = {"nonzero": (POS, NEG), "nonneg": (POS, NONNEG), "positive": (POS,)}
-WHAT = {"nonzero": "divides by", "nonneg": "takes a root of", "positive": "takes the log of"}
-NEEDS = {"nonzero": "nonzero", "nonneg": ">= 0", "positive": "> 0"}
-MAX_TERMS = 400  # polynomials tested for a quadratic form up to this many terms
+# the kinds of condition the trace records: what the operand must be, the sign that shows it
+HOLDS = {"nonzero": (POS, NEG), "nonneg": (POS, NONNEG), "positive": (POS,), "log": (POS,),
+         "exponent": (POS, NONNEG)}
+WHAT = {"nonzero": "divides by", "nonneg": "takes a root of",
+        "positive": "takes a negative or irrational power of", "log": "takes the log of",
+        "exponent": "raises 0 to the power"}
+NEEDS = {"nonzero": "nonzero", "nonneg": ">= 0", "positive": "> 0", "log": "> 0",
+         "exponent": ">= 0"}
+MAX_TERMS = 20000  # polynomials tested for a quadratic form up to this many terms
+MAX_FORM = 160  # and this many variables (exact elimination, cubic in it)
 
 
 class StrongSigns(Signs):
@@ -59,6 +65,8 @@ def _quadratic_sign(e: sp.Expr, positive: set) -> str | None:
         return None
     pos = [k for k, g in enumerate(gens) if g in positive]
     free = [k for k, g in enumerate(gens) if g not in positive]
+    if len(free) > MAX_FORM:
+        return None
     groups: dict = {}  # exponents of the positive leaves -> {free exponents: coefficient}
     for monom, c in poly.terms():
         key = tuple(monom[k] for k in pos)
@@ -129,6 +137,17 @@ def unproved(conditions: dict, positive: set) -> list[tuple[str, sp.Expr, str]]:
             if signs.sign(e) not in HOLDS[kind]]
 
 
+def cancelling(conditions: dict, positive: set) -> list[tuple[str, sp.Expr, str]]:
+    """The radicands (and powers' and logarithms' arguments) that only the quadratic-form
+    test shows positive, not the term-by-term rules: E[x^2] - E[x]^2 + eps.  Their terms
+    cancel, and in floating point they can round below zero (NaN) for inputs with a large
+    mean, though they never are in the reals."""
+    plain, strong = Signs(positive), StrongSigns(positive)
+    return [(kind, e, where) for (kind, e), where in conditions.items()
+            if kind != "nonzero" and plain.sign(e) not in HOLDS[kind]
+            and strong.sign(e) in HOLDS[kind]]
+
+
 def failing_point(kind: str, e: sp.Expr, symbols: list, positive: set, seed: int = 0,
                   tries: int = 300) -> dict | None:
     """A dyadic point {symbol: Fraction} of the domain (positive symbols > 0) where `e` is 0
@@ -136,7 +155,7 @@ def failing_point(kind: str, e: sp.Expr, symbols: list, positive: set, seed: int
     rng = random.Random(f"symbn domain {seed}")
     num, den = sp.fraction(sp.together(e))
     linear = [s for s in sorted(num.free_symbols, key=str) if s not in positive
-              and sp.degree(num, s) == 1] if kind != "nonneg" and num.is_polynomial() else []
+              and sp.degree(num, s) == 1] if kind in ("nonzero", "positive", "log") and num.is_polynomial() else []
     for t in range(tries):
         point = {s: (Fraction(rng.randint(1, 8), 8) if s in positive
                      else Fraction(rng.randint(-12, 12), 4)) for s in symbols}
@@ -157,7 +176,8 @@ def failing_point(kind: str, e: sp.Expr, symbols: list, positive: set, seed: int
         d = den.xreplace({s: sp.Rational(v.numerator, v.denominator) for s, v in point.items()})
         if d == 0 or not value.is_number:
             continue
-        if (kind == "nonzero" and value == 0) or (kind == "nonneg" and value.is_negative) \
-                or (kind == "positive" and value.is_nonpositive):
+        if (kind == "nonzero" and value == 0) or \
+                (kind in ("nonneg", "exponent") and value.is_negative) or \
+                (kind in ("positive", "log") and value.is_nonpositive):
             return point
     return None

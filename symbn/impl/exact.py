@@ -45,14 +45,18 @@ class _Trace:
         self.rounded: dict = {}  # float -> the simplest rational it rounds, where different
         self.inexact: set = set()  # floats read exactly that stand for no short rational
         # (kind, expression) -> where: what each partial operation needs of its operand
-        # ("nonzero" a divisor, "nonneg" a radicand, "positive" a logarithm's argument)
+        # (`symbn.impl.domain.KINDS`: a divisor nonzero, a radicand >= 0, ...)
         self.conditions: dict = {}
+        self.added: list = []  # the conditions of the operation being traced
 
     def require(self, kind: str, e: sp.Expr) -> None:
         """Record that the traced code is defined only where `e` is `kind` (a constant is
-        decided on the spot by `_real` and `_divide`)."""
-        if not e.is_number and (kind, e) not in self.conditions:
+        decided on the spot by `_real` and `_divide`); the value computed carries it."""
+        if e.is_number:
+            return
+        if (kind, e) not in self.conditions:
             self.conditions[kind, e] = _user_frame()
+        self.added.append((kind, e))
 
     def refuse(self, what: str) -> LeftExact:
         where = _user_frame()
@@ -163,11 +167,12 @@ class Exact:
     symbn.impl.LeftExact: symbn exact trace: float() of an exact value (a)...
     """
 
-    __slots__ = ("e",)
+    __slots__ = ("e", "needs")
     __hash__ = None  # type: ignore[assignment]
 
-    def __init__(self, e: sp.Expr):
+    def __init__(self, e: sp.Expr, needs: frozenset = frozenset()):
         self.e = e
+        self.needs = needs  # the conditions (kind, expression) this value was computed under
 
     def __repr__(self) -> str:
         return str(self.e)
@@ -178,8 +183,18 @@ class Exact:
         o = _lift(other)
         if o is None:
             return NotImplemented
-        r = op(o, self.e) if reflected else op(self.e, o)
-        return Exact(_real(r) if op in _PARTIAL else r)
+        needs = self.needs | other.needs if isinstance(other, Exact) else self.needs
+        if op not in _PARTIAL:
+            return Exact(op(o, self.e) if reflected else op(self.e, o), needs)
+        _TRACE.added = []
+        r = _real(op(o, self.e) if reflected else op(self.e, o))
+        return Exact(r, needs.union(_TRACE.added) if _TRACE.added else needs)
+
+    def _partial(self, kind: str, f) -> Exact:
+        """f(self), defined where self is `kind`."""
+        _TRACE.added = []
+        _TRACE.require(kind, self.e)
+        return Exact(_real(f(self.e)), self.needs.union(_TRACE.added))
 
     def __add__(self, o):
         return self._binary(o, sp.Add)
@@ -214,32 +229,29 @@ class Exact:
         return self._binary(o, _power, True)
 
     def __neg__(self):
-        return Exact(-self.e)
+        return Exact(-self.e, self.needs)
 
     def __pos__(self):
         return self
 
     def __abs__(self):
-        return Exact(sp.Abs(self.e))
+        return Exact(sp.Abs(self.e), self.needs)
 
     # what NumPy's ufuncs call on objects: np.sqrt(a) is a.sqrt(), ...
     def sqrt(self):
-        _TRACE.require("nonneg", self.e)
-        return Exact(_real(sp.sqrt(self.e)))
+        return self._partial("nonneg", sp.sqrt)
 
     def cbrt(self):  # NumPy's real cube root: SymPy's cbrt of a negative is complex
-        _TRACE.require("nonneg", self.e)
-        return Exact(_real(sp.cbrt(self.e)))
+        return self._partial("nonneg", sp.cbrt)
 
     def exp(self):
-        return Exact(sp.exp(self.e))
+        return Exact(sp.exp(self.e), self.needs)
 
     def log(self):
-        _TRACE.require("positive", self.e)
-        return Exact(_real(sp.log(self.e)))
+        return self._partial("log", sp.log)
 
     def tanh(self):
-        return Exact(sp.tanh(self.e))
+        return Exact(sp.tanh(self.e), self.needs)
 
     def conjugate(self):  # np.var calls conjugate on object arrays; these are real
         return self
@@ -317,7 +329,10 @@ def _divide(a, b):
 def _power(a, b):
     """a**b, recording where it is defined before SymPy simplifies it: (a**(1/2))**2 is a,
     which would hide that the code takes the root of a (NaN in floating point where a < 0)."""
-    if not b.is_Integer:
+    if a.is_number and not b.is_number:  # 2**t: only 0**t can leave the reals (inf)
+        if a == 0:
+            _TRACE.require("exponent", b)
+    elif not b.is_Integer:
         _TRACE.require("positive" if not b.is_Rational or b < 0 else "nonneg", a)
     elif b < 0:
         _TRACE.require("nonzero", a)

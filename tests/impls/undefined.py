@@ -122,3 +122,15 @@ def overflow(dy, x, gamma, eps):  # right in the reals, inf in float64
 
 def x_first(x, dy, gamma, eps=1e-5):  # right, with its parameters in another order
     return _core(dy, x, gamma, eps, x - x.mean(axis=0))
+
+
+def circle_ratio(dy, x, gamma, eps):  # undefined on a circle through no dyadic point
+    q = x[0, 0] ** 2 + x[1, 0] ** 2 - 3  # x^2 + y^2 = 3 has no rational point
+    dx, dgamma, dbeta = _core(dy, x, gamma, eps, x - x.mean(axis=0))
+    return dx * (q / q), dgamma, dbeta
+
+
+def zero_power(dy, x, gamma, eps):  # 0.0 ** t is inf for t < 0
+    dx, dgamma, dbeta = _core(dy, x, gamma, eps, x - x.mean(axis=0))
+    z = 0.0 ** (x + 100.0)
+    return dx + z - z, dgamma, dbeta
