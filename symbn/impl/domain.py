@@ -53,6 +53,9 @@ class StrongSigns(Signs):
 def _quadratic_sign(e: sp.Expr, positive: set) -> str | None:
     """POS / NONNEG / NEG / NONPOS of a polynomial e (rational coefficients) for every real
     value of its symbols, the `positive` ones > 0; None when not shown."""
+    if all(t.is_Number or t.is_Symbol or t.is_Mul and len(t.args) == 2 and t.args[0].is_Number
+           and t.args[1].is_Symbol for t in e.args):
+        return None  # linear and not constant (x[i] - mu): takes both signs
     if any(not (p.exp.is_Integer and p.exp > 0) for p in e.atoms(sp.Pow)) or \
             e.atoms(sp.Function):
         return None

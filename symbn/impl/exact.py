@@ -48,6 +48,7 @@ class _Trace:
         # (`symbn.impl.domain.KINDS`: a divisor nonzero, a radicand >= 0, ...)
         self.conditions: dict = {}
         self.added: list = []  # the conditions of the operation being traced
+        self.real: dict = {}  # id -> subexpression `_real` has found finite and real
 
     def require(self, kind: str, e: sp.Expr) -> None:
         """Record that the traced code is defined only where `e` is `kind` (a constant is
@@ -340,7 +341,7 @@ def _power(a, b):
 
 
 _PARTIAL = (_divide, _power)  # the operations (with sqrt, cbrt, log) that can leave the reals
-_NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo)
+_NOT_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I)  # SymPy's singletons
 
 
 def _real(e: sp.Expr) -> sp.Expr:
@@ -355,11 +356,18 @@ def _real(e: sp.Expr) -> sp.Expr:
     ...
     symbn.impl.LeftExact: symbn exact trace: a value that is not a finite real (zoo)...
     """
-    if e.has(*_NOT_FINITE, sp.I) or any(
-            p.base.is_negative and not p.exp.is_integer
-            for p in e.atoms(sp.Pow) if p.base.is_number):
-        raise _TRACE.refuse(f"a value that is not a finite real ({_clip(e)}): a division "
-                            "by zero, or a root or logarithm of a negative number")
+    seen, stack = _TRACE.real, [e]  # parts already looked at (operands share most of e)
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        if any(x is bad for bad in _NOT_FINITE) or (
+                x.is_Pow and x.base.is_number and x.base.is_negative
+                and not x.exp.is_integer):
+            raise _TRACE.refuse(f"a value that is not a finite real ({_clip(e)}): a "
+                                "division by zero, or a root or logarithm of a negative number")
+        seen[id(x)] = x  # kept alive, so that its id stays its own
+        stack.extend(x.args)
     return e
 
 
