@@ -24,7 +24,9 @@ Finding kinds (severe):
 
   PROVED-WRONG     an output `proved`, but the reference refutes it at some point
   DISPROVED-RIGHT  an output `disproved` that equals the reference (up to rounding) at every
-                   tested point, and whose witness, re-evaluated, does not separate
+                   tested point, and whose witness, re-evaluated, does not separate (a
+                   `definedness` disproof is re-checked as what it says: the mutant in
+                   float64 returns NaN or inf at the witness, where the truth is finite)
   BAD-WITNESS      `disproved`, but the witness does not separate (or its values are wrong)
   CRASH            an exception other than SymbnError, or the CLI's exit code 4, a traceback,
                    or an exit code that is not documented
@@ -1040,6 +1042,15 @@ def recheck_witness(function, case: dict, result) -> str | None:
     model, n, d = case["model"], case["n"], case["d"]
     tru = truth(model, n, d, point)[leaf][idx]
     true_f = float(sympy.N(tru, 30))
+    if result.method == "definedness":  # the claim: NaN or inf there, the truth finite
+        try:
+            with np.errstate(all="ignore"):
+                got = float(call_mutant(function, case, point, float)[leaf][idx])
+        except Exception as err:  # noqa: BLE001
+            return f"the mutant raised at the witness in float64: {err}"
+        if math.isfinite(got) or not math.isfinite(true_f):
+            return f"a definedness disproof, but float64 gives {got!r} (truth {true_f!r})"
+        return None
     if "float64" in (result.method or ""):
         try:
             with np.errstate(all="ignore"):
