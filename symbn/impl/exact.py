@@ -45,7 +45,7 @@ class _Trace:
         self.rounded: dict = {}  # float -> the simplest rational it rounds, where different
         self.inexact: set = set()  # floats read exactly that stand for no short rational
         # (kind, expression) -> where: what each partial operation needs of its operand
-        # (`symbn.impl.domain.KINDS`: a divisor nonzero, a radicand >= 0, ...)
+        # (the kinds of `symbn.impl.domain.HOLDS`: a divisor nonzero, a radicand >= 0, ...)
         self.conditions: dict = {}
         self.added: list = []  # the conditions of the operation being traced
         self.real: dict = {}  # id -> subexpression `_real` has found finite and real
