@@ -23,7 +23,7 @@ from test_check_impl import _truth as mp_truth
 
 from symbn.impl import check_impl
 from symbn.impl.domain import POS, StrongSigns, _definite, failing_point, unproved
-from symbn.prove.radicals import NONNEG
+from symbn.prove.radicals import NEG, NONNEG, NONPOS
 
 IMPLS = Path(__file__).parent / "impls"
 sys.path.insert(0, str(IMPLS))
@@ -174,6 +174,36 @@ def test_strong_signs():
     assert signs.sign((a * a + b * b + c * c) / 3 - mean**2) == NONNEG
     assert signs.sign(a * b + eps) is None  # indefinite
     assert signs.sign(sp.sqrt((a * a + b * b) / 2 - ((a + b) / 2) ** 2 + eps)) == POS
+
+
+def test_quadratic_sign_against_sampling():
+    """Every sign the quadratic-form test claims holds at 200 random rational points, and
+    a sum of squares plus a positive multiple of eps is always found positive."""
+    rng = random.Random(11)
+    z = sp.symbols("z0:4")
+    eps = sp.Symbol("eps")
+    from symbn.impl.domain import _quadratic_sign
+    found = 0
+    for _ in range(150):
+        squares = sum(rng.randint(0, 2) * sum(rng.randint(-2, 2) * v for v in z[:3]) ** 2
+                      for _ in range(3))
+        noise = rng.choice([0, 0, rng.randint(-2, 2) * z[0] * z[1], rng.randint(-1, 1)])
+        e = sp.expand(squares + noise + rng.randint(0, 2) * eps + rng.randint(0, 1))
+        if not e.is_Add:
+            continue
+        sign = _quadratic_sign(e, {eps})
+        if noise == 0 and e.coeff(eps) > 0 and squares != 0:
+            assert sign == POS, e
+        if sign is None:
+            continue
+        found += 1
+        f = sp.lambdify([*z, eps], e, "sympy")
+        for _ in range(200):
+            pt = [sp.Rational(rng.randint(-40, 40), rng.randint(1, 9)) for _ in z]
+            value = f(*pt, sp.Rational(rng.randint(1, 40), rng.randint(1, 40)))
+            holds = {POS: value > 0, NONNEG: value >= 0, NEG: value < 0, NONPOS: value <= 0}
+            assert holds[sign], (e, sign, pt)
+    assert found > 50
 
 
 def test_failing_points_are_exact_and_fail():
