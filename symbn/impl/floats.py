@@ -175,9 +175,8 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     truths: dict = {}
     state = {leaf: _Verdict() for leaf in leaves}
     for k, point in enumerate(points(g)):
-        args = [_float_array(*layouts[leaf], point, torch) for leaf in sig.inputs]
-        returned = _call_float(function, name, args, deadline, timeout, arrays, warned)
-        outputs = _outputs(returned, sig, layouts, name, torch)
+        outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
+                          arrays, warned)
         enc = Encloser(g, point)
         try:
             with alarm(deadline):
@@ -203,9 +202,16 @@ def values_at(function, name: str, g, sig, point: dict, deadline: float | None,
     from .check import _layout
 
     layouts = {leaf: _layout(g, leaf) for leaf in {*sig.inputs, *sig.outputs}}
-    args = [_float_array(*layouts[leaf], point, None) for leaf in sig.inputs]
-    returned = _call_float(function, name, args, deadline, timeout, "numpy", [])
-    return {leaf: a for leaf, (a, _) in _outputs(returned, sig, layouts, name, None).items()}
+    outputs = _run_at(function, name, sig, layouts, point, deadline, timeout)
+    return {leaf: a for leaf, (a, _) in outputs.items()}
+
+
+def _run_at(function, name, sig, layouts, point, deadline, timeout, torch=None,
+            arrays="numpy", warned=None) -> dict:
+    """{leaf: (float64 array, unit roundoff)} of the function called at one exact point."""
+    args = [_float_array(*layouts[leaf], point, torch) for leaf in sig.inputs]
+    returned = _call_float(function, name, args, deadline, timeout, arrays, warned)
+    return _outputs(returned, sig, layouts, name, torch)
 
 
 def _float_array(shape, cells, point, torch):
