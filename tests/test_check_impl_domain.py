@@ -22,7 +22,7 @@ from test_check_impl import _point
 from test_check_impl import _truth as mp_truth
 
 from symbn.impl import check_impl
-from symbn.impl.domain import POS, StrongSigns, _definite, failing_point, unproved
+from symbn.impl.domain import POS, StrongSigns, _definite, classify, failing_point
 from symbn.prove.radicals import NEG, NONNEG, NONPOS
 
 IMPLS = Path(__file__).parent / "impls"
@@ -214,4 +214,4 @@ def test_failing_points_are_exact_and_fail():
         assert {"nonzero": value == 0, "nonneg": value < 0, "positive": value <= 0}[kind]
         assert all(v.denominator & (v.denominator - 1) == 0 for v in p.values())  # dyadic
         assert p[eps] > 0
-    assert unproved({("nonzero", a**2 + eps): ""}, {eps}) == []
+    assert classify({("nonzero", a**2 + eps): ""}, {eps}) == ([], [])

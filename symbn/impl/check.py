@@ -25,7 +25,7 @@ from ..graph import Instance, Model
 from ..prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, alarm
 from ..prove.interface import CONSISTENT
 from ..report import Report, Result
-from .domain import NEEDS, WHAT, cancelling, failing_point, unproved
+from .domain import NEEDS, WHAT, classify, failing_point
 from .exact import _TRACE, Exact, LeftExact, _clip, _ours, exact_number
 from .floats import (
     BOUND_FACTOR,
@@ -209,14 +209,14 @@ def _defined(function, name, g, sig, layouts, results, conditions, needs, positi
     computed under (`Exact.needs`) is defined for every input (`symbn.impl.domain`); else
     it is disproved where the function returns NaN or inf at a point where the derivative
     is defined, or unknown."""
-    for kind, e, where in cancelling(conditions, positive):
+    open_, cancel = classify(conditions, positive)
+    for kind, e, where in cancel:
         notes.append(f"the code {WHAT[kind]} {_clip(e.xreplace(back))}"
                      f"{f' at {where}' if where else ''}, which is {NEEDS[kind]} for every "
                      "input only as a whole, not term by term (as E[x^2] - E[x]^2 + eps): in "
                      "floating point its terms cancel, and for inputs with a large mean it can "
                      "round below zero (NaN); compute it from x - mean")
-    open_ = unproved(conditions, positive) if any(r.verdict == PROVED for r in results) else []
-    if not open_:
+    if not open_ or not any(r.verdict == PROVED for r in results):
         return results
     symbols = [next((t for t, s in back.items() if s == leaf), leaf) for leaf in g.leaves]
     points: dict = {}  # condition -> a failing point and the function's values there

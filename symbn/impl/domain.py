@@ -132,23 +132,25 @@ def _pivots(M: list) -> list | None:
     return pivots
 
 
-def unproved(conditions: dict, positive: set) -> list[tuple[str, sp.Expr, str]]:
-    """The recorded conditions (kind, expression, where) that the sign rules do not prove
-    for every input."""
-    signs = StrongSigns(positive)
-    return [(kind, e, where) for (kind, e), where in conditions.items()
-            if signs.sign(e) not in HOLDS[kind]]
+def classify(conditions: dict, positive: set) -> tuple[list, list]:
+    """(unproved, cancelling): the recorded conditions (kind, expression, where) that the
+    sign rules do not prove for every input, and those only the quadratic-form test proves,
+    not the term-by-term rules (E[x^2] - E[x]^2 + eps): their terms cancel, and in floating
+    point they can round below zero (NaN) for inputs with a large mean, though in the reals
+    they never are.
 
-
-def cancelling(conditions: dict, positive: set) -> list[tuple[str, sp.Expr, str]]:
-    """The radicands (and powers' and logarithms' arguments) that only the quadratic-form
-    test shows positive, not the term-by-term rules: E[x^2] - E[x]^2 + eps.  Their terms
-    cancel, and in floating point they can round below zero (NaN) for inputs with a large
-    mean, though they never are in the reals."""
+    >>> a, eps = sp.symbols("a eps")
+    >>> classify({("nonzero", a): "", ("nonneg", a**2 + eps): ""}, {eps})
+    ([('nonzero', a, '')], [])
+    """
     plain, strong = Signs(positive), StrongSigns(positive)
-    return [(kind, e, where) for (kind, e), where in conditions.items()
-            if kind != "nonzero" and plain.sign(e) not in HOLDS[kind]
-            and strong.sign(e) in HOLDS[kind]]
+    open_, cancel = [], []
+    for (kind, e), where in conditions.items():
+        if strong.sign(e) not in HOLDS[kind]:
+            open_.append((kind, e, where))
+        elif kind != "nonzero" and plain.sign(e) not in HOLDS[kind]:
+            cancel.append((kind, e, where))
+    return open_, cancel
 
 
 def failing_point(kind: str, e: sp.Expr, symbols: list, positive: set, seed: int = 0,
