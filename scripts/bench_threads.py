@@ -1,7 +1,10 @@
 """Whether NumPy code gets a second core from Python threads: the throughput of two threads
 against one thread doing the same calls in turn, for the operations a generated row kernel
 makes on one block (16 rows x 4096, float32, the one-row ufunc buffer), and for the generated
-backward itself (each thread on its own arrays).
+backward itself (each thread on its own arrays); beside each operation, whether it releases
+the GIL (how far a counting Python thread gets while the operation runs in a loop, against
+the counter alone: about 1 when the GIL is released, about 0.5 when it is held and the two
+share it by the switch interval); last, the speedup of an element-wise product by its size.
 
     symbn codegen --model layernorm -o /tmp/ln.py
     python scripts/bench_threads.py /tmp/ln.py --model layernorm
@@ -49,6 +52,7 @@ def operations(calls: int) -> list[tuple[str, float]]:
         "row dots (vecdot)": lambda k: np.vecdot(A[k], B[k]),
         "row dots (einsum)": lambda k: np.einsum("ij,ij->i", A[k], B[k]),
         "matrix @ vector (OpenBLAS)": lambda k: A[k] @ g,
+        "matrix @ vector (numpy.dot)": lambda k: np.dot(A[k], g),
         "vector @ matrix (OpenBLAS)": lambda k: c @ A[k],
         "batched matmul (combine)": lambda k: np.matmul(C[k], S[k].transpose(1, 0, 2),
                                                         out=O[k].reshape(ROWS, 1, N)),
@@ -59,7 +63,46 @@ def operations(calls: int) -> list[tuple[str, float]]:
             np.setbufsize(N)
             for _ in range(n):
                 op(k)
-        rows.append((name, speedup(work, calls)))
+        rows.append((name, speedup(work, calls), gil_free(lambda op=op: op(0))))
+    return rows
+
+
+def gil_free(op, seconds: float = 0.3) -> float:
+    """How far a counting Python thread gets while `op` runs in a loop, against alone."""
+    def count(stop, out):
+        c = 0
+        while not stop:
+            c += 1
+        out.append(c)
+
+    counts = []
+    for busy in (False, True):
+        stop, out = [], []
+        thread = threading.Thread(target=count, args=(stop, out))
+        thread.start()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            if busy:
+                op()
+            else:
+                time.sleep(0.01)
+        stop.append(True)
+        thread.join()
+        counts.append(out[0])
+    return counts[1] / counts[0]
+
+
+def by_size(calls: int) -> list[tuple[int, float]]:
+    """The speedup of numpy.multiply(a, a, out=o) by the number of elements per call."""
+    rows = []
+    for size in (16384, 65536, 262144, 1048576):
+        arrays = [(np.ones(size, np.float32), np.empty(size, np.float32)) for _ in range(2)]
+
+        def work(k, n, arrays=arrays):
+            a, o = arrays[k]
+            for _ in range(n):
+                np.multiply(a, a, out=o)
+        rows.append((size, speedup(work, max(10, calls * 65536 // size))))
     return rows
 
 
@@ -83,13 +126,18 @@ def main(argv=None) -> int:
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args(argv)
     module = load(args.module, "generated")
-    print(f"| two threads against one ({ROWS} x {N} float32 per call) | speedup |")
-    print("|---|---:|")
-    for name, x in operations(args.calls):
-        print(f"| {name} | {x:.2f} |")
+    print(f"| two threads against one ({ROWS} x {N} float32 per call) | speedup | "
+          "Python progress while it runs |")
+    print("|---|---:|---:|")
+    for name, x, free in operations(args.calls):
+        print(f"| {name} | {x:.2f} | {free:.2f} |")
     for shape in [(ROWS, N), (256, N)]:
         x = backward(module, args.model, shape, max(10, args.calls // shape[0]))
-        print(f"| generated {args.model}_backward, {shape[0]} x {shape[1]} | {x:.2f} |")
+        print(f"| generated {args.model}_backward, {shape[0]} x {shape[1]} | {x:.2f} | |")
+    print("\n| numpy.multiply, float32 elements per call | speedup |")
+    print("|---:|---:|")
+    for size, x in by_size(args.calls):
+        print(f"| {size} | {x:.2f} |")
     return 0
 
 
