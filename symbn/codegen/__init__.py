@@ -127,11 +127,14 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
         if n is None:
             raise SymbnError("unrolled=True needs n=, the batch size to unroll for; try n=4")
         if layer is not None:
+            from .model_trace import check_names
             from .model_unrolled import _concrete as _concrete_model
             from .model_unrolled import unrolled_module, unrolled_proofs
 
             _concrete_model(layer, n)
-            return unrolled_module(layer, n, unrolled_proofs(layer, n))
+            text = unrolled_module(layer, n, unrolled_proofs(layer, n))
+            check_names(text, layer)
+            return text
         _concrete(n)
         return _unrolled_module(n, _unrolled_proofs(n))
     if n is not None:
@@ -140,6 +143,7 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
         from .model_numpy import numpy_module
         from .model_plan import model_plan, prove_model_plan
         from .model_terms import linear_plan
+        from .model_trace import check_blocks, check_emitted, check_names, emitted_line
         from .model_vector import vector_module
 
         plan = model_plan(layer)
@@ -149,16 +153,20 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
                              "products of the element arrays (per-set coefficients times "
                              "monomials); use target='numpy'")
         if linear is None:  # not linear in the element arrays: the plan as written
-            return numpy_module(plan, prove_model_plan(plan))
+            text = numpy_module(plan, prove_model_plan(plan))
+            check_names(text, layer)
+            return text
         if target == "numba":
             from .model_numba import numba_module
 
-            return numba_module(linear, prove_model_plan(linear.plan))
-        from .model_trace import check_emitted, emitted_line
-
+            text = numba_module(linear, prove_model_plan(linear.plan))
+            check_names(text, layer)
+            return text
         text = vector_module(linear, [*prove_model_plan(linear.plan),
                                       emitted_line(linear.plan)])
+        check_names(text, layer)
         check_emitted(text, linear.plan)
+        check_blocks(text, linear.plan)
         return text
     all_plans = plans()
     if target == "numpy":  # the fused plan is the numba kernel's; prove what is written

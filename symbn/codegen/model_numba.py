@@ -369,6 +369,8 @@ def _wrapper(kn: _Kernel, fname: str, kernel: str, args: str, doc: str) -> list[
     L += [f"    {a} = numpy.ascontiguousarray(_per_set('{a}', {a}, X).ravel())"
           for a in kn.sets]
     L += [f"    {a} = _scalar('{a}', {a}, {m.leaves[a] == 'positive'}, X)" for a in kn.scalars]
+    inputs = [*kn.arrays, *kn.along, *kn.sets]
+    L += [f"    {', '.join(inputs)}, = _apart(out, {', '.join(inputs)})"]
     L += [f"    _{n} = _float(_rows({n}))" for n in kn.arrays]
     tile = "tile" if m.axis == 0 else "_"
     L += [f"    kernel, chunks, {tile} = _plan(({kernel}_serial, {kernel}_parallel), _X)"]
@@ -389,7 +391,7 @@ def _wrapper(kn: _Kernel, fname: str, kernel: str, args: str, doc: str) -> list[
         else:
             L += [f"    _{name} = numpy.empty(_X.shape[1] if AXIS == 0 else _X.shape[0])"]
             outs.append(f"_{name}")
-            returns.append(f"_per_set_result(_{name}, X, dtype)")
+            returns.append(f"_per_set_result(_{name}, X.shape, dtype)")
     call = [f"_{n}" for n in kn.arrays] + kn.along + kn.sets + kn.scalars + outs + ["chunks"]
     call += ["tile"] * (m.axis == 0)
     L += [f"    kernel({', '.join(call)})", f"    return {', '.join(returns)}"]

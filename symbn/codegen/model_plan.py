@@ -297,7 +297,9 @@ def instantiate(plan: ModelPlan, g: Instance, expr: sp.Expr, j: int, c: int = 1)
 
 
 def proof_ns(model: Model) -> tuple[int, ...]:
-    return tuple(range(max(1, model.min_n), PROOF_MAX_N + 1))
+    """N = min_n..6, and at least two sizes for a model defined only from N = 6 on."""
+    low = max(1, model.min_n)
+    return tuple(range(low, max(PROOF_MAX_N, low + 1) + 1))
 
 
 def prove_model_plan(plan: ModelPlan, ns: tuple[int, ...] | None = None) -> list[str]:

@@ -14,9 +14,13 @@ computes them (the blocks, the stacked monomials, the batched products, the redu
 
 from __future__ import annotations
 
+import ast
+import builtins
 import importlib.util
 import tempfile
 from pathlib import Path
+
+import numpy
 
 from ..errors import SymbnError
 from .model_numpy import plan_api
@@ -48,17 +52,142 @@ def check_emitted(text: str, plan: ModelPlan) -> None:
     trace(text, f"{api.prefix}_backward", plan.model, signature, _ns(plan))
 
 
+def check_names(text: str, model) -> None:
+    """Refuse a module in which a name the caller passes (a parameter of a public function,
+    the leaves' names) is also one the code binds for itself: a module-level name or a
+    builtin it would shadow, or a local assigned in a function taking it (a leaf named u0
+    where the forward's coefficients are u0, u1, ...).  The proofs see expressions, not
+    the names the code gives them, so this is checked on the text.
+
+    >>> check_names("def f(a, b): c = a", None)
+    >>> check_names("def f(a, c): c = a", None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    symbn.errors.SymbnError: model: a leaf becomes c in the generated code, a name the code...
+    """
+    where = getattr(model, "path", None) or getattr(model, "name", None) or "model"
+
+    def refuse(name: str, why: str):
+        raise SymbnError(f"{where}: a leaf becomes {name} in the generated code, {why}; "
+                         "rename the leaf")
+
+    try:
+        tree = ast.parse(text)
+        compile(tree, "<generated>", "exec")
+    except SyntaxError as err:  # a leaf named like a parameter the code adds (out)
+        raise SymbnError(f"{where}: the generated code does not compile ({err.msg}); a leaf "
+                         "is named like a parameter the code adds itself; rename the leaf") \
+            from None
+    functions = [f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)]
+    passed = {a.arg for f in functions if not f.name.startswith("_") for a in f.args.args}
+    top = {t.id for node in tree.body if isinstance(node, ast.Assign)
+           for t in node.targets if isinstance(t, ast.Name)}
+    top |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    top |= {(a.asname or a.name).split(".")[0] for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+    for name in sorted(passed & (top | set(dir(builtins)))):
+        refuse(name, "a name the module defines or uses from Python")
+    for f in functions:
+        taken = {a.arg for a in f.args.args} & passed
+        for node in ast.walk(f):
+            targets = (node.targets if isinstance(node, ast.Assign) else
+                       [node.target] if isinstance(node, (ast.AugAssign, ast.For)) else [])
+            names = {t.id for target in targets for t in ast.walk(target)
+                     if isinstance(t, ast.Name)}
+            for name in sorted(names & taken):
+                if not (isinstance(node, ast.Assign) and _checks_itself(node.value, name)):
+                    refuse(name, "a name the code binds for itself")
+
+
+def _checks_itself(value: ast.expr, name: str) -> bool:
+    """Whether `value` rebinds a parameter to itself checked, converted or one block or
+    element of it: `_along('gamma', gamma, X)`, `_element([('X', X)])`, `_X[k]`,
+    `X.astype(numpy.float64)`, `gamma_[_j]`; never arithmetic on it."""
+    if isinstance(value, ast.Name):
+        return value.id in (name, "_" + name, name + "_")
+    if isinstance(value, (ast.Subscript, ast.Attribute)):
+        return _checks_itself(value.value, name)
+    if isinstance(value, (ast.List, ast.Tuple)):
+        return any(_checks_itself(e, name) for e in value.elts)
+    if not isinstance(value, ast.Call):
+        return False
+    f = value.func
+    if isinstance(f, ast.Attribute) and f.attr in _CONVERSIONS:
+        return _checks_itself(f.value, name) if f.attr in _METHODS else \
+            any(_checks_itself(a, name) for a in value.args)
+    return isinstance(f, ast.Name) and f.id.startswith("_") and \
+        any(_checks_itself(a, name) for a in value.args)
+
+
+_METHODS = {"astype", "ravel", "reshape"}
+_CONVERSIONS = _METHODS | {"ascontiguousarray", "asarray"}
+
+
+def check_blocks(text: str, plan: ModelPlan, rows: int = 37, n: int = 5) -> None:
+    """The module's forward and backward on many sets in small blocks, against each set on
+    its own (float64, relative 1e-9): the exact trace runs one block, and code that carries
+    a value from one block to the next (or takes a block's shape for the whole array's)
+    would pass it.  A check that can only refuse the code, never a proof.  Along the last
+    axis only: along axis 0 every array is one block."""
+    m = plan.model
+    if m.axis != -1:
+        return
+    n = max(n, m.min_n)
+    module = _load(text, "blocks")
+    module.BLOCK = 1  # blocks of the fewest rows that keep them aligned
+    api, rng = plan_api(plan), numpy.random.default_rng(0)
+    values = {}
+    for leaf in {*api.forward, *api.backward}:
+        kind = "element" if leaf == m.gradient else m.leaves[leaf]
+        values[leaf] = (rng.standard_normal((rows, n)) if kind == "element" else
+                        rng.standard_normal(n) if kind == "along" else
+                        rng.standard_normal(rows) if kind == "set" else
+                        0.5 if kind == "positive" else 0.75)
+
+    def call(which: str, leaves: list[str], r: int | None):
+        def one(leaf):
+            kind = "element" if leaf == m.gradient else m.leaves[leaf]
+            v = values[leaf]
+            return v[r:r + 1] if r is not None and kind in ("element", "set") else v
+        try:
+            out = getattr(module, f"{api.prefix}_{which}")(*[one(a) for a in leaves])
+        except Exception as err:  # noqa: BLE001 - any failure of the emitted code refuses it
+            raise SymbnError(f"{m.name}: the emitted {api.prefix}_{which} fails on {rows} "
+                             f"sets in blocks ({type(err).__name__}: {err}); refusing to "
+                             "write the code") from None
+        return out if which == "backward" else (out,)
+
+    kinds = ["forward"] + [plan.kinds[g] for g in plan.gradients]
+    for which, leaves, result_kinds in (("forward", api.forward, kinds[:1]),
+                                        ("backward", api.backward, kinds[1:])):
+        whole = call(which, leaves, None)
+        alone = [call(which, leaves, r) for r in range(rows)]
+        for k, kind in enumerate(result_kinds):
+            want = (sum(a[k] for a in alone) if kind == "along" else
+                    numpy.concatenate([a[k] for a in alone]))
+            scale = max(1.0, float(numpy.max(numpy.abs(want))))
+            if whole[k].shape != want.shape or \
+                    float(numpy.max(numpy.abs(whole[k] - want))) > 1e-9 * scale:
+                raise SymbnError(f"{m.name}: the emitted {api.prefix}_{which} gives other "
+                                 f"values (or shapes) for {rows} sets in blocks than for each "
+                                 "set alone; refusing to write the code")
+
+
+def _load(text: str, name: str):
+    with tempfile.TemporaryDirectory(prefix="symbn-trace-") as tmp:
+        path = Path(tmp) / f"{name}_emitted.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
 def trace(text: str, function: str, model, signature: str, ns: list[int]) -> None:
     """`function` of the module `text`, run on exact scalars at each N of `ns` (D = 2):
     every output proved, or SymbnError."""
     from ..impl.check import check_impl
 
-    with tempfile.TemporaryDirectory(prefix="symbn-trace-") as tmp:
-        path = Path(tmp) / f"{function}_emitted.py"
-        path.write_text(text)
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    module = _load(text, function)
     for n in ns:
         report = check_impl(getattr(module, function), model, n=n, d=D, signature=signature)
         for r in report.results:

@@ -200,7 +200,11 @@ def _function(lp: LinearPlan, api: Api, keys: list[str], which: str) -> list[str
             L.append(f"    _{a} = _per_set('{a}', {a}, X)")
         elif kind in SCALAR_KINDS:
             L.append(f"    {a} = _scalar('{a}', {a}, {kind == 'positive'}, X)")
+    inputs = names + [a for a in leaves if m.leaves.get(a) == "along"]
+    L += [f"    {', '.join(inputs)}, = _apart(out, {', '.join(inputs)})"]
     L += ["    N = _count(X)"]
+    # the loop binds X to each block in turn: the per-set results take the whole shape
+    L += ["    _shape = X.shape"] * any(plan.kinds[k] == "set" for k in keys)
     L += ["    edtype = _wide(X)" if m.axis == 0 else "    edtype = dtype"]
     L += [f"    _{n} = _rows({n})" for n in names]
     element = [k for k in keys if plan.kinds[k] in ("element", "forward")]
@@ -277,7 +281,7 @@ def _function(lp: LinearPlan, api: Api, keys: list[str], which: str) -> list[str
         if kind == "along":
             out.append(f"{name}.astype(dtype)")
         elif kind == "set":
-            out.append(f"_per_set_result(_{name}, X, dtype)")
+            out.append(f"_per_set_result(_{name}, _shape, dtype)")
         else:
             out.append(name)
     L.append(f"    return {', '.join(out)}")

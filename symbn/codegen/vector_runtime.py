@@ -98,6 +98,15 @@ def _block_rows(X):
     return min(rows, max(step, BLOCK // row // step * step))
 
 
+def _apart(out, *arrays):
+    """The input arrays, each copied if it shares memory with `out`: the result is written
+    block by block while the inputs are still read (out=dY would change dY under dgamma)."""
+    if out is None:
+        return arrays
+    return tuple(a.copy() if isinstance(a, numpy.ndarray) and numpy.may_share_memory(out, a)
+                 else a for a in arrays)
+
+
 def _out(buffer, X, name="out"):
     """A caller's buffer for a result of X's shape, checked; a new array when None."""
     if buffer is None:
@@ -250,9 +259,9 @@ def _per_set_empty(X):
     return numpy.empty((1, X.shape[1]) if AXIS == 0 else (_rows(X).shape[0], 1), _wide(X))
 
 
-def _per_set_result(value, X, dtype):
-    shape = X.shape[1:] if AXIS == 0 else X.shape[:-1]
-    return value.reshape(shape).astype(dtype)
+def _per_set_result(value, shape, dtype):
+    """A per-set result in the shape of the sets: `shape` is X's (the whole array's)."""
+    return value.reshape(shape[1:] if AXIS == 0 else shape[:-1]).astype(dtype)
 '''
 
 _RUNTIME = _RUNTIME_HEAD + ELEMENT + _RUNTIME_TAIL
