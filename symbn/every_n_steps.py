@@ -208,24 +208,27 @@ def _concrete_disproof(d, step, deadline: float | None = None) -> dict | None:
     return None
 
 
-def _vacuous_sizes(d, step, deadline: float | None = None) -> dict[int, str]:
-    """{N: reason} for the N in min_n..min_n+3 at which a side of the step is undefined for
-    every point (for some index assignment)."""
+def _vacuous_sizes(d, step, deadline: float | None = None) -> tuple[dict[int, str], list[int]]:
+    """({N: reason} for the N in min_n..min_n+3 at which a link of the step is undefined
+    for every point (for some index assignment): a side undefined, or the two sides never
+    defined at one point; the N at which every link was shown defined somewhere)."""
     from .prove import Algebra
     from .stepcheck import _StepChecker, assignments
 
-    found = {}
+    found, defined = {}, []
     for n in range(d.spec.min_n, d.spec.min_n + CONCRETE_SIZES):
         _left(deadline)
         try:
             g = d.spec.instantiate(n)
             checker = _StepChecker(_single(d, step), g, Algebra(g), deadline, True)
             for assignment in assignments(step, n):
+                sides = []
                 for link in step.links:
                     checker.builder.denominators, checker.builder.radicands = [], []
                     checker.builder.run(link, assignment)
-                    reason = checker._undefined(checker.builder.denominators,
-                                                checker.builder.radicands)
+                    sides.append((checker.builder.denominators, checker.builder.radicands))
+                for left, right in pairwise(sides):
+                    reason = checker._undefined_link(left, right)
                     if reason is not None:
                         label = ", ".join(f"{k}={v}" for k, v in assignment.items())
                         found[n] = f"{label}: {reason}" if label else reason
@@ -234,7 +237,9 @@ def _vacuous_sizes(d, step, deadline: float | None = None) -> dict[int, str]:
                     break
         except SymbnError:
             continue
-    return found
+        if n not in found:
+            defined.append(n)
+    return found, defined
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,7 +301,13 @@ def _check_step(step, d, rules_ok: bool, start: float, deadline: float | None) -
     count = f"{len(links) - 1} link(s)"
     parts = [f"{count} for every N >= {m.min_n}"]
     if not _signed(links, signs, m.min_n) or any(divisors) or any(radicands):
-        vacuous = _vacuous_sizes(d, step, deadline)
+        vacuous, defined = _vacuous_sizes(d, step, deadline)
+        if not defined:  # "where both sides are defined" might be nowhere at all
+            top = m.min_n + CONCRETE_SIZES - 1
+            why = vacuous[min(vacuous)] if vacuous else "the concrete checker refused them"
+            return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
+                          note=f"true wherever both sides are defined, but they were not "
+                               f"shown defined at any N = {m.min_n}..{top} ({why})")
         for size, reason in _vanishing_sizes([t for side in divisors for t in side], scalars,
                                              m.min_n).items():
             vacuous.setdefault(size, reason)

@@ -257,6 +257,11 @@ class _StepChecker:
             return f"{why[0]}; the right side is defined there"
         if why[1] is not None:
             return f"{why[1]}; the left side is defined there"
+        both = left[1] + right[1]
+        if left[1] and right[1] and not self._jointly_real(both):
+            return ("undefined or undecided: each side is defined somewhere, but no point was "
+                    "found where both are (square roots of "
+                    f"{', '.join(str(t) for t, _ in both[:4])}{', ...' if len(both) > 4 else ''})")
         return None
 
     def _jointly_real(self, radicands: list) -> bool:
@@ -275,7 +280,7 @@ class _StepChecker:
         if key not in self._nonzero:
             self._nonzero[key] = False
             for seed in range(64):
-                point = self.alg._point(random.Random(seed), open_)
+                point = self.alg._point(random.Random(seed), open_, squares=seed % 2 == 0)
                 try:
                     values = [g.evaluate(e, point) for e in open_]
                 except ZeroDivisionError:

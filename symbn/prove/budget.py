@@ -33,6 +33,9 @@ class Rang(Budget):
     """
 
 
+MAX_ALARM = 1e8  # seconds, about three years
+
+
 @contextlib.contextmanager
 def alarm(deadline: float | None):
     """Raise `Budget` wherever the work is when `deadline` (time.monotonic) passes.
@@ -66,14 +69,17 @@ def alarm(deadline: float | None):
         raise Rang
 
     previous = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+    # setitimer overflows the platform's time_t past about 1e9 s: a deadline farther away
+    # than MAX_ALARM is armed at MAX_ALARM, years, which no run reaches
+    signal.setitimer(signal.ITIMER_REAL, min(max(deadline - time.monotonic(), 1e-3), MAX_ALARM))
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         if outer is not None:
-            signal.setitimer(signal.ITIMER_REAL, max(outer - time.monotonic(), 1e-3))
+            signal.setitimer(signal.ITIMER_REAL, min(max(outer - time.monotonic(), 1e-3),
+                                                     MAX_ALARM))
 
 
 # One FLINT multiplication is a single C call that no alarm can interrupt, and FLINT aborts

@@ -27,6 +27,12 @@ from .rational import _degree
 from .separate import certainly_nonzero
 
 
+def _positive(rng: random.Random) -> Fraction:
+    """A value of a positive leaf: a small integer, or as often a small fraction (sqrt(1/2 -
+    eps) is real only for eps < 1/2)."""
+    return Fraction(rng.randint(1, 5)) if rng.random() < 0.5 else Fraction(1, rng.randint(2, 64))
+
+
 class Definedness:
     """The definedness checks of `Algebra` (a mixin: they use its model, leaves and
     conversion, `difference`, `convert`, `_radicals`, `_eps_form`)."""
@@ -135,30 +141,31 @@ class Definedness:
             return True
         if sign in (radicals.NEG, radicals.NONPOS):
             return self.nonzero(expr, deadline) is False
-        for seed in range(8):
+        for seed in range(16):  # then points free of the square forms: sqrt(1/2 - eps)
             try:
-                value = model.evaluate(expr, self._point(random.Random(seed), [expr]))
+                value = model.evaluate(expr, self._point(random.Random(seed), [expr],
+                                                         squares=seed < 8))
             except ZeroDivisionError:
                 continue
             if value.is_real and certainly_nonzero(value) and value > 0:
                 return True
         return True if self.nonzero(expr, deadline) is False else None
 
-    def _point(self, rng: random.Random, hints: list = ()) -> dict:
+    def _point(self, rng: random.Random, hints: list = (), squares: bool = True) -> dict:
         """Small random integers for every leaf, each positive leaf p > 0 chosen where
-        possible so that a radicand c*p + w(x) is a rational square (of `hints` first, then
-        of the model's own radicals), so that its square root stays rational."""
+        possible (`squares`) so that a radicand c*p + w(x) is a rational square (of `hints`
+        first, then of the model's own radicals), so that its square root stays rational."""
         model = self.model
         point = {leaf: Fraction(rng.randint(-5, 5)) for leaf in model.leaves}
-        forms = self._square_forms(hints)
+        forms = self._square_forms(hints) if squares else {}
         for p in [leaf for leaf in model.leaves if leaf in model.positive]:
             if p not in forms:
-                point[p] = Fraction(rng.randint(1, 5))
+                point[p] = _positive(rng)
                 continue
             c, w = forms[p]
             value = model.evaluate(w, {s: q for s, q in point.items() if s not in forms})
             if not value.is_Rational:  # w is free of the positive leaves, so this is rare
-                point[p] = Fraction(rng.randint(1, 5))
+                point[p] = _positive(rng)
                 continue
             root = math.isqrt(max(0, int(value.p) // int(value.q))) + 1 + rng.randint(0, 2)
             eps = (root * root - value) / c  # > 0, and c*p + w = root^2
