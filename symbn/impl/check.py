@@ -295,9 +295,15 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes) -> lis
                        "(an overflow or a cancellation far beyond a correct implementation's "
                        f"rounding, a branch on the dtype, or state kept between calls): "
                        f"{f.note}")
+        elif f is not None and f.verdict == UNKNOWN:
+            # what was proved is the code on exact scalars; on floats it computed something
+            # else than the derivative within rounding (a branch on the dtype, a rounding to
+            # float32): the stated meaning of proved does not hold
+            r = Result(r.id, UNKNOWN, r.method, r.seconds + f.seconds,
+                       note=f"proved on exact scalars, but float64 arrays at the {POINTS} "
+                       f"points do not confirm it (the code computes something else on "
+                       f"floats, or rounds to float32 somewhere): {f.note}")
         out.append(r)
-    notes += [f"{k}: proved, but the float64 run at the {POINTS} points did not confirm it: "
-              f"{f.note}" for k, f in floated.items() if f.verdict == UNKNOWN]
     return out
 
 
@@ -415,7 +421,9 @@ def _call(function, name, args, deadline, timeout):
         raise SymbnError(f"{name} did not return within the budget of {timeout:g} s (the "
                          "exact trace runs it on symbolic scalars, far slower than floats; "
                          "raise timeout= or use a smaller n)") from None
-    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code may raise anything
+    except KeyboardInterrupt:  # Ctrl-C, or the code raising it: an interrupt either way
+        raise
+    except BaseException as err:  # noqa: BLE001 - the user's code may raise anything
         if _TRACE.first is not None:
             return None, buffer.getvalue(), _TRACE.first, None
         return None, buffer.getvalue(), None, (f"{name} raised {type(err).__name__}: "

@@ -103,8 +103,8 @@ def exact_number(value) -> sp.Rational | None:
         if not np.isfinite(value):
             raise _TRACE.refuse(f"the non-finite float {value!r} entered the computation")
         p, q = value.as_integer_ratio()  # a binary float is this rational exactly
-        if isinstance(value, (float, np.float64)) and q > 1 << 20:
-            meant = _simplest(float(value))
+        if q > 1 << 20:
+            meant = _simplest(value)
             if meant != Fraction(int(p), int(q)) and meant.denominator < 1 << 20:
                 _TRACE.rounded[float(value)] = meant  # such as 1.0/3 for 1/3
                 if _TRACE.intended:
@@ -122,18 +122,22 @@ def exact_number(value) -> sp.Rational | None:
 ULPS = 4  # how far a computed float may be from the rational it stands for
 
 
-def _simplest(f: float) -> Fraction:
-    """The rational of least denominator within ULPS units in the last place of the float f:
-    1.0/3 -> 1/3, and 1 - 1.0/3 -> 2/3, though the float nearest 2/3 is one unit below it.
-    Only a re-run reads floats this way, to tell a disproof that rounding explains from one
-    it does not; nothing is proved with it.
+def _simplest(f) -> Fraction:
+    """The rational of least denominator within ULPS units in the last place of the float f
+    (a Python float or any NumPy float type, in its own precision): 1.0/3 -> 1/3, and
+    1 - 1.0/3 -> 2/3, though the float nearest 2/3 is one unit below it.  Only a re-run
+    reads floats this way, to tell a disproof that rounding explains from one it does not;
+    nothing is proved with it.
 
     >>> _simplest(1.0 / 3), _simplest(1 - 1.0 / 3), _simplest(0.1), _simplest(0.5)
     (Fraction(1, 3), Fraction(2, 3), Fraction(1, 10), Fraction(1, 2))
+    >>> _simplest(np.longdouble(1) / 3), _simplest(np.float32(0.1))
+    (Fraction(1, 3), Fraction(1, 10))
     """
     if f < 0:
         return -_simplest(-f)
-    x, ulp = Fraction(f), Fraction(math.ulp(f))
+    spacing = math.ulp(f) if isinstance(f, float) else np.spacing(f)
+    x, ulp = Fraction(*f.as_integer_ratio()), Fraction(*spacing.as_integer_ratio())
     lo, hi = x - ULPS * ulp, x + ULPS * ulp
     return _between(lo, hi) if lo > 0 else Fraction(0)
 

@@ -236,7 +236,9 @@ def _call_float(function, name, args, deadline, timeout, arrays, warned=None):
     except Budget:
         raise SymbnError(f"{name} did not return within the budget of {timeout:g} s (called "
                          f"with {what}); raise timeout= or use a smaller n") from None
-    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code may raise anything
+    except KeyboardInterrupt:  # Ctrl-C, or the code raising it: an interrupt either way
+        raise
+    except BaseException as err:  # noqa: BLE001 - the user's code may raise anything
         from .load import _one_line
 
         raise SymbnError(f"{name} raised {type(err).__name__}: {_one_line(err)}{_where(err)} "

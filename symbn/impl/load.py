@@ -42,7 +42,9 @@ def load_function(spec: str) -> Callable:
     sys.path.insert(0, folder)  # the user's file may import its neighbours
     try:
         spec_obj.loader.exec_module(module)
-    except Exception as err:  # noqa: BLE001 - the user's module may raise anything
+    except KeyboardInterrupt:  # Ctrl-C, or the code raising it: an interrupt either way
+        raise
+    except BaseException as err:  # noqa: BLE001 - the user's module may raise anything
         raise SymbnError(f"{path_text}: importing it raised {type(err).__name__}: "
                          f"{_one_line(err)}") from None
     finally:

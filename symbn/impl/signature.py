@@ -68,12 +68,16 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 
 def named_signature(function, m: Model) -> str | None:
     """The default signature with the arguments in the order of the function's own
-    parameters, when those are the model's input names in another order (def bn(x, dy,
-    gamma, eps)); None otherwise.
+    parameters, when some of those are the model's input names in another order (def bn(x,
+    dy, gamma, eps); def ln(x, dy, weight, eps), weight then taking gamma's place); None
+    otherwise.
 
     >>> from symbn.models import load
     >>> def bn(x, dy, gamma, eps=1e-5): ...
     >>> named_signature(bn, load("batchnorm"))
+    'x, dy, gamma, eps -> dx, dgamma, dbeta'
+    >>> def ln(x, dy, weight, eps): ...
+    >>> named_signature(ln, load("layernorm"))
     'x, dy, gamma, eps -> dx, dgamma, dbeta'
     """
     import inspect
@@ -85,9 +89,14 @@ def named_signature(function, m: Model) -> str | None:
     names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     slots = backward_inputs(m)
     head = names[:len(slots)]
-    if sorted(head) != sorted(slots) or head == slots:
+    if len(head) < len(slots) or len(set(head)) < len(head):
         return None
-    return ", ".join(head) + " ->" + default_signature(m).partition("->")[2]
+    # the model's names by name, the others (weight for gamma) to the slots left, in order
+    free = iter([s for s in slots if s not in head])
+    mapped = [n if n in slots else next(free) for n in head]
+    if mapped == slots:
+        return None
+    return ", ".join(mapped) + " ->" + default_signature(m).partition("->")[2]
 
 
 def parse_signature(text: str | None, m: Model) -> Signature:
