@@ -425,6 +425,9 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
     rule_text = ", ".join(f"{r.id.split('/')[1]} {r.verdict}" for r in rules)
     from .verify_model import describe_source
 
+    vacuous = _undefined_sizes(m) if any(r.verdict == PROVED and "where both sides are "
+                                         "defined" in (r.note or "") for r in results) else {}
+
     notes = [
         f"model {describe_source(m)}: the graph and the closed forms are read from it",
         f"every result holds for all {domain}, 1 <= j <= N (N a symbol, not a sample), one "
@@ -439,6 +442,17 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
              [n for n, kind in m.leaves.items() if kind in INDEXED_KINDS] + [m.gradient]))
          + " with powers) = sum_i of the monomial at row i, as indeterminates"),
     ]
+    if vacuous:
+        sizes = ", ".join(map(str, sorted(vacuous)))
+        why = vacuous[min(vacuous)].split(": ", 1)[-1].replace("a side", "a node")
+        notes.append(f"the model is undefined at N = {sizes} ({why}): what is proved "
+                     "'where both sides are defined' holds there vacuously")
+    if len(vacuous) == CONCRETE_SIZES:  # defined at none of the sizes tried: nothing shown
+        results = [Result(r.id, UNKNOWN, "definedness", r.seconds,
+                          note=f"{r.note}; but the model was not shown defined at any N = "
+                               f"{m.min_n}..{m.min_n + CONCRETE_SIZES - 1}")
+                   if r.verdict == PROVED and "where both sides are defined" in (r.note or "")
+                   else r for r in results]
     notes += [f"paths from {leaf} to f: " + "; ".join(" -> ".join(p) for p in m.paths(leaf))
               for leaf in m.leaves]
     notes.append("unknown means the canonical form did not vanish (or is outside the "
@@ -449,6 +463,24 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
             "seconds": round(time.monotonic() - start, 3)}
     return Report(f"symbn verify: {m.title}, backward, every N (symbolic)", results, info,
                   notes)
+
+
+def _undefined_sizes(m: Model) -> dict[int, str]:
+    """{N: reason} for the N in min_n..min_n+3 at which a node of the model divides by
+    something identically zero, or takes the root of something negative wherever it is not
+    0 (`symbn.prove.Algebra.undefined`, exact, at that N with one set)."""
+    from .prove import Algebra
+
+    found = {}
+    for n in range(m.min_n, m.min_n + CONCRETE_SIZES):
+        try:
+            g = m.instantiate(n, 1)
+            reason = Algebra(g).undefined(sp.Tuple(*[s for s in g.nodes if s != g.f]))
+        except (SymbnError, Unsupported, ZeroDivisionError):
+            continue
+        if reason is not None and not reason.startswith("undefined or undecided"):
+            found[n] = reason
+    return found
 
 
 def _claim(cid, leaf, lhs, rhs, statement, m, scalars, memo, concrete, rules_ok, deadline,

@@ -53,7 +53,7 @@ def escape(text: str) -> str:
             out.append(f"${_UNICODE_MATH[ch]}$")
         elif ch in "\n\t":
             out.append(" ")
-        elif ord(ch) < 32:
+        elif ord(ch) < 32 or 127 <= ord(ch) < 160:  # control characters (C0, DEL, C1)
             continue
         elif ord(ch) > 255:
             out.append("?")

@@ -213,6 +213,50 @@ def test_radicands_never_positive_together_are_not_proved(claim):
 
 
 @pytest.mark.parametrize("claim", [
+    # each side alone is defined (x1 - x2 >= 1, x2 - x1 >= 1), never both: SymPy reads
+    # sqrt(u)**2 as u, after which the two sides are the same expression
+    "sqrt(x[1] - x[2] - 1)**2 + 1 = -sqrt(x[2] - x[1] - 1)**2 - 1",
+    "sqrt(x[j] - mu - 1)**2 + 1 = -sqrt(mu - x[j] - 1)**2 - 1",
+    "sqrt(eps - 1)**2 + 1 = 1/2 - sqrt(1/2 - eps)**2",
+])
+def test_sides_never_defined_together_are_not_proved(claim):
+    d = parse(doc(claim), "apart.toml")
+    (result,) = check(d, 3)
+    assert result.verdict == UNKNOWN and "no point was found where both are" in result.note, \
+        result
+    if "[j]" in claim:  # and for every N, where no N was shown to have such a point
+        (result,) = general.check_all(d)
+        assert result.verdict == UNKNOWN and "not shown defined at any N" in result.note, \
+            result
+
+
+def test_a_step_defined_for_no_n_is_not_proved_for_every_n():
+    d = parse(doc("sqrt(x[j] - mu - 1)**2 + sqrt(mu - x[j] - 1)**2 = -2"), "nowhere.toml")
+    (result,) = general.check_all(d)
+    assert result.verdict == UNKNOWN and "not shown defined at any N = 1..4" in result.note
+
+
+def test_a_radicand_positive_only_for_small_eps_is_found_defined():
+    """1/2 - eps > 0 needs eps < 1/2: the points tried include small fractions."""
+    (result,) = check(parse(doc("sqrt(1/2 - eps)**2 = 1/2 - eps"), "small.toml"), 3)
+    assert result.verdict == PROVED, result
+
+
+@pytest.mark.parametrize("where", ["i == j and i != j", "i == j and j == k and i != k"])
+def test_a_where_that_never_holds_is_refused(where):
+    from symbn.errors import SymbnError
+
+    with pytest.raises(SymbnError, match="never holds"):
+        parse(doc("x[i] = x[j] + 1" if "k" not in where else "x[i] = x[k] + 1", where),
+              "never.toml")
+
+
+def test_a_timeout_beyond_the_platforms_timer_is_accepted():
+    run = symbn("check", "batchnorm", "--n", "2", "--timeout", "1e12")
+    assert run.returncode == 0 and "proved" in run.stdout and not run.stderr, run
+
+
+@pytest.mark.parametrize("claim", [
     "sqrt(x[1] - x[2])*sqrt(x[1] - x[3]) = sqrt((x[1] - x[2])*(x[1] - x[3]))",
     "sqrt(x[1] - x[2] - 1)**2 = x[1] - x[2] - 1",
 ])

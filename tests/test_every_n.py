@@ -157,3 +157,35 @@ def test_a_square_root_per_row_is_not_one_symbol():
     assert report["forward=backward/dx"].verdict == "unknown"
     assert "depends on a summed row" in report["forward=backward/dx"].note
     assert report["forward/dx"].verdict == "disproved"
+
+
+DIVIDES_BY_THE_SPREAD = '''
+name = "spread"
+title = "divide by the spread"
+[leaves]
+x = "element"
+gamma = "set"
+[nodes]
+mu = "Sum(x[k], (k, 1, N))/N"
+c = "Sum((x[k] - mu)**2, (k, 1, N))"
+y = "gamma*x[i]/c"
+[model]
+output = "y"
+axis = 0
+[results]
+"D(f, gamma)" = "Sum(dy[k]*x[k], (k, 1, N))/c"
+'''
+
+
+def test_every_n_names_the_sizes_where_the_model_is_undefined():
+    """c = sum (x - mu)^2 is identically zero at N = 1: proved 'where both sides are
+    defined', and the report says that at N = 1 that is nowhere."""
+    report = verify_model(parse(DIVIDES_BY_THE_SPREAD, "spread.toml"), "all")
+    assert report.ok, report
+    assert any("the model is undefined at N = 1 (a node divides by c, which is identically "
+               "zero)" in note for note in report.notes), report.notes
+    # and concretely: N = 1 is undefined, N = 2 proved
+    one, two = verify_model(parse(DIVIDES_BY_THE_SPREAD, "spread.toml"), 1), \
+        verify_model(parse(DIVIDES_BY_THE_SPREAD, "spread.toml"), 2)
+    assert not one.ok and all(r.verdict != "proved" for r in one.results if "dgamma" in r.id)
+    assert two.ok

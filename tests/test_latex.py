@@ -455,3 +455,24 @@ def test_cli_every_n_tex_and_pdf(tmp_path):
     run = symbn("latex", "--n", "all", "-o", str(pdf))
     assert run.returncode == 0, run.stderr
     assert pdf.read_bytes().startswith(b"%PDF") and _pages(pdf) == 9
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a $$ b $$ c", "empty inline math"),
+    ("a $x\fy$ b", "would misread"),
+    ("a $x\n\ny$ b", "would misread"),
+    ("a $x\ty$ b", "would misread"),
+])
+def test_prose_refuses_math_latex_would_misread(text, message):
+    from symbn.errors import SymbnError
+    from symbn.latex.printer import prose
+
+    with pytest.raises(SymbnError, match=message):
+        prose(text)
+
+
+def test_prose_keeps_a_line_break_in_math_and_drops_control_characters():
+    from symbn.latex.printer import prose
+
+    assert prose("a $x\ny$ b") == "a $x\ny$ b"
+    assert prose("a\x85b\x7fc\x01d") == "abcd"

@@ -67,7 +67,8 @@ def _as_float(name, a, ndim, shape=None, like=""):
 
 
 def _check_eps(eps):
-    if not isinstance(eps, (int, float, numpy.floating)) or not 0 < float(eps) < numpy.inf:
+    if isinstance(eps, (bool, numpy.bool_)) or not isinstance(
+            eps, (int, float, numpy.integer, numpy.floating)) or not 0 < float(eps) < numpy.inf:
         raise ValueError(f"eps must be a positive finite number, got {eps!r}")
     return float(eps)
 

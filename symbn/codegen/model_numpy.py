@@ -73,8 +73,9 @@ ELEMENT = '''def _element(arrays):
 def _scalar(name, value, positive, X):
     if X.dtype == object:  # an exact scalar, taken as it is
         return value
-    if not isinstance(value, (int, float, numpy.floating)) or not numpy.isfinite(value) \\
-            or (positive and not float(value) > 0):
+    if isinstance(value, (bool, numpy.bool_)) \\
+            or not isinstance(value, (int, float, numpy.integer, numpy.floating)) \\
+            or not numpy.isfinite(value) or (positive and not float(value) > 0):
         want = "a positive finite number" if positive else "a finite number"
         raise ValueError(f"{{name}} must be {{want}}, got {{value!r}}")
     return float(value)

@@ -238,6 +238,17 @@ def _parse_where(where: str, at: str) -> tuple:
             raise SymbnError(f"{at}: where compares {a} with itself; compare two indices")
         rel = sp.Eq if op == "==" else sp.Ne
         out.append(rel(INDEX[a], INDEX[b], evaluate=False))
+    # the == conditions make classes of equal indices; a != inside one never holds
+    same = {name: {name} for name in INDEX}
+    for c in out:
+        if isinstance(c, sp.Eq):
+            joined = same[str(c.lhs)] | same[str(c.rhs)]
+            for name in joined:
+                same[name] = joined
+    for c in out:
+        if isinstance(c, sp.Ne) and str(c.rhs) in same[str(c.lhs)]:
+            raise SymbnError(f"{at}: where = '{_clip(where)}' never holds ({c.lhs} != {c.rhs} "
+                             "contradicts the == conditions); a step must claim something")
     return tuple(out)
 
 

@@ -60,7 +60,9 @@ from .enclose import PRECISION, Encloser, NotEnclosed, _precision, interval_of
 
 ROUTE_FLOAT = "float64 at exact points"
 ROUTE_TORCH = "torch.float64 at exact points"
-POINTS = 3
+POINTS = 5
+WITHIN_FLOAT32 = "off by up to"  # how a result within float32's rounding bound begins
+WIDE, SMALL_EPS = 3, 4  # the points (from 0) with wide leaves, with a small eps
 BOUND_FACTOR = 64  # an equivalent formula in another order, pairwise sums, E[x^2] - mu^2
 DISPROOF_MARGIN = 64  # times the float32 bound: 2^35 times the float64 one
 U64, U32 = 2.0 ** -53, 2.0 ** -24
@@ -74,24 +76,28 @@ def points(g, k: int = POINTS) -> list[dict]:
     >>> from symbn.models import load
     >>> p = points(load("batchnorm").instantiate(2, 1))
     >>> len(p), all(q.denominator in (1, 2, 4, 8) for q in p[0].values())
-    (3, True)
+    (5, True)
     """
     from .check import _layout
 
     m = g.model
     rng = random.Random(f"symbn check-impl {m.name} {g.n} {g.d}")
     out = []
-    for _ in range(k):
+    for index in range(k):
+        # the fourth point is 16 times as wide (a clip to |dy| <= 2 shows there), the fifth
+        # has eps = 2^-17, about 1e-5 (a floor on eps shows there)
+        scale = 16 if index == WIDE else 1
         point: dict = {}
         for name in [m.gradient, *m.leaves]:
             kind = "element" if name == m.gradient else m.kind(name)
             for symbol, _, _ in _layout(g, name)[1].values():
                 if kind == "positive":
                     q = Fraction(rng.choice((1, 2, 3, 4)), 8)
+                    q = Fraction(1, 1 << 17) if index == SMALL_EPS else q
                 elif name == m.gradient:
-                    q = Fraction(rng.choice([k for k in range(-8, 9) if k]), 4)
+                    q = scale * Fraction(rng.choice([k for k in range(-8, 9) if k]), 4)
                 elif kind == "element":
-                    q = Fraction(rng.randint(-12, 12), 4)
+                    q = scale * Fraction(rng.randint(-12, 12), 4)
                 else:  # gamma, beta: non-zero, not +-1
                     q = Fraction(rng.choice((-1, 1)) * rng.choice((2, 3, 5, 6, 7)), 4)
                 point[symbol] = q
@@ -358,7 +364,7 @@ class _Verdict:
                 "cannot tell a wrong formula from rounding; return float32 or float64"))
         if self.single:
             return Result(f"d{leaf}", UNKNOWN, route, seconds, note=(
-                f"off by up to {self.worst:.3g} times the float64 rounding bound, within the "
+                f"{WITHIN_FLOAT32} {self.worst:.3g} times the float64 rounding bound, within the "
                 "float32 one: right if the code rounds to float32 somewhere (return float32 "
                 "arrays to be checked at that precision), or slightly wrong"))
         return Result(f"d{leaf}", CONSISTENT, route, seconds, note=(

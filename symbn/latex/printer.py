@@ -171,7 +171,7 @@ _MATH_COMMANDS = frozenset((
     "log", "exp", "min", "max", "lim", "top", "circ", "odot", "otimes", "langle", "rangle",
     "lvert", "rvert", "lVert", "rVert",
 ))
-_MATH_CHARS = re.compile(r"[A-Za-z0-9\s+\-*/=<>()\[\]{}^_.,;:!|'\\]*")
+_MATH_CHARS = re.compile(r"[A-Za-z0-9 \n+\-*/=<>()\[\]{}^_.,;:!|'\\]*")
 
 
 def prose(text: str, where: str = "text") -> str:
@@ -195,14 +195,19 @@ def prose(text: str, where: str = "text") -> str:
             out.append(escape(part.replace("\x00", "$")))
             continue
         part = part.replace("\x00", "\\$")
+        if not part.strip():  # $$ would open display math
+            raise SymbnError(f"{where}: empty inline math $$ in {_clip_text(text)!r}; write "
+                             r"\$ for a dollar sign")
         for command in re.findall(r"\\([A-Za-z]+|.)", part):
             if command not in _MATH_COMMANDS and command not in ",;:! {}|":
                 raise SymbnError(f"{where}: inline math uses \\{command}, which is not "
                                  r"allowed; use math commands such as \frac, \sqrt, "
                                  r"\partial, \hat and Greek letters")
-        if not _MATH_CHARS.fullmatch(part) or _depth(part) is None or "^^" in part:
+        if not _MATH_CHARS.fullmatch(part) or _depth(part) is None or "^^" in part \
+                or re.search(r"\n *\n", part):  # a blank line ends the paragraph
             raise SymbnError(f"{where}: inline math ${_clip_text(part)}$ has a character or "
-                             "brace LaTeX would misread (#, %, &, ~, ^^, unbalanced braces); "
+                             "brace LaTeX would misread (#, %, &, ~, ^^, unbalanced braces, "
+                             "tabs or a blank line); "
                              "write it with letters, digits, operators and balanced braces")
         out.append(f"${part}$")
     return "".join(out)
