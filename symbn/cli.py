@@ -367,6 +367,9 @@ def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import SymbnError
 
+    # a witness is printed exactly, however many digits (claims are size-limited on input)
+    sys.set_int_max_str_digits(0)
+
     try:
         return args.run(args)
     except SymbnError as err:

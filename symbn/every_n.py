@@ -54,6 +54,7 @@ Why each step is sound:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from itertools import pairwise
@@ -425,8 +426,12 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
     rule_text = ", ".join(f"{r.id.split('/')[1]} {r.verdict}" for r in rules)
     from .verify_model import describe_source
 
-    vacuous = _undefined_sizes(m) if any(r.verdict == PROVED and "where both sides are "
-                                         "defined" in (r.note or "") for r in results) else {}
+    vacuous = _undefined_sizes(m) if any(r.verdict == PROVED for r in results) else {}
+    if vacuous:  # a node SymPy cancelled (q = (x - mu)/(x - mu)) still bounds the domain
+        results = [Result(r.id, r.verdict, r.method, r.seconds, r.witness,
+                          re.sub(r"(for every N >= \d+)(?! where)",
+                                 r"\1 where both sides are defined", r.note or ""))
+                   if r.verdict == PROVED else r for r in results]
 
     notes = [
         f"model {describe_source(m)}: the graph and the closed forms are read from it",
@@ -447,6 +452,11 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
         why = vacuous[min(vacuous)].split(": ", 1)[-1].replace("a side", "a node")
         notes.append(f"the model is undefined at N = {sizes} ({why}): what is proved "
                      "'where both sides are defined' holds there vacuously")
+    nowhere = _undefined_closed_forms(m)
+    results = [Result(r.id, UNKNOWN, "definedness", r.seconds,
+                      note=f"{nowhere[r.id]}, and likewise at N = {m.min_n}.."
+                           f"{m.min_n + CONCRETE_SIZES - 1}")
+               if r.verdict == PROVED and r.id in nowhere else r for r in results]
     if len(vacuous) == CONCRETE_SIZES:  # defined at none of the sizes tried: nothing shown
         results = [Result(r.id, UNKNOWN, "definedness", r.seconds,
                           note=f"{r.note}; but the model was not shown defined at any N = "
@@ -463,6 +473,23 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
             "seconds": round(time.monotonic() - start, 3)}
     return Report(f"symbn verify: {m.title}, backward, every N (symbolic)", results, info,
                   notes)
+
+
+def _undefined_closed_forms(m: Model) -> dict[str, str]:
+    """{claim id: why} for the claims against a closed form of [results] that is undefined
+    everywhere at each N = min_n..min_n+3 (`symbn.verify_model._undefined_results`)."""
+    from .prove import Algebra
+    from .verify_model import _undefined_results
+
+    found: dict | None = None
+    for n in range(m.min_n, m.min_n + CONCRETE_SIZES):
+        try:
+            g = m.instantiate(n, 1)
+            here = _undefined_results(g, Algebra(g))
+        except (SymbnError, Unsupported, ZeroDivisionError):
+            return {}
+        found = here if found is None else {k: v for k, v in found.items() if k in here}
+    return found or {}
 
 
 def _undefined_sizes(m: Model) -> dict[int, str]:

@@ -318,13 +318,18 @@ class Instance(Graph):
         self._graph_init()
         self.f, self.f_function = sp.Symbol("f"), sp.Function("f")
         self._symbols: dict[tuple, sp.Symbol] = {}
-        self._names: dict[tuple, sp.Expr] = {}
+        self._names: dict[tuple, tuple] = {}
+        self._recording: tuple[list, list] | None = None
         self.nodes: dict[sp.Symbol, Node] = {}
+        # node -> (divisors, radicands) as its template writes them: SymPy cancels s/s to 1
+        # as the definition is built, and a node defined nowhere must not go unnoticed
+        self.conditions: dict[sp.Symbol, tuple[list, list]] = {}
         for c in self.columns():
             for name, node in model.nodes.items():
                 for i in (self.rows() if node.element else (None,)):
                     symbol = self.symbol(name, i, c)
-                    definition = self.template(node.template, {"i": i} if i else {}, c)
+                    definition, self.conditions[symbol] = self.recorded(
+                        node.template, {"i": i} if i else {}, c, f"node {name}")
                     self.nodes[symbol] = Node(symbol, self._parents(node, definition),
                                               definition)
         ys = tuple(self.symbol(model.output, i, c) for c in self.columns() for i in self.rows())
@@ -419,6 +424,33 @@ class Instance(Graph):
         """
         return self._run(expr, {str(k): int(v) for k, v in (rows or {}).items()}, c)
 
+    def recorded(self, expr: sp.Expr, rows: dict | None = None, c: int = 1,
+                 where: str = "") -> tuple[sp.Expr, tuple[list, list]]:
+        """`template`, and the (divisors, radicands) it writes, each as (label, value in
+        node symbols): the bases of its negative and half-integer powers."""
+        outer, self._recording = self._recording, ([], [])
+        try:
+            value = self.template(expr, rows, c)
+            found = self._recording
+        finally:
+            self._recording = outer
+        if where:
+            found = tuple([(sp.Symbol(f"{label} (in {where})"), v) for label, v in part]
+                          for part in found)
+        if outer is not None:
+            outer[0].extend(found[0])
+            outer[1].extend(found[1])
+        return value, found
+
+    def conditions_of(self, expr: sp.Expr) -> tuple[list, list]:
+        """The divisors and radicands the nodes `expr` depends on write (see `recorded`)."""
+        divisors, radicands = [], []
+        for s in self.support(expr):
+            d, r = self.conditions.get(s, ((), ()))
+            divisors.extend(d)
+            radicands.extend(r)
+        return divisors, radicands
+
     def _run(self, e: sp.Expr, rows: dict, c: int) -> sp.Expr:
         if e.is_Number:
             return e
@@ -430,8 +462,12 @@ class Instance(Graph):
             if e.name in self.model.names:
                 key = (e.name, c)
                 if key not in self._names:
-                    self._names[key] = self._run(self.model.names[e.name].template, {}, c)
-                return self._names[key]
+                    self._names[key] = self.recorded(self.model.names[e.name].template, {}, c)
+                value, (divisors, radicands) = self._names[key]
+                if self._recording is not None:
+                    self._recording[0].extend(divisors)
+                    self._recording[1].extend(radicands)
+                return value
             return self.symbol(e.name, None, c)
         if isinstance(e, sp.Sum):  # SymPy merges nested sums into one with several limits
             scopes = [rows]
@@ -441,7 +477,16 @@ class Instance(Graph):
         if isinstance(e, sp.KroneckerDelta):
             a, b = (self._row(arg, rows) for arg in e.args)
             return sp.Integer(int(a == b))
-        if e.is_Add or e.is_Mul or e.is_Pow:
+        if e.is_Pow:
+            base = self._run(e.base, rows, c)
+            if self._recording is not None and e.exp.is_Rational and \
+                    (not base.is_Number or base == 0):
+                if e.exp.is_negative:
+                    self._recording[0].append((e.base, base))
+                if e.exp.q == 2:
+                    self._recording[1].append((e.base, base))
+            return sp.Pow(base, self._run(e.exp, rows, c))
+        if e.is_Add or e.is_Mul:
             return e.func(*[self._run(a, rows, c) for a in e.args])
         raise SymbnError(f"{self.model.path}: cannot instantiate {type(e).__name__}: {e}")
 

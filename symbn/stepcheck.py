@@ -26,7 +26,7 @@ from .errors import SymbnError
 from .limits import check_steps_size
 from .model import BatchNorm
 from .prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, Outcome, alarm, coefficients
-from .prove.radicals import NONNEG, POS, Signs
+from .prove.radicals import NEG, NONNEG, POS, Signs
 from .prove.separate import certainly_nonnegative, certainly_nonzero
 from .report import Report, Result
 
@@ -120,9 +120,9 @@ class _StepChecker:
             label = ", ".join(f"{k}={v}" for k, v in assignment.items())
             sides, divisors = [], []
             for link in step.links:
-                self.builder.denominators, self.builder.radicands = [], []
-                sides.append(self._instantiate(step, link, assignment, label))
-                divisors.append((self.builder.denominators, self.builder.radicands))
+                side, written = self.side(step, link, assignment, label)
+                sides.append(side)
+                divisors.append(written)
             instances.append((assignment, label, sides, divisors))
         for assignment, label, sides, divisors in instances:
             for k in range(len(sides) - 1):
@@ -244,13 +244,14 @@ class _StepChecker:
         """Why a link is undefined, naming the side when only one of them is."""
         why = [self._undefined(*left, side="the left side"),
                self._undefined(*right, side="the right side")]
-        for k, (side, radicands) in enumerate((("the left side", left[1]),
-                                               ("the right side", right[1]))):
-            if why[k] is None and not self._jointly_real(radicands):
+        for k, (side, (divisors, radicands)) in enumerate((("the left side", left),
+                                                           ("the right side", right))):
+            if why[k] is None and not self._jointly_real(radicands, divisors):
                 why[k] = (f"undefined or undecided: {side} takes square roots of "
                           f"{', '.join(str(t) for t, _ in radicands[:3])}"
                           f"{', ...' if len(radicands) > 3 else ''}, each positive somewhere, "
-                          "but no point was found where all of them are")
+                          "but no point was found where all of them are (and every divisor "
+                          "nonzero)")
         if why[0] is not None and why[1] is not None:
             return self._undefined(left[0] + right[0], left[1] + right[1]) or why[0]
         if why[0] is not None:
@@ -258,34 +259,40 @@ class _StepChecker:
         if why[1] is not None:
             return f"{why[1]}; the left side is defined there"
         both = left[1] + right[1]
-        if left[1] and right[1] and not self._jointly_real(both):
+        if (left[1] or right[1]) and not self._jointly_real(both, left[0] + right[0]):
             return ("undefined or undecided: each side is defined somewhere, but no point was "
                     "found where both are (square roots of "
                     f"{', '.join(str(t) for t, _ in both[:4])}{', ...' if len(both) > 4 else ''})")
         return None
 
-    def _jointly_real(self, radicands: list) -> bool:
-        """Whether the written radicands are all positive at one exact point (so on an open
-        set): each alone may be (sqrt(x[1] - x[2] - 1), sqrt(x[2] - x[1] - 1)) while
-        together they never are, and a side defined nowhere is not judged.  Radicands >= 0
-        by proved signs (v + eps) need no point."""
+    def _jointly_real(self, radicands: list, divisors: list = ()) -> bool:
+        """Whether the written radicands are all positive, and the written divisors all
+        nonzero, at one exact point (so on an open set): each radicand alone may be
+        (sqrt(x[1] - x[2] - 1), sqrt(x[2] - x[1] - 1)) while together they never are, and
+        a divisor that is not the zero function may still vanish wherever the roots are
+        real (|x| + x where x <= 0); a side defined nowhere is not judged.  Radicands >= 0
+        and divisors > 0 by proved signs (v + eps) need no point."""
         g = self.bn
         signs = Signs(g.positive, lambda s: g.nodes[s].definition
                       if s in g.nodes and s != g.f else None)
         open_ = list(dict.fromkeys(e for _, e in radicands
                                    if signs.sign(e) not in (POS, NONNEG)))
-        if len(open_) < 2:
+        nonzero = list(dict.fromkeys(e for _, e in divisors
+                                     if signs.sign(e) not in (POS, NEG)))
+        if not open_ or len(open_) + len(nonzero) < 2:
             return True
-        key = ("joint", tuple(open_))
+        key = ("joint", tuple(open_), tuple(nonzero))
         if key not in self._nonzero:
             self._nonzero[key] = False
             for seed in range(64):
                 point = self.alg._point(random.Random(seed), open_, squares=seed % 2 == 0)
                 try:
                     values = [g.evaluate(e, point) for e in open_]
+                    divided = [g.evaluate(e, point) for e in nonzero]
                 except ZeroDivisionError:
                     continue
-                if all(certainly_nonnegative(v) and certainly_nonzero(v) for v in values):
+                if all(certainly_nonnegative(v) and certainly_nonzero(v) for v in values) \
+                        and all(certainly_nonzero(v) for v in divided):
                     self._nonzero[key] = True
                     break
         return self._nonzero[key]
@@ -328,6 +335,17 @@ class _StepChecker:
         return Result(step.id, UNKNOWN, "exact", time.monotonic() - start,
                       note="time budget exhausted")
 
+    def side(self, step: Step, link: sp.Expr, assignment: dict, label: str = ""):
+        """A side of a link at an assignment, and (divisors, radicands) as written: in the
+        claim, and in the nodes it depends on (a node defined nowhere makes it so)."""
+        self.builder.denominators, self.builder.radicands = [], []
+        side = self._instantiate(step, link, assignment, label)
+        divisors, radicands = self.builder.denominators, self.builder.radicands
+        if hasattr(self.bn, "conditions_of"):
+            nodes = self.bn.conditions_of(side)
+            divisors, radicands = divisors + nodes[0], radicands + nodes[1]
+        return side, (divisors, radicands)
+
     def _instantiate(self, step: Step, link: sp.Expr, assignment: dict, label: str):
         try:
             return self.builder.run(link, assignment)
@@ -363,13 +381,11 @@ def undefined_at(step: Step, n: int, path: str = "<step>") -> str | None:
                            None, True)
     for assignment in assignments(step, n):
         for link in step.links:
-            checker.builder.denominators, checker.builder.radicands = [], []
             try:
-                checker.builder.run(link, assignment)
+                _, written = checker.side(step, link, assignment)
             except SymbnError:
                 return None
-            reason = checker._undefined(checker.builder.denominators,
-                                        checker.builder.radicands)
+            reason = checker._undefined(*written)
             if reason is not None:
                 label = ", ".join(f"{k}={v}" for k, v in assignment.items())
                 return f"{label}: {reason}" if label else reason

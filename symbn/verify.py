@@ -140,8 +140,10 @@ class _Checker:
     (an exact `Algebra`) each instance's sides are first shown defined somewhere."""
 
     def __init__(self, bn: BatchNorm, decider, deadline: float | None,
-                 definer: Algebra | None = None):
+                 definer: Algebra | None = None, undefined: dict[str, str] | None = None):
         self.bn, self.decider, self.deadline, self.definer = bn, decider, deadline, definer
+        self.undefined = dict(undefined or {})  # claim id -> why it is undefined everywhere
+        self._graph_undefined: str | None | bool = False  # not yet asked
 
     def run(self, cid: str, instances: list[Instance] | Callable[[], Outcome]) -> Result:
         start = time.monotonic()
@@ -153,6 +155,14 @@ class _Checker:
                           note="time budget exhausted")
 
     def _run(self, cid: str, instances, start: float) -> Result:
+        if self.definer is not None and self._graph_undefined is False:
+            # a node defined nowhere (its template divides by something identically zero,
+            # which SymPy cancelled) makes f, and every claim about it, undefined
+            self._graph_undefined = self.definer.undefined(sp.Tuple(*self.bn.outputs),
+                                                           self.deadline)
+        why = self._graph_undefined or self.undefined.get(cid)
+        if why:
+            return Result(cid, UNKNOWN, "definedness", time.monotonic() - start, note=why)
         if callable(instances):  # a structural claim decided on its own
             outcome = instances()
             return Result(cid, outcome.verdict, outcome.method, time.monotonic() - start,

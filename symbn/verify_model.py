@@ -80,7 +80,7 @@ def verify_model(model: Model | str, n: int | str, d: int = 1, timeout: float | 
         raise SymbnError(f"unknown method {method!r}; use exact or random")
     definer = Algebra(g)
     alg = definer if method == "exact" else RandomTester(g, points=points, seed=seed)
-    checker = _Checker(g, alg, deadline, definer)
+    checker = _Checker(g, alg, deadline, definer, _undefined_results(g, definer))
     exhaustive = n <= EXHAUSTIVE_MAX_N and n * d <= EXHAUSTIVE_MAX_CELLS
     claims = _claims(g) if exhaustive else _symmetric_claims(g)
     results = []
@@ -132,6 +132,24 @@ def _cells(g: Instance, leaf: str) -> list[tuple[str, int | None, int]]:
         for j in rows:
             where = [f"j={j}"] * (j is not None) + [f"set {c}"] * (g.d > 1 and len(sets) > 1)
             out.append((", ".join(where), j, c))
+    return out
+
+
+def _undefined_results(g: Instance, definer: Algebra) -> dict[str, str]:
+    """{claim id: why} for the claims against a closed form that is undefined everywhere at
+    this N, judged on its template as written (SymPy reads sqrt(-1 - eps)**2 as -1 - eps):
+    a divisor identically zero, or a radicand negative wherever it is not 0."""
+    out = {}
+    for leaf in g.model.results:
+        j = 1 if g.model.indexed(leaf) else None
+        _, (divisors, radicands) = g.recorded(g.model.results[leaf].template,
+                                              {"j": j} if j else {}, 1)
+        written = [sp.Pow(b, -1, evaluate=False) for _, b in divisors] + \
+            [sp.Pow(b, sp.Rational(1, 2), evaluate=False) for _, b in radicands]
+        why = definer.undefined(sp.Tuple(*written)) if written else None
+        if why is not None:
+            why = f"the closed form D(f, {g.leaf(leaf, j)}) in [results]: {why}"
+            out[f"forward/d{leaf}"] = out[f"backward/d{leaf}"] = why
     return out
 
 

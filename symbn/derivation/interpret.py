@@ -142,7 +142,12 @@ class _Instantiate(Interpreter):
             from ..differentiate import local_partial, total_derivative
             rule = total_derivative if isinstance(e, D) else local_partial
             mark, root = len(self.denominators), len(self.radicands)
-            value = rule(self.bn, self.run(e.args[0], rows), self.run(e.args[1], rows))
+            target = self.run(e.args[0], rows)
+            value = rule(self.bn, target, self.run(e.args[1], rows))
+            if hasattr(self.bn, "conditions_of"):  # the nodes differentiated through
+                divisors, radicands = self.bn.conditions_of(target)
+                self.denominators.extend(divisors)
+                self.radicands.extend(radicands)
             self.memo[key] = (value, self.denominators[mark:], self.radicands[root:])
         else:
             self.denominators.extend(self.memo[key][1])

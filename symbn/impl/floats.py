@@ -43,6 +43,7 @@ import io
 import math
 import os
 import random
+import re
 import sys
 import time
 import types
@@ -60,9 +61,21 @@ from .enclose import PRECISION, Encloser, NotEnclosed, _precision, interval_of
 
 ROUTE_FLOAT = "float64 at exact points"
 ROUTE_TORCH = "torch.float64 at exact points"
-POINTS = 5
+POINTS = 6
 WITHIN_FLOAT32 = "off by up to"  # how a result within float32's rounding bound begins
-WIDE, SMALL_EPS = 3, 4  # the points (from 0) with wide leaves, with a small eps
+# beyond this many times the float64 bound, code proved on exact scalars is not taken to
+# round like float64 code (the bound is first-order: a correct float64 implementation
+# stays far below it, float32 or float16 rounding far above)
+FLOAT64_SLACK = 2.0 ** 16
+
+
+def float64_ratio(result: Result) -> float | None:
+    """How many times the float64 rounding bound a result `within float32's` was off."""
+    match = re.match(WITHIN_FLOAT32 + r" (\S+) times", result.note or "")
+    return float(match.group(1)) if match else None
+WIDE, SMALL_EPS, FINE = 3, 4, 5  # the points (from 0): wide, small eps, 30 fraction bits
+# (the arrays of the FINE point are passed in Fortran order, so code that reads a
+# C-contiguous layout into its arithmetic shows there)
 BOUND_FACTOR = 64  # an equivalent formula in another order, pairwise sums, E[x^2] - mu^2
 DISPROOF_MARGIN = 64  # times the float32 bound: 2^35 times the float64 one
 U64, U32 = 2.0 ** -53, 2.0 ** -24
@@ -76,7 +89,7 @@ def points(g, k: int = POINTS) -> list[dict]:
     >>> from symbn.models import load
     >>> p = points(load("batchnorm").instantiate(2, 1))
     >>> len(p), all(q.denominator in (1, 2, 4, 8) for q in p[0].values())
-    (5, True)
+    (6, True)
     """
     from .check import _layout
 
@@ -85,7 +98,8 @@ def points(g, k: int = POINTS) -> list[dict]:
     out = []
     for index in range(k):
         # the fourth point is 16 times as wide (a clip to |dy| <= 2 shows there), the fifth
-        # has eps = 2^-17, about 1e-5 (a floor on eps shows there)
+        # has eps = 2^-17, about 1e-5 (a floor on eps shows there), the sixth has 30
+        # fraction bits (a rounding of the inputs to quarters or to float16 shows there)
         scale = 16 if index == WIDE else 1
         point: dict = {}
         for name in [m.gradient, *m.leaves]:
@@ -100,6 +114,8 @@ def points(g, k: int = POINTS) -> list[dict]:
                     q = scale * Fraction(rng.randint(-12, 12), 4)
                 else:  # gamma, beta: non-zero, not +-1
                     q = Fraction(rng.choice((-1, 1)) * rng.choice((2, 3, 5, 6, 7)), 4)
+                if index == FINE:
+                    q += Fraction(rng.randint(1, (1 << 28) - 1), 1 << 30)
                 point[symbol] = q
         out.append(point)
     return out
@@ -181,8 +197,14 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     truths: dict = {}
     state = {leaf: _Verdict() for leaf in leaves}
     for k, point in enumerate(points(g)):
-        outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
-                          arrays, warned)
+        try:
+            outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
+                              arrays, warned, fortran=k == FINE)
+        except SymbnError:  # code that needs C-contiguous arrays: the values, in C order
+            if k != FINE or torch is not None:
+                raise
+            outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
+                              arrays, warned)
         enc = Encloser(g, point)
         try:
             with alarm(deadline):
@@ -213,9 +235,11 @@ def values_at(function, name: str, g, sig, point: dict, deadline: float | None,
 
 
 def _run_at(function, name, sig, layouts, point, deadline, timeout, torch=None,
-            arrays="numpy", warned=None) -> dict:
+            arrays="numpy", warned=None, fortran: bool = False) -> dict:
     """{leaf: (float64 array, unit roundoff)} of the function called at one exact point."""
     args = [_float_array(*layouts[leaf], point, torch) for leaf in sig.inputs]
+    if fortran:
+        args = [np.asfortranarray(a) if isinstance(a, np.ndarray) else a for a in args]
     returned = _call_float(function, name, args, deadline, timeout, arrays, warned)
     return _outputs(returned, sig, layouts, name, torch)
 

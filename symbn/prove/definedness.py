@@ -51,6 +51,11 @@ class Definedness:
             seen.add(e)
             if e in g.nodes and e != g.f:
                 stack.append(g.nodes[e].definition)
+                # and what its template wrote, before SymPy cancelled it (s/s is 1)
+                divisors, radicands = getattr(g, "conditions", {}).get(e, ((), ()))
+                stack += [sp.Pow(base, -1, evaluate=False) for _, base in divisors]
+                stack += [sp.Pow(base, sp.Rational(1, 2), evaluate=False)
+                          for _, base in radicands]
             stack.extend(e.args)
             if not e.is_Pow or e.exp.is_Integer and e.exp > 0:
                 continue

@@ -1,0 +1,138 @@
+"""Claims and models defined nowhere are never proved: a user model's node whose template
+divides by something identically zero (SymPy reads s/s as 1), a node's square root beside
+the claim's, a closed form in [results] that is defined nowhere, a divisor that vanishes
+wherever the claim's roots are real, and rows that `where` leaves empty at small N."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from symbn import general
+from symbn.check import check
+from symbn.derivation import parse
+from symbn.models import parse as parse_model
+from symbn.prove import DISPROVED, PROVED, UNKNOWN
+from symbn.verify_model import verify_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+CANCELLED = '''
+name = "cancelled"
+title = "a node that is 0/0"
+[leaves]
+x = "element"
+eps = "positive"
+[nodes]
+mu = "Sum(x[k], (k, 1, N))/N"
+c = "Sum(x[k] - mu, (k, 1, N))/Sum(x[k] - mu, (k, 1, N))"
+y = "c*x[i]"
+[model]
+output = "y"
+axis = 0
+[results]
+"D(f, x[j])" = "dy[j]"
+'''
+
+ROOT = '''
+name = "root"
+title = "a node with a square root"
+[leaves]
+x = "element"
+eps = "positive"
+[nodes]
+r = "sqrt(x[i])"
+y = "r[i] + eps*x[i]"
+[model]
+output = "y"
+axis = 0
+'''
+
+
+def _model(tmp_path, text, name):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def _derivation(model_path, claim, where=""):
+    extra = f"where = {json.dumps(where)}\n" if where else ""
+    return parse(f'title = "t"\nmodel = "{model_path}"\n[[step]]\nid = "s"\n'
+                 f"claim = {json.dumps(claim)}\n{extra}", str(model_path.parent / "d.toml"))
+
+
+def test_a_node_that_is_zero_over_zero_makes_every_claim_unknown(tmp_path):
+    path = _model(tmp_path, CANCELLED, "cancelled")
+    (result,) = check(_derivation(path, "D(f, x[j]) = dy[j]"), 3)
+    assert result.verdict == UNKNOWN and "identically zero" in result.note, result
+    report = verify_model(parse_model(CANCELLED, str(path)), 3)
+    assert all(r.verdict == UNKNOWN and r.method == "definedness" for r in report.results), \
+        report
+
+
+def test_a_nodes_root_counts_with_the_claims(tmp_path):
+    """(sqrt(-x1)**2 + r1**2 + 1)/x1 = 1/x1 needs x1 <= 0, x1 >= 0 (r = sqrt(x)) and x1 != 0."""
+    path = _model(tmp_path, ROOT, "root")
+    claim = "(sqrt(-x[1])**2 + r[1]**2 + 1)/(x[1]) = 1/x[1]"
+    (result,) = check(_derivation(path, claim), 1)
+    assert result.verdict == UNKNOWN and "in node r" in result.note, result
+
+
+def test_no_disproof_where_a_node_is_undefined(tmp_path):
+    """r1**2 = sqrt(x1**2) holds wherever r1 = sqrt(x1) is real (x1 >= 0): a witness with
+    x1 < 0 would be no counterexample."""
+    path = _model(tmp_path, ROOT, "root")
+    (result,) = check(_derivation(path, "r[1]**2 = sqrt(x[1]**2)"), 1)
+    assert result.verdict != DISPROVED, result
+
+
+def test_a_closed_form_defined_nowhere_is_not_proved(tmp_path):
+    # the shipped D(f, eps) plus sqrt(-1 - eps)**2 + 1 + eps, which SymPy reads as 0
+    text = (REPO / "symbn" / "models" / "rmsnorm.toml").read_text().replace(
+        'name = "rmsnorm"', 'name = "rms-nowhere"').replace(
+        '"D(f, eps)" = "', '"D(f, eps)" = "sqrt(-1 - eps)**2 + 1 + eps + ')
+    assert "sqrt(-1 - eps)" in text
+    model = parse_model(text, str(tmp_path / "rms-nowhere.toml"))
+    for n in (3, "all"):
+        verdicts = {r.id: r for r in verify_model(model, n).results}
+        for cid in ("forward/deps", "backward/deps"):
+            assert verdicts[cid].verdict == UNKNOWN, (n, verdicts[cid])
+            assert "square root of -eps - 1" in verdicts[cid].note
+        assert verdicts["forward/dx"].verdict == PROVED
+
+
+@pytest.mark.parametrize("claim", [
+    "sqrt(-x[1])**2 = -x[1]*(sqrt(x[1]**2) + x[1])/(sqrt(x[1]**2) + x[1])",
+    "sqrt(-x[1])**2/(sqrt(x[1]**2) + x[1]) = -x[1]/(sqrt(x[1]**2) + x[1])",
+])
+def test_a_divisor_zero_wherever_the_roots_are_real(claim):
+    """|x1| + x1 is not the zero function, but it is 0 wherever -x1 >= 0."""
+    d = parse(f'title = "t"\nmodel = "batchnorm"\n[[step]]\nid = "s"\n'
+              f"claim = {json.dumps(claim)}\n", "split.toml")
+    for n in (1, 2, 3):
+        (result,) = check(d, n)
+        assert result.verdict == UNKNOWN, (n, result)
+
+
+def test_rows_where_leaves_empty_are_no_evidence_of_definedness():
+    """At N = 1 `where i != j` leaves no rows: that size must not count as defined."""
+    d = parse('title = "t"\nmodel = "batchnorm"\n[[step]]\nid = "s"\n'
+              'claim = "sqrt(x[i] - x[j] - 1)**2 + 1 = -sqrt(x[j] - x[i] - 1)**2 - 1"\n'
+              'where = "i != j"\n', "where.toml")
+    (result,) = general.check_all(d)
+    assert result.verdict == UNKNOWN and "not shown defined at any N" in result.note, result
+
+
+def test_a_witness_with_many_digits_is_printed(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text('title = "t"\nmodel = "batchnorm"\n[[step]]\nid = "p"\n'
+                    'claim = "((((99999)**8)**8)**8)**8*x[1] = x[1]"\n')
+    run = subprocess.run([sys.executable, "-m", "symbn", "check", str(path), "--n", "1"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 1 and "disproved" in run.stdout and not run.stderr, run
