@@ -437,9 +437,6 @@ class Instance(Graph):
         if where:
             found = tuple([(sp.Symbol(f"{label} (in {where})"), v) for label, v in part]
                           for part in found)
-        if outer is not None:
-            outer[0].extend(found[0])
-            outer[1].extend(found[1])
         return value, found
 
     def conditions_of(self, expr: sp.Expr) -> tuple[list, list]:
