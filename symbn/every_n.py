@@ -502,7 +502,7 @@ def _undefined_sizes(m: Model) -> dict[int, str]:
     for n in range(m.min_n, m.min_n + CONCRETE_SIZES):
         try:
             g = m.instantiate(n, 1)
-            reason = Algebra(g).undefined(sp.Tuple(*[s for s in g.nodes if s != g.f]))
+            reason = Algebra(g).undefined(sp.Tuple(*g.outputs))  # what f depends on
         except (SymbnError, Unsupported, ZeroDivisionError):
             continue
         if reason is not None and not reason.startswith("undefined or undecided"):

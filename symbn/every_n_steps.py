@@ -208,6 +208,18 @@ def _concrete_disproof(d, step, deadline: float | None = None) -> dict | None:
     return None
 
 
+def _writes_conditions(m) -> bool:
+    """Whether a node template of the model writes a divisor or a root that is not proved
+    safe by the sign rules (its definition may have cancelled it: q = x*d/d): then the
+    symbolic sides alone cannot show where a step is defined."""
+    g = m.instantiate(m.min_n)
+    signs = Signs(g.positive, lambda s: g.nodes[s].definition
+                  if s in g.nodes and s != g.f else None)
+    return any(signs.sign(base) not in ((POS, NEG) if k == 0 else (POS, NONNEG))
+               for written in g.conditions.values()
+               for k, part in enumerate(written) for _, base in part)
+
+
 def _vacuous_sizes(d, step, deadline: float | None = None) -> tuple[dict[int, str], list[int]]:
     """({N: reason} for the N in min_n..min_n+3 at which a link of the step is undefined
     for every point (for some index assignment): a side undefined, or the two sides never
@@ -299,7 +311,8 @@ def _check_step(step, d, rules_ok: bool, start: float, deadline: float | None) -
                           note=f"{label}: {note}; no counterexample at N = {m.min_n}..{top}")
     count = f"{len(links) - 1} link(s)"
     parts = [f"{count} for every N >= {m.min_n}"]
-    if not _signed(links, signs, m.min_n) or any(divisors) or any(radicands):
+    if not _signed(links, signs, m.min_n) or any(divisors) or any(radicands) \
+            or _writes_conditions(m):
         vacuous, defined = _vacuous_sizes(d, step, deadline)
         if not defined:  # "where both sides are defined" might be nowhere at all
             top = m.min_n + CONCRETE_SIZES - 1

@@ -320,16 +320,21 @@ class Instance(Graph):
         self._symbols: dict[tuple, sp.Symbol] = {}
         self._names: dict[tuple, tuple] = {}
         self._recording: tuple[list, list] | None = None
+        self._mentioned: set | None = None
         self.nodes: dict[sp.Symbol, Node] = {}
-        # node -> (divisors, radicands) as its template writes them: SymPy cancels s/s to 1
-        # as the definition is built, and a node defined nowhere must not go unnoticed
+        # node -> (divisors, radicands) as its template writes them, and the nodes it names:
+        # SymPy cancels s/s to 1 and p - p to 0 as the definition is built, and a node
+        # defined nowhere must not go unnoticed
         self.conditions: dict[sp.Symbol, tuple[list, list]] = {}
+        self.mentions: dict[sp.Symbol, set] = {}
         for c in self.columns():
             for name, node in model.nodes.items():
                 for i in (self.rows() if node.element else (None,)):
                     symbol = self.symbol(name, i, c)
+                    outer, self._mentioned = self._mentioned, set()
                     definition, self.conditions[symbol] = self.recorded(
                         node.template, {"i": i} if i else {}, c, f"node {name}")
+                    self.mentions[symbol], self._mentioned = self._mentioned, outer
                     self.nodes[symbol] = Node(symbol, self._parents(node, definition),
                                               definition)
         ys = tuple(self.symbol(model.output, i, c) for c in self.columns() for i in self.rows())
@@ -439,20 +444,35 @@ class Instance(Graph):
                           for part in found)
         return value, found
 
-    def conditions_of(self, expr: sp.Expr) -> tuple[list, list]:
-        """The divisors and radicands the nodes `expr` depends on write (see `recorded`)."""
+    def conditions_of(self, expr: sp.Expr, mentioned=()) -> tuple[list, list]:
+        """The divisors and radicands written by the nodes `expr` depends on and the nodes
+        in `mentioned`, through their definitions and the nodes their templates name (see
+        `recorded`)."""
         divisors, radicands = [], []
-        for s in self.support(expr):
+        seen, stack = set(), [*symbols_of(as_expr(expr)), *mentioned]
+        while stack:
+            s = stack.pop()
+            if s in seen or s not in self.nodes:
+                continue
+            seen.add(s)
+            if s == self.f:  # f(y...) of every output
+                stack.extend(self.outputs)
+                continue
             d, r = self.conditions.get(s, ((), ()))
             divisors.extend(d)
             radicands.extend(r)
+            stack.extend(symbols_of(self.nodes[s].definition))
+            stack.extend(self.mentions.get(s, ()))
         return divisors, radicands
 
     def _run(self, e: sp.Expr, rows: dict, c: int) -> sp.Expr:
         if e.is_Number:
             return e
         if isinstance(e, sp.Indexed):
-            return self.symbol(str(e.base), self._row(e.indices[0], rows), c)
+            symbol = self.symbol(str(e.base), self._row(e.indices[0], rows), c)
+            if self._mentioned is not None and str(e.base) in self.model.nodes:
+                self._mentioned.add(symbol)
+            return symbol
         if e.is_Symbol:
             if e == N:
                 return sp.Integer(self.n)
@@ -465,7 +485,10 @@ class Instance(Graph):
                     self._recording[0].extend(divisors)
                     self._recording[1].extend(radicands)
                 return value
-            return self.symbol(e.name, None, c)
+            symbol = self.symbol(e.name, None, c)
+            if self._mentioned is not None and e.name in self.model.nodes:
+                self._mentioned.add(symbol)
+            return symbol
         if isinstance(e, sp.Sum):  # SymPy merges nested sums into one with several limits
             scopes = [rows]
             for var, _, _ in e.limits:
@@ -477,7 +500,7 @@ class Instance(Graph):
         if e.is_Pow:
             base = self._run(e.base, rows, c)
             if self._recording is not None and e.exp.is_Rational and \
-                    (not base.is_Number or base == 0):
+                    (not base.is_Number or base == 0 or base.is_negative):
                 if e.exp.is_negative:
                     self._recording[0].append((e.base, base))
                 if e.exp.q == 2:

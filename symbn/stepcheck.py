@@ -26,7 +26,6 @@ from .errors import SymbnError
 from .limits import check_steps_size
 from .model import BatchNorm
 from .prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, Outcome, alarm, coefficients
-from .prove.radicals import NEG, NONNEG, POS, Signs
 from .prove.separate import certainly_nonnegative, certainly_nonzero
 from .report import Report, Result
 
@@ -266,36 +265,8 @@ class _StepChecker:
         return None
 
     def _jointly_real(self, radicands: list, divisors: list = ()) -> bool:
-        """Whether the written radicands are all positive, and the written divisors all
-        nonzero, at one exact point (so on an open set): each radicand alone may be
-        (sqrt(x[1] - x[2] - 1), sqrt(x[2] - x[1] - 1)) while together they never are, and
-        a divisor that is not the zero function may still vanish wherever the roots are
-        real (|x| + x where x <= 0); a side defined nowhere is not judged.  Radicands >= 0
-        and divisors > 0 by proved signs (v + eps) need no point."""
-        g = self.bn
-        signs = Signs(g.positive, lambda s: g.nodes[s].definition
-                      if s in g.nodes and s != g.f else None)
-        open_ = list(dict.fromkeys(e for _, e in radicands
-                                   if signs.sign(e) not in (POS, NONNEG)))
-        nonzero = list(dict.fromkeys(e for _, e in divisors
-                                     if signs.sign(e) not in (POS, NEG)))
-        if not open_ or len(open_) + len(nonzero) < 2:
-            return True
-        key = ("joint", tuple(open_), tuple(nonzero))
-        if key not in self._nonzero:
-            self._nonzero[key] = False
-            for seed in range(64):
-                point = self.alg._point(random.Random(seed), open_, squares=seed % 2 == 0)
-                try:
-                    values = [g.evaluate(e, point) for e in open_]
-                    divided = [g.evaluate(e, point) for e in nonzero]
-                except ZeroDivisionError:
-                    continue
-                if all(certainly_nonnegative(v) and certainly_nonzero(v) for v in values) \
-                        and all(certainly_nonzero(v) for v in divided):
-                    self._nonzero[key] = True
-                    break
-        return self._nonzero[key]
+        """`symbn.prove.Algebra.jointly_defined` of the written radicands and divisors."""
+        return self.alg.jointly_defined([e for _, e in radicands], [e for _, e in divisors])
 
     def _undefined(self, divisors: list, radicands: list = (),
                    side: str = "the claim") -> str | None:
@@ -339,10 +310,11 @@ class _StepChecker:
         """A side of a link at an assignment, and (divisors, radicands) as written: in the
         claim, and in the nodes it depends on (a node defined nowhere makes it so)."""
         self.builder.denominators, self.builder.radicands = [], []
+        self.builder.mentioned = []
         side = self._instantiate(step, link, assignment, label)
         divisors, radicands = self.builder.denominators, self.builder.radicands
-        if hasattr(self.bn, "conditions_of"):
-            nodes = self.bn.conditions_of(side)
+        if hasattr(self.bn, "conditions_of"):  # q[i] - q[i] cancels, and still needs q
+            nodes = self.bn.conditions_of(side, self.builder.mentioned)
             divisors, radicands = divisors + nodes[0], radicands + nodes[1]
         return side, (divisors, radicands)
 

@@ -160,6 +160,17 @@ class _Checker:
             # which SymPy cancelled) makes f, and every claim about it, undefined
             self._graph_undefined = self.definer.undefined(sp.Tuple(*self.bn.outputs),
                                                            self.deadline)
+            written = getattr(self.bn, "conditions_of", None)
+            if self._graph_undefined is None and written is not None:
+                divisors, radicands = written(self.bn.f)  # roots never real together
+                if not self.definer.jointly_defined([e for _, e in radicands],
+                                                    [e for _, e in divisors]):
+                    self._graph_undefined = (
+                        f"undefined or undecided at N = {self.bn.n}: the nodes take square "
+                        f"roots of {', '.join(str(t) for t, _ in radicands[:3])}"
+                        f"{', ...' if len(radicands) > 3 else ''}, each positive somewhere, "
+                        "but no point was found where all of them are (and every divisor "
+                        "nonzero)")
         why = self._graph_undefined or self.undefined.get(cid)
         if why:
             return Result(cid, UNKNOWN, "definedness", time.monotonic() - start, note=why)

@@ -382,3 +382,18 @@ def test_code_right_on_a_coarse_grid_or_one_layout_is_not_proved(function):
     dy, w = rng.standard_normal((2, 3)), rng.standard_normal(3)
     got, right = function(dy, x.copy(order="F"), w, 1e-5)[0], review._ln(dy, x, w, 1e-5)[0]
     assert np.max(np.abs(got - right)) > 1e-5 * np.max(np.abs(right))
+
+
+def test_a_disproof_in_fortran_order_says_so_and_reproduces():
+    """Wrong only on Fortran-ordered arrays: the pasted batch builds them that way."""
+    report = check_impl(review.ln_centred_through_a_view, "layernorm", signature=LN)
+    (dx,) = [r for r in report.results if r.id == "dx"]
+    assert dx.verdict == "disproved" and dx.witness.get("arrays", "").startswith("in Fortran")
+    assert "x = np.asfortranarray(np.array(" in dx.witness["table"]
+    dy, x, w, eps = _point("layernorm", 3, 2, dx.witness["point"])
+    fl = np.vectorize(float, otypes=[float])
+    got = review.ln_centred_through_a_view(np.asfortranarray(fl(dy)), np.asfortranarray(fl(x)),
+                                           fl(w), float(eps))[0]
+    index = tuple(int(k) for k in dx.witness["entry"][3:-1].split(", "))
+    assert abs(got[index] - float(dx.witness["true"])) > 1e-6
+    assert got[index] == float(dx.witness["implementation"])

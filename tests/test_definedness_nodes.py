@@ -136,3 +136,71 @@ def test_a_witness_with_many_digits_is_printed(tmp_path):
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode == 1 and "disproved" in run.stdout and not run.stderr, run
+
+
+ZERO_NODE = '''
+name = "zero-node"
+title = "q = x*d/d with d zero for every N"
+[leaves]
+x = "element"
+gamma = "set"
+beta = "set"
+[nodes]
+mu = "Sum(x[k], (k, 1, N))/N"
+d = "Sum(x[k], (k, 1, N)) - N*mu"
+q = "x[i]*d/d"
+y = "gamma*q[i] + beta"
+[model]
+output = "y"
+axis = 0
+'''
+
+APART = '''
+name = "apart"
+title = "two roots never real together"
+[leaves]
+x = "element"
+gamma = "set"
+beta = "set"
+[nodes]
+mu = "Sum(x[k], (k, 1, N))/N"
+r1 = "sqrt(mu)"
+r2 = "sqrt(-mu - 1)"
+y = "gamma*x[i] + beta + r1 + r2"
+[model]
+output = "y"
+axis = 0
+[results]
+"D(f, beta)" = "Sum(dy[k], (k, 1, N))"
+'''
+
+
+@pytest.mark.parametrize("claim", ["D(f, beta) = Sum(dy[k], (k, 1, N))", "q[i] - q[i] = 0"])
+def test_a_node_cancelled_in_the_claim_or_below_f_still_counts(tmp_path, claim):
+    """d = S - N*(S/N) is zero for every N; q[i] - q[i] cancels q before the check sees it,
+    and D(f, beta) differentiates through q."""
+    path = _model(tmp_path, ZERO_NODE, "zero-node")
+    d = _derivation(path, claim)
+    for n in (2, 3):
+        (result,) = check(d, n)
+        assert result.verdict == UNKNOWN and "in node q" in result.note, (n, result)
+    (result,) = general.check_all(d)
+    assert result.verdict == UNKNOWN, result
+
+
+def test_a_negative_number_under_a_root_in_a_node(tmp_path):
+    text = ZERO_NODE.replace('y = "gamma*q[i] + beta"',
+                             'y = "gamma*x[i] + beta + sqrt(mu - mu - 1) - sqrt(mu - mu - 1)"')
+    model = parse_model(text + '[results]\n"D(f, beta)" = "Sum(dy[k], (k, 1, N))"\n',
+                        str(tmp_path / "neg.toml"))
+    report = verify_model(model, 2)
+    assert all(r.verdict == UNKNOWN for r in report.results), report
+
+
+def test_roots_of_two_nodes_never_real_together(tmp_path):
+    path = _model(tmp_path, APART, "apart")
+    for n in (1, 3):
+        report = verify_model(parse_model(APART, str(path)), n)
+        assert all(r.verdict == UNKNOWN for r in report.results), report
+    (result,) = check(_derivation(path, "D(f, beta) = Sum(dy[k], (k, 1, N))"), 3)
+    assert result.verdict == UNKNOWN and "no point was found" in result.note, result

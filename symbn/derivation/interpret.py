@@ -107,6 +107,7 @@ class _Instantiate(Interpreter):
         super().__init__()
         self.bn = bn
         self.memo: dict = {}
+        self.mentioned: list[sp.Symbol] = []  # the nodes named, even where SymPy cancels them
 
     def row(self, e: sp.Expr, rows: dict) -> int:
         if e.is_Integer:
@@ -158,7 +159,9 @@ class _Instantiate(Interpreter):
         """A name of a model file's vocabulary (`symbn.graph.Instance`)."""
         g = self.bn
         if isinstance(e, sp.Indexed):
-            return g.symbol(str(e.base), self.row(e.indices[0], rows))
+            symbol = g.symbol(str(e.base), self.row(e.indices[0], rows))
+            self.mentioned.append(symbol)
+            return symbol
         if e == N:
             return sp.Integer(g.n)
         if e.name in INDEX:
@@ -167,4 +170,6 @@ class _Instantiate(Interpreter):
             return g.f
         if e.name in g.model.names:  # through run: its divisors and radicands are recorded
             return self.run(g.model.names[e.name].template, {})
-        return g.symbol(e.name)
+        symbol = g.symbol(e.name)
+        self.mentioned.append(symbol)
+        return symbol

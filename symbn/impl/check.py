@@ -92,7 +92,7 @@ class ImplReport(Report):
     """A `Report` whose text ends with each disproof's batch as code to paste into a test."""
 
     def __str__(self) -> str:
-        keep = ("entry", "implementation", "true", "entries", "error")
+        keep = ("entry", "implementation", "true", "entries", "error", "arrays")
         plain = [Result(r.id, r.verdict, r.method, r.seconds,
                         {k: v for k, v in r.witness.items() if k in keep} if r.witness
                         else None, r.note) for r in self.results]
@@ -546,7 +546,10 @@ def _witness(g, sig, leaf, index, layouts, exprs, found: dict) -> dict:
     for name, model_name in zip(sig.input_names, sig.inputs):
         shape, cells = _layout(g, model_name)
         values = _array(shape, cells, lambda s: _py(point[s]))
-        lines.append(f"{name} = {_literal(values)}")
+        text = _literal(values)
+        if found.get("fortran") and len(shape) > 1:  # the order the code was called with
+            text = f"np.asfortranarray({text})"
+        lines.append(f"{name} = {text}")
     shape, cells = layouts[leaf]
     if len(cells) <= MAX_TABLE_CELLS:
         expected = _array(shape, cells, lambda s: None) if shape else None

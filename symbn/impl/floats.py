@@ -196,13 +196,15 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     layouts = {leaf: _layout(g, leaf) for leaf in {*sig.inputs, *sig.outputs}}
     truths: dict = {}
     state = {leaf: _Verdict() for leaf in leaves}
+    fortran = torch is None  # the FINE point's arrays in Fortran order, unless refused
     for k, point in enumerate(points(g)):
         try:
             outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
-                              arrays, warned, fortran=k == FINE)
+                              arrays, warned, fortran=fortran and k == FINE)
         except SymbnError:  # code that needs C-contiguous arrays: the values, in C order
-            if k != FINE or torch is not None:
+            if k != FINE or not fortran:
                 raise
+            fortran = False
             outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
                               arrays, warned)
         enc = Encloser(g, point)
@@ -221,7 +223,8 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
             break
     route = ROUTE_TORCH if arrays == "torch" else ROUTE_FLOAT
     seconds = time.monotonic() - start
-    return [state[leaf].result(g, sig, leaf, layouts, route, seconds) for leaf in leaves]
+    return [state[leaf].result(g, sig, leaf, layouts, route, seconds, fortran)
+            for leaf in leaves]
 
 
 def values_at(function, name: str, g, sig, point: dict, deadline: float | None,
@@ -370,9 +373,9 @@ class _Verdict:
                 margin = DISPROOF_MARGIN * u_loose / u_work
                 self.beyond = (ratio, _label(leaf, index), k + 1, margin)
 
-    def result(self, g, sig, leaf, layouts, route, seconds) -> Result:
+    def result(self, g, sig, leaf, layouts, route, seconds, fortran: bool = False) -> Result:
         if self.disproof is not None:
-            return self._disproved(g, sig, leaf, layouts, route, seconds)
+            return self._disproved(g, sig, leaf, layouts, route, seconds, fortran)
         why = self.unfinished or self.skipped
         if self.beyond is not None:
             ratio, label, k, margin = self.beyond
@@ -395,16 +398,17 @@ class _Verdict:
             f"{POINTS} points, {self.count} comparisons: error at most {self.worst:.2g} times "
             f"the {kind} rounding bound"))
 
-    def _disproved(self, g, sig, leaf, layouts, route, seconds) -> Result:
+    def _disproved(self, g, sig, leaf, layouts, route, seconds, fortran: bool) -> Result:
         from .check import _witness
 
         k, point, wrong = self.disproof
+        fortran = fortran and k == FINE
         # the witness: the entry furthest beyond its threshold at the first point that fails
         label, index, impl, value, err, bound, threshold = max(wrong, key=lambda w: w[4] / w[6])
         with mpmath.mp.workprec(PRECISION):
             exact = mpmath.nstr(mpmath.mpf(value.mid), 17)
         found = {"point": {str(s): str(q) for s, q in point.items()},
-                 "lhs": repr(impl), "rhs": exact}
+                 "lhs": repr(impl), "rhs": exact, "fortran": fortran}
         witness = _witness(g, sig, leaf, index, layouts, None, found)
         labels = [w[0] for w in wrong]
         listed = ", ".join(labels[:MAX_LISTED]) + (", ..." if len(labels) > MAX_LISTED else "")
@@ -412,6 +416,8 @@ class _Verdict:
                    "entries": f"{len(labels)} of {len(layouts[leaf][1])} wrong: {listed}",
                    "error": f"{err:.3g} (a correct implementation's rounding: at most "
                             f"{bound:.3g}; disproved beyond {threshold:.3g})",
+                   **({"arrays": "in Fortran order (numpy.asfortranarray), as passed"}
+                      if fortran else {}),
                    **{key: v for key, v in witness.items() if key in ("point", "table")}}
         return Result(f"d{leaf}", DISPROVED, route, seconds, witness,
                       note=f"{label} at point {k + 1} of {POINTS}")

@@ -24,7 +24,7 @@ from . import radicals
 from .interface import _Unsupported
 from .radicals import Signs
 from .rational import _degree
-from .separate import certainly_nonzero
+from .separate import certainly_nonnegative, certainly_nonzero
 
 
 def _positive(rng: random.Random) -> Fraction:
@@ -56,6 +56,7 @@ class Definedness:
                 stack += [sp.Pow(base, -1, evaluate=False) for _, base in divisors]
                 stack += [sp.Pow(base, sp.Rational(1, 2), evaluate=False)
                           for _, base in radicands]
+                stack += list(getattr(g, "mentions", {}).get(e, ()))
             stack.extend(e.args)
             if not e.is_Pow or e.exp.is_Integer and e.exp > 0:
                 continue
@@ -155,6 +156,48 @@ class Definedness:
             if value.is_real and certainly_nonzero(value) and value > 0:
                 return True
         return True if self.nonzero(expr, deadline) is False else None
+
+    def jointly_defined(self, radicands: list, divisors: list = ()) -> bool:
+        """Whether the radicands are all positive, and the divisors all nonzero, at one
+        exact point (so on an open set): each radicand alone may be (sqrt(x[1] - x[2] - 1),
+        sqrt(x[2] - x[1] - 1)) while together they never are, and a divisor that is not
+        the zero function may still vanish wherever the roots are real (|x| + x where
+        x <= 0).  Radicands >= 0 and divisors > 0 by proved signs (v + eps) need no point;
+        False also means undecided (no point found among those tried).
+
+        >>> from symbn.model import BatchNorm
+        >>> from symbn.prove import Algebra
+        >>> bn = BatchNorm(2)
+        >>> x1, x2 = bn.x(1), bn.x(2)
+        >>> alg = Algebra(bn)
+        >>> alg.jointly_defined([x1 - x2 - 1, x2 - x1 - 1]), alg.jointly_defined([x1 - x2, x1])
+        (False, True)
+        """
+        model = self.model
+        signs = Signs(model.positive, lambda s: model.nodes[s].definition
+                      if s in model.nodes and s != model.f else None)
+        open_ = list(dict.fromkeys(e for e in radicands
+                                   if signs.sign(e) not in (radicals.POS, radicals.NONNEG)))
+        nonzero = list(dict.fromkeys(e for e in divisors
+                                     if signs.sign(e) not in (radicals.POS, radicals.NEG)))
+        if not open_ or len(open_) + len(nonzero) < 2:
+            return True
+        memo = self.__dict__.setdefault("_jointly", {})
+        key = (tuple(open_), tuple(nonzero))
+        if key not in memo:
+            memo[key] = False
+            for seed in range(64):
+                point = self._point(random.Random(seed), open_, squares=seed % 2 == 0)
+                try:
+                    values = [model.evaluate(e, point) for e in open_]
+                    divided = [model.evaluate(e, point) for e in nonzero]
+                except ZeroDivisionError:
+                    continue
+                if all(certainly_nonnegative(v) and certainly_nonzero(v) for v in values) \
+                        and all(certainly_nonzero(v) for v in divided):
+                    memo[key] = True
+                    break
+        return memo[key]
 
     def _point(self, rng: random.Random, hints: list = (), squares: bool = True) -> dict:
         """Small random integers for every leaf, each positive leaf p > 0 chosen where
