@@ -427,7 +427,10 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
     from .verify_model import describe_source
 
     vacuous = _undefined_sizes(m) if any(r.verdict == PROVED for r in results) else {}
-    if vacuous:  # a node SymPy cancelled (q = (x - mu)/(x - mu)) still bounds the domain
+    with_n = _sized_conditions(m)
+    if vacuous or with_n:
+        # a node SymPy cancelled (q = (x - mu)/(x - mu)) still bounds the domain, and so
+        # does one whose root or divisor changes sign with N (sqrt(4 - N))
         results = [Result(r.id, r.verdict, r.method, r.seconds, r.witness,
                           re.sub(r"(for every N >= \d+)(?! where)",
                                  r"\1 where both sides are defined", r.note or ""))
@@ -447,6 +450,9 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
              [n for n, kind in m.leaves.items() if kind in INDEXED_KINDS] + [m.gradient]))
          + " with powers) = sum_i of the monomial at row i, as indeterminates"),
     ]
+    if with_n:
+        notes.append(f"a node's template {with_n}, not shown safe for every N: what is "
+                     "proved 'where both sides are defined' may hold vacuously for some N")
     if vacuous:
         sizes = ", ".join(map(str, sorted(vacuous)))
         why = vacuous[min(vacuous)].split(": ", 1)[-1].replace("a side", "a node")
@@ -490,6 +496,23 @@ def _undefined_closed_forms(m: Model) -> dict[str, str]:
             return {}
         found = here if found is None else {k: v for k, v in found.items() if k in here}
     return found or {}
+
+
+def _sized_conditions(m: Model) -> str | None:
+    """How a node template's root or divisor depends on N without a sign shown for every
+    N >= min_n (sqrt(4 - N)), or None."""
+    signs = Signs({sp.Symbol(n) for n, k in m.leaves.items() if k == "positive"} | {_M})
+    for node in m.nodes.values():
+        for t in sp.preorder_traversal(node.template):
+            if not t.is_Pow or not t.base.has(N) or (t.exp.is_Integer and t.exp > 0):
+                continue
+            sign = signs.sign(t.base.xreplace({N: _M + m.min_n - 1}))
+            safe = ((POS, NEG) if t.exp.is_Integer else (POS,) if t.exp.is_negative
+                    else (POS, NONNEG))
+            if sign not in safe:
+                what = "divides by" if t.exp.is_negative else "takes the root of"
+                return f"{what} {t.base}"
+    return None
 
 
 def _undefined_sizes(m: Model) -> dict[int, str]:

@@ -189,3 +189,29 @@ def test_every_n_names_the_sizes_where_the_model_is_undefined():
         verify_model(parse(DIVIDES_BY_THE_SPREAD, "spread.toml"), 2)
     assert not one.ok and all(r.verdict != "proved" for r in one.results if "dgamma" in r.id)
     assert two.ok
+
+
+SIZED = '''
+name = "sized"
+title = "a root that changes sign with N"
+[leaves]
+x = "element"
+gamma = "set"
+beta = "set"
+[nodes]
+y = "gamma*x[i]*sqrt(4 - N) + beta"
+[model]
+output = "y"
+axis = 0
+[results]
+"D(f, beta)" = "Sum(dy[k], (k, 1, N))"
+'''
+
+
+def test_a_node_root_that_changes_sign_with_n_qualifies_every_n():
+    """sqrt(4 - N) is imaginary from N = 5 on: 'for every N >= 1' alone would be false."""
+    report = verify_model(parse(SIZED, "sized.toml"), "all")
+    proved = [r for r in report.results if r.verdict == "proved"]
+    assert proved and all("where both sides are defined" in r.note for r in proved), report
+    assert any("takes the root of 4 - N" in note for note in report.notes), report.notes
+    assert not verify_model(parse(SIZED, "sized.toml"), 5).ok  # and N = 5 is undefined
