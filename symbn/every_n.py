@@ -525,7 +525,14 @@ def _undefined_sizes(m: Model) -> dict[int, str]:
     for n in range(m.min_n, m.min_n + CONCRETE_SIZES):
         try:
             g = m.instantiate(n, 1)
-            reason = Algebra(g).undefined(sp.Tuple(*g.outputs))  # what f depends on
+            alg = Algebra(g)
+            reason = alg.undefined(sp.Tuple(*g.outputs))  # what f depends on
+            divisors, radicands = g.conditions_of(g.f)
+            if reason is None and not alg.jointly_defined([e for _, e in radicands],
+                                                          [e for _, e in divisors]):
+                reason = (f"undefined: the nodes take square roots of "
+                          f"{', '.join(str(t) for t, _ in radicands[:3])}, each positive "
+                          "somewhere, but no point was found where all of them are")
         except (SymbnError, Unsupported, ZeroDivisionError):
             continue
         if reason is not None and not reason.startswith("undefined or undecided"):

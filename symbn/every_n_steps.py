@@ -51,7 +51,7 @@ import sympy as sp
 
 from .derivation import N
 from .errors import SymbnError
-from .every_n import _M, CONCRETE_SIZES, METHOD, Radicals, SymbolicModel, decide
+from .every_n import _M, CONCRETE_SIZES, METHOD, Radicals, SymbolicModel, _sized_conditions, decide
 from .every_n_translate import _Translate
 from .general.normal import Normalizer, Unsupported, _rules
 from .graph import INDEXED_KINDS
@@ -208,18 +208,6 @@ def _concrete_disproof(d, step, deadline: float | None = None) -> dict | None:
     return None
 
 
-def _writes_conditions(m) -> bool:
-    """Whether a node template of the model writes a divisor or a root that is not proved
-    safe by the sign rules (its definition may have cancelled it: q = x*d/d): then the
-    symbolic sides alone cannot show where a step is defined."""
-    g = m.instantiate(m.min_n)
-    signs = Signs(g.positive, lambda s: g.nodes[s].definition
-                  if s in g.nodes and s != g.f else None)
-    return any(signs.sign(base) not in ((POS, NEG) if k == 0 else (POS, NONNEG))
-               for written in g.conditions.values()
-               for k, part in enumerate(written) for _, base in part)
-
-
 def _vacuous_sizes(d, step, deadline: float | None = None) -> tuple[dict[int, str], list[int]]:
     """({N: reason} for the N in min_n..min_n+3 at which a link of the step is undefined
     for every point (for some index assignment): a side undefined, or the two sides never
@@ -311,28 +299,31 @@ def _check_step(step, d, rules_ok: bool, start: float, deadline: float | None) -
                           note=f"{label}: {note}; no counterexample at N = {m.min_n}..{top}")
     count = f"{len(links) - 1} link(s)"
     parts = [f"{count} for every N >= {m.min_n}"]
-    if not _signed(links, signs, m.min_n) or any(divisors) or any(radicands) \
-            or _writes_conditions(m):
-        vacuous, defined = _vacuous_sizes(d, step, deadline)
-        if not defined:  # "where both sides are defined" might be nowhere at all
-            top = m.min_n + CONCRETE_SIZES - 1
-            why = vacuous[min(vacuous)] if vacuous else "the concrete checker refused them"
-            return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
-                          note=f"true wherever both sides are defined, but they were not "
-                               f"shown defined at any N = {m.min_n}..{top} ({why})")
-        for size, reason in _vanishing_sizes([t for side in divisors for t in side], scalars,
-                                             m.min_n).items():
-            vacuous.setdefault(size, reason)
-        if not _signed(links, signs, m.min_n) or vacuous:
-            parts[0] += " where both sides are defined"
-        if vacuous:
-            sizes = sorted(vacuous)
-            run = list(range(m.min_n, m.min_n + len(sizes)))
-            if sizes == run:
-                parts[0] = f"{count} for every N >= {run[-1] + 1} where both sides are defined"
-            else:
-                parts[0] += f" (undefined at N = {', '.join(map(str, sizes))})"
-            parts.append(vacuous[sizes[0]])
+    # always: what the symbolic translation sees has been through SymPy, which folds
+    # sqrt(mu - mu - 1)**2 to -1 and cancels a node's d/d; the concrete sides keep them
+    vacuous, defined = _vacuous_sizes(d, step, deadline)
+    if not defined:  # "where both sides are defined" might be nowhere at all
+        top = m.min_n + CONCRETE_SIZES - 1
+        why = vacuous[min(vacuous)] if vacuous else "the concrete checker refused them"
+        return Result(step.id, UNKNOWN, "definedness", time.monotonic() - start,
+                      note=f"true wherever both sides are defined, but they were not "
+                           f"shown defined at any N = {m.min_n}..{top} ({why})")
+    for size, reason in _vanishing_sizes([t for side in divisors for t in side], scalars,
+                                         m.min_n).items():
+        vacuous.setdefault(size, reason)
+    sized = _sized_conditions(m)  # a node's sqrt(4 - N): undefined beyond the sizes tried
+    if not _signed(links, signs, m.min_n) or vacuous or sized:
+        parts[0] += " where both sides are defined"
+    if vacuous:
+        sizes = sorted(vacuous)
+        run = list(range(m.min_n, m.min_n + len(sizes)))
+        if sizes == run:
+            parts[0] = f"{count} for every N >= {run[-1] + 1} where both sides are defined"
+        else:
+            parts[0] += f" (undefined at N = {', '.join(map(str, sizes))})"
+        parts.append(vacuous[sizes[0]])
+    if sized:
+        parts.append(f"a node's template {sized}, not shown safe for every N")
     where = [f"{a} == {b}" for b, a in tr.equal.items()] + \
         [" != ".join(sorted(map(str, pair))) for pair in tr.distinct]
     if where or conditions:

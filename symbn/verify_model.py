@@ -147,6 +147,13 @@ def _undefined_results(g: Instance, definer: Algebra) -> dict[str, str]:
         written = [sp.Pow(b, -1, evaluate=False) for _, b in divisors] + \
             [sp.Pow(b, sp.Rational(1, 2), evaluate=False) for _, b in radicands]
         why = definer.undefined(sp.Tuple(*written)) if written else None
+        nodes = g.conditions_of(g.f) if hasattr(g, "conditions_of") else ([], [])
+        if why is None and radicands and not definer.jointly_defined(
+                [b for _, b in radicands + nodes[1]], [b for _, b in divisors + nodes[0]]):
+            why = (f"undefined or undecided at N = {g.n}: its square roots of "
+                   f"{', '.join(str(t) for t, _ in radicands[:3])} and those of the nodes are "
+                   "each positive somewhere, but no point was found where all of them are "
+                   "(and every divisor nonzero)")
         if why is not None:
             why = f"the closed form D(f, {g.leaf(leaf, j)}) in [results]: {why}"
             out[f"forward/d{leaf}"] = out[f"backward/d{leaf}"] = why

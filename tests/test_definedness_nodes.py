@@ -204,3 +204,49 @@ def test_roots_of_two_nodes_never_real_together(tmp_path):
         assert all(r.verdict == UNKNOWN for r in report.results), report
     (result,) = check(_derivation(path, "D(f, beta) = Sum(dy[k], (k, 1, N))"), 3)
     assert result.verdict == UNKNOWN and "no point was found" in result.note, result
+
+
+def _bn_like(nodes: str, results: str, name: str) -> str:
+    return (f'name = "{name}"\ntitle = "t"\n[leaves]\nx = "element"\ngamma = "set"\n'
+            f'beta = "set"\n[nodes]\nmu = "Sum(x[k], (k, 1, N))/N"\n{nodes}\n[model]\n'
+            f'output = "y"\naxis = 0\n[results]\n{results}\n')
+
+
+def test_a_closed_form_root_never_real_with_a_node_root(tmp_path):
+    """sqrt(mu - 1) in a node, sqrt(-mu - 1) in the closed form: never both real."""
+    text = _bn_like('r1 = "sqrt(mu - 1)"\ny = "gamma*x[i] + beta + r1"',
+                    '"D(f, beta)" = "Sum(dy[k], (k, 1, N)) + sqrt(-mu - 1)**2 + mu + 1"', "m3")
+    model = parse_model(text, str(tmp_path / "m3.toml"))
+    for n in (2, "all"):
+        verdicts = {r.id: r.verdict for r in verify_model(model, n).results}
+        assert verdicts["forward/dbeta"] == verdicts["backward/dbeta"] == UNKNOWN, (n, verdicts)
+
+
+def test_every_n_verify_tests_node_roots_together(tmp_path):
+    text = _bn_like('r1 = "sqrt(mu - 1)"\nr2 = "sqrt(-mu - 1)"\ny = "gamma*x[i] + beta + r1*r2"',
+                    '"D(f, beta)" = "Sum(dy[k], (k, 1, N))"', "m2")
+    report = verify_model(parse_model(text, str(tmp_path / "m2.toml")), "all")
+    assert all(r.verdict == UNKNOWN for r in report.results), report
+
+
+def test_every_n_check_sees_a_name_folded_by_sympy_and_roots_sized_by_n(tmp_path):
+    names = _bn_like('y = "gamma*x[i] + beta"', '"D(f, beta)" = "Sum(dy[k], (k, 1, N))"', "nm")
+    path = _model(tmp_path, names + '[names]\nz = "sqrt(mu - mu - 1)**2"\n', "nm")
+    (result,) = general.check_all(_derivation(path, "D(f, beta) + z + 1 = Sum(dy[k], (k, 1, N))"))
+    assert result.verdict == UNKNOWN, result
+    sized = _bn_like('c = "x[i]*sqrt(4 - N)"\ny = "gamma*c[i] + beta"',
+                     '"D(f, beta)" = "Sum(dy[k], (k, 1, N))"', "sz")
+    path = _model(tmp_path, sized, "sz")
+    (result,) = general.check_all(_derivation(path, "D(f, beta) = Sum(dy[k], (k, 1, N))"))
+    assert result.verdict == PROVED and "where both sides are defined" in result.note, result
+    assert "takes the root of 4 - N" in result.note
+    (at_five,) = check(_derivation(path, "D(f, beta) = Sum(dy[k], (k, 1, N))"), 5)
+    assert at_five.verdict == UNKNOWN  # and N = 5 is indeed undefined
+
+
+def test_roots_of_every_element_found_positive_together(tmp_path):
+    """sqrt(x[i]) for N = 8 elements: all x > 0 is a point, however rare among mixed signs."""
+    text = ('name = "roots"\ntitle = "t"\n[leaves]\nx = "element"\nbeta = "set"\n[nodes]\n'
+            'y = "sqrt(x[i]) + beta"\n[model]\noutput = "y"\naxis = 0\n[results]\n'
+            '"D(f, beta)" = "Sum(dy[k], (k, 1, N))"\n')
+    assert verify_model(parse_model(text, str(tmp_path / "roots.toml")), 8).ok

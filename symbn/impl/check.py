@@ -288,7 +288,7 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes) -> lis
         return results
     try:
         floated = {r.id: r for r in route2(function, name, g, sig, deadline, timeout,
-                                            "numpy", proved)}
+                                            "numpy", proved, float64=True)}
     except SymbnError as err:
         return [Result(r.id, UNKNOWN, r.method, r.seconds, note=f"proved on exact scalars, "
                        f"but {err}") if r.id in {f"d{p}" for p in proved} else r

@@ -186,8 +186,9 @@ class Definedness:
         key = (tuple(open_), tuple(nonzero))
         if key not in memo:
             memo[key] = False
-            for seed in range(64):
-                point = self._point(random.Random(seed), open_, squares=seed % 2 == 0)
+            for seed in range(64):  # of four kinds: roots of N leaves x[i] need all x > 0
+                point = self._point(random.Random(seed), open_, squares=seed % 4 == 0,
+                                    sign=(0, 0, 1, -1)[seed % 4])
                 try:
                     values = [model.evaluate(e, point) for e in open_]
                     divided = [model.evaluate(e, point) for e in nonzero]
@@ -199,12 +200,15 @@ class Definedness:
                     break
         return memo[key]
 
-    def _point(self, rng: random.Random, hints: list = (), squares: bool = True) -> dict:
-        """Small random integers for every leaf, each positive leaf p > 0 chosen where
-        possible (`squares`) so that a radicand c*p + w(x) is a rational square (of `hints`
-        first, then of the model's own radicals), so that its square root stays rational."""
+    def _point(self, rng: random.Random, hints: list = (), squares: bool = True,
+               sign: int = 0) -> dict:
+        """Small random integers for every leaf (of one `sign` if it is 1 or -1), each
+        positive leaf p > 0 chosen where possible (`squares`) so that a radicand c*p + w(x)
+        is a rational square (of `hints` first, then of the model's own radicals), so that
+        its square root stays rational."""
         model = self.model
-        point = {leaf: Fraction(rng.randint(-5, 5)) for leaf in model.leaves}
+        low, high = {0: (-5, 5), 1: (1, 5), -1: (-5, -1)}[sign]
+        point = {leaf: Fraction(rng.randint(low, high)) for leaf in model.leaves}
         forms = self._square_forms(hints) if squares else {}
         for p in [leaf for leaf in model.leaves if leaf in model.positive]:
             if p not in forms:
