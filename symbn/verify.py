@@ -14,6 +14,7 @@ closed/dx-linear, closed/dgamma-linear).  `all_pairs=True` checks every j with w
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 
@@ -43,6 +44,7 @@ from .prove import (
     linear_in,
     unit_coefficient,
 )
+from .prove.separate import certainly_nonnegative, certainly_nonzero
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
@@ -140,9 +142,11 @@ class _Checker:
     (an exact `Algebra`) each instance's sides are first shown defined somewhere."""
 
     def __init__(self, bn: BatchNorm, decider, deadline: float | None,
-                 definer: Algebra | None = None, undefined: dict[str, str] | None = None):
+                 definer: Algebra | None = None, undefined: dict[str, str] | None = None,
+                 closed: dict | None = None):
         self.bn, self.decider, self.deadline, self.definer = bn, decider, deadline, definer
         self.undefined = dict(undefined or {})  # claim id -> why it is undefined everywhere
+        self.closed = dict(closed or {})  # claim id -> the closed form's written conditions
         self._graph_undefined: str | None | bool = False  # not yet asked
 
     def run(self, cid: str, instances: list[Instance] | Callable[[], Outcome]) -> Result:
@@ -153,6 +157,31 @@ class _Checker:
         except Budget:
             return Result(cid, UNKNOWN, "exact", time.monotonic() - start,
                           note="time budget exhausted")
+
+    def _where_defined(self, cid: str, outcome: Outcome, left, right) -> Outcome:
+        """A disproof whose witness makes every root and divisor written in the nodes and the
+        closed form defined (SymPy reads sqrt(x)**2 as x, so the decided sides no longer
+        carry them); other points are tried, and without one the claim is unknown."""
+        divisors, radicands = _written(self.bn, cid, self.closed)
+        if not divisors and not radicands:
+            return outcome
+        for seed in range(1, 9):
+            point = (outcome.witness or {}).get("point")
+            found = None if point is None else _defined_at(self.bn, point, divisors,
+                                                           radicands, seed)
+            if found is not None:
+                outcome.witness["point"] = found
+                return outcome
+            try:
+                outcome = self.decider.decide(left, right, self.deadline, seed=seed)
+            except TypeError:  # a decider without seeds (the random method)
+                break
+            if outcome.verdict != DISPROVED:
+                return outcome
+        return Outcome(UNKNOWN, outcome.method,
+                       note="false as the sides simplify, but no witness was found where "
+                            "every square root written in the nodes and the closed form is "
+                            "of something >= 0 and every divisor written is nonzero")
 
     def _run(self, cid: str, instances, start: float) -> Result:
         if self.definer is not None and self._graph_undefined is False:
@@ -190,6 +219,8 @@ class _Checker:
                     return Result(cid, UNKNOWN, "definedness", time.monotonic() - start,
                                   note=f"{label}: {undefined}" if label else undefined)
             outcome = self.decider.decide(left, right, self.deadline)
+            if outcome.verdict == DISPROVED:
+                outcome = self._where_defined(cid, outcome, left, right)
             method = outcome.method
             if outcome.verdict not in (PROVED, PROBABLE):
                 witness = outcome.witness
@@ -206,6 +237,37 @@ class _Checker:
         if notes:  # the weakest bound among the instances
             note = "; ".join(filter(None, [note, max(notes, key=_bound_exponent)]))
         return Result(cid, verdict, method, time.monotonic() - start, note=note)
+
+
+def _written(g, cid: str, closed: dict) -> tuple[list, list]:
+    """The divisors and radicands (values) the nodes f depends on write, and the closed form
+    a claim `cid` compares with, as their templates write them."""
+    divisors, radicands = g.conditions_of(g.f) if hasattr(g, "conditions_of") else ([], [])
+    more = closed.get(cid, ([], []))
+    return [e for _, e in divisors + more[0]], [e for _, e in radicands + more[1]]
+
+
+def _defined_at(g, point: dict, divisors: list, radicands: list, seed: int) -> dict | None:
+    """The point, with the leaves it leaves free chosen, where every radicand is >= 0 and
+    every divisor nonzero; None if not found."""
+    names = {str(s): s for s in g.leaves}
+    try:
+        values = {names[k]: sp.Rational(v) for k, v in point.items() if k in names}
+    except (TypeError, ValueError):
+        return None
+    free = [s for s in g.leaves if s not in values]
+    rng = random.Random(seed)
+    for _ in range(20 if free else 1):
+        trial = dict(values)
+        trial.update({s: sp.Integer(rng.randint(1, 5)) if s in g.positive
+                      else sp.Integer(rng.randint(-5, 5)) for s in free})
+        try:
+            if all(certainly_nonnegative(g.evaluate(e, trial)) for e in radicands) and \
+                    all(certainly_nonzero(g.evaluate(e, trial)) for e in divisors):
+                return {str(s): str(v) for s, v in trial.items()}
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+    return None
 
 
 def _bound_exponent(note: str) -> int:

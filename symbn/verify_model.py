@@ -80,7 +80,8 @@ def verify_model(model: Model | str, n: int | str, d: int = 1, timeout: float | 
         raise SymbnError(f"unknown method {method!r}; use exact or random")
     definer = Algebra(g)
     alg = definer if method == "exact" else RandomTester(g, points=points, seed=seed)
-    checker = _Checker(g, alg, deadline, definer, _undefined_results(g, definer))
+    checker = _Checker(g, alg, deadline, definer, _undefined_results(g, definer),
+                       _written_results(g))
     exhaustive = n <= EXHAUSTIVE_MAX_N and n * d <= EXHAUSTIVE_MAX_CELLS
     claims = _claims(g) if exhaustive else _symmetric_claims(g)
     results = []
@@ -132,6 +133,17 @@ def _cells(g: Instance, leaf: str) -> list[tuple[str, int | None, int]]:
         for j in rows:
             where = [f"j={j}"] * (j is not None) + [f"set {c}"] * (g.d > 1 and len(sets) > 1)
             out.append((", ".join(where), j, c))
+    return out
+
+
+def _written_results(g: Instance) -> dict[str, tuple[list, list]]:
+    """{claim id: (divisors, radicands)} each closed form in [results] writes at row 1 (a
+    disproof's witness must make them defined)."""
+    out = {}
+    for leaf in g.model.results:
+        j = 1 if g.model.indexed(leaf) else None
+        _, written = g.recorded(g.model.results[leaf].template, {"j": j} if j else {}, 1)
+        out[f"forward/d{leaf}"] = out[f"backward/d{leaf}"] = written
     return out
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,20 @@ def test_roots_of_every_element_found_positive_together(tmp_path):
             'y = "sqrt(x[i]) + beta"\n[model]\noutput = "y"\naxis = 0\n[results]\n'
             '"D(f, beta)" = "Sum(dy[k], (k, 1, N))"\n')
     assert verify_model(parse_model(text, str(tmp_path / "roots.toml")), 8).ok
+
+
+def test_no_verify_disproof_where_a_written_root_is_not_real(tmp_path):
+    """sqrt(x)**2 in a node: SymPy reads it as x; at x1 = -3 it is not real, and wherever
+    x1 > 0 the closed form dy1*sqrt(x1**2)/x1 = dy1 is right."""
+    text = ('name = "rootsq"\ntitle = "t"\n[leaves]\nx = "element"\n[nodes]\n'
+            'q = "sqrt(x[i])**2"\ny = "q[i]"\n[model]\noutput = "y"\naxis = 0\n[results]\n'
+            '"D(f, x[j])" = "dy[j]*sqrt(x[j]**2)/x[j]"\n')
+    model = parse_model(text, str(tmp_path / "rootsq.toml"))
+    for n in (1, 2):
+        verdicts = {r.id: r.verdict for r in verify_model(model, n).results}
+        assert DISPROVED not in verdicts.values(), (n, verdicts)
+    # a wrong closed form over the same node is still disproved, at a point where x1 > 0
+    wrong = parse_model(text.replace("dy[j]*sqrt(x[j]**2)/x[j]", "2*dy[j]"),
+                        str(tmp_path / "wrong.toml"))
+    (result,) = [r for r in verify_model(wrong, 1).results if r.id == "forward/dx"]
+    assert result.verdict == DISPROVED and Fraction(result.witness["point"]["x[1]"]) >= 0
