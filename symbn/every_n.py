@@ -426,7 +426,8 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
     rule_text = ", ".join(f"{r.id.split('/')[1]} {r.verdict}" for r in rules)
     from .verify_model import describe_source
 
-    vacuous = _undefined_sizes(m) if any(r.verdict == PROVED for r in results) else {}
+    vacuous, nowhere = _small_sizes(m) if any(r.verdict == PROVED for r in results) \
+        else ({}, {})
     with_n = _sized_conditions(m)
     if vacuous or with_n:
         # a node SymPy cancelled (q = (x - mu)/(x - mu)) still bounds the domain, and so
@@ -458,7 +459,6 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
         why = vacuous[min(vacuous)].split(": ", 1)[-1].replace("a side", "a node")
         notes.append(f"the model is undefined at N = {sizes} ({why}): what is proved "
                      "'where both sides are defined' holds there vacuously")
-    nowhere = _undefined_closed_forms(m)
     results = [Result(r.id, UNKNOWN, "definedness", r.seconds,
                       note=f"{nowhere[r.id]}, and likewise at N = {m.min_n}.."
                            f"{m.min_n + CONCRETE_SIZES - 1}")
@@ -481,23 +481,6 @@ def verify_every_n(model: Model | str, timeout: float | None = None,
                   notes)
 
 
-def _undefined_closed_forms(m: Model) -> dict[str, str]:
-    """{claim id: why} for the claims against a closed form of [results] that is undefined
-    everywhere at each N = min_n..min_n+3 (`symbn.verify_model._undefined_results`)."""
-    from .prove import Algebra
-    from .verify_model import _undefined_results
-
-    found: dict | None = None
-    for n in range(m.min_n, m.min_n + CONCRETE_SIZES):
-        try:
-            g = m.instantiate(n, 1)
-            here = _undefined_results(g, Algebra(g))
-        except (SymbnError, Unsupported, ZeroDivisionError):
-            return {}
-        found = here if found is None else {k: v for k, v in found.items() if k in here}
-    return found or {}
-
-
 def _sized_conditions(m: Model) -> str | None:
     """How a node template's root or divisor depends on N without a sign shown for every
     N >= min_n (sqrt(4 - N)), or None."""
@@ -515,29 +498,37 @@ def _sized_conditions(m: Model) -> str | None:
     return None
 
 
-def _undefined_sizes(m: Model) -> dict[int, str]:
-    """{N: reason} for the N in min_n..min_n+3 at which a node of the model divides by
-    something identically zero, or takes the root of something negative wherever it is not
-    0 (`symbn.prove.Algebra.undefined`, exact, at that N with one set)."""
+def _small_sizes(m: Model) -> tuple[dict[int, str], dict[str, str]]:
+    """({N: reason} for the N in min_n..min_n+3 at which the nodes f depends on divide by
+    something identically zero, take the root of something negative wherever it is not 0,
+    or roots never real together (`symbn.prove.Algebra`, exact, one set); {claim id: why}
+    for the claims against a closed form of [results] undefined at each of those N
+    (`symbn.verify_model._undefined_results`))."""
     from .prove import Algebra
+    from .verify import model_undefined
+    from .verify_model import _undefined_results, _written_results
 
-    found = {}
+    found: dict[int, str] = {}
+    nowhere: dict | None = None  # None: not yet asked; {} once a size could not be
     for n in range(m.min_n, m.min_n + CONCRETE_SIZES):
         try:
             g = m.instantiate(n, 1)
             alg = Algebra(g)
-            reason = alg.undefined(sp.Tuple(*g.outputs))  # what f depends on
-            divisors, radicands = g.conditions_of(g.f)
-            if reason is None and not alg.jointly_defined([e for _, e in radicands],
-                                                          [e for _, e in divisors]):
-                reason = (f"undefined: the nodes take square roots of "
-                          f"{', '.join(str(t) for t, _ in radicands[:3])}, each positive "
-                          "somewhere, but no point was found where all of them are")
+            reason = model_undefined(g, alg)
         except (SymbnError, Unsupported, ZeroDivisionError):
+            nowhere = {}
             continue
-        if reason is not None and not reason.startswith("undefined or undecided"):
+        # a divisor or root not decided is no evidence; roots not found real together are
+        if reason is not None and not reason.startswith("undefined or undecided:"):
             found[n] = reason
-    return found
+        if nowhere != {}:
+            try:
+                here = _undefined_results(g, alg, _written_results(g))
+            except (SymbnError, Unsupported, ZeroDivisionError):
+                here = {}
+            nowhere = here if nowhere is None else {k: v for k, v in nowhere.items()
+                                                    if k in here}
+    return found, nowhere or {}
 
 
 def _claim(cid, leaf, lhs, rhs, statement, m, scalars, memo, concrete, rules_ok, deadline,

@@ -16,7 +16,6 @@ assignment per pattern suffices: which free indices are equal, and which equal a
 from __future__ import annotations
 
 import itertools
-import random
 import time
 
 import sympy as sp
@@ -26,7 +25,7 @@ from .errors import SymbnError
 from .limits import check_steps_size
 from .model import BatchNorm
 from .prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, Outcome, alarm, coefficients
-from .prove.separate import certainly_nonnegative, certainly_nonzero
+from .prove.definedness import completed, not_together, where_defined
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
@@ -188,56 +187,25 @@ class _StepChecker:
 
     def _checked(self, outcome: Outcome, lhs, rhs, left: tuple, right: tuple) -> Outcome:
         """A disproof whose witness lies where the link is defined as written: every
-        square root written in it of something >= 0, every divisor written nonzero.  SymPy
-        simplifies sqrt(u)**2 to u and u/u to 1 as the sides are built, so the decided sides
-        no longer carry these; leaves the sides do not depend on are chosen to meet them,
-        other points are tried, and without one the link is unknown."""
-        divisors, radicands = left[0] + right[0], left[1] + right[1]
+        square root written in it of something >= 0, every divisor written nonzero
+        (`symbn.prove.definedness.where_defined`); leaves the sides do not depend on are
+        chosen to meet them."""
+        divisors = [e for _, e in left[0] + right[0]]
+        radicands = [e for _, e in left[1] + right[1]]
         if not divisors and not radicands:
             return outcome
-        for seed in range(1, 9):
-            point = self._defined_at(outcome.witness, divisors, radicands, seed)
-            if point is not None:
-                outcome.witness["point"] = point
-                return outcome
-            if self._late():
-                break
-            outcome = self.alg.decide(lhs, rhs, self.deadline, seed=seed)
-            if outcome.verdict != DISPROVED:
-                return outcome
-        return Outcome(UNKNOWN, outcome.method,
-                       note="false as the sides simplify, but no witness was found where "
-                            "every square root written in the link is of something >= 0 "
-                            "and every divisor written is nonzero")
-
-    def _defined_at(self, witness: dict | None, divisors: list, radicands: list,
-                    seed: int) -> dict | None:
-        """The witness's point, completed with the leaves it leaves free, where the written
-        radicands are >= 0 and divisors nonzero; None if not found."""
-        point = (witness or {}).get("point")
-        if point is None:
-            return None
         names = {str(s): s for s in self.alg.symbols}
-        try:
-            values = {names[k]: sp.Rational(v) for k, v in point.items()}
-        except (KeyError, TypeError, ValueError):
-            return None
-        written = [e for _, e in divisors + radicands]
-        free = sorted(set(self.bn.support(sp.Tuple(*written))) & set(self.alg.symbols)
-                      - set(values), key=str)
-        rng = random.Random(seed)
-        for attempt in range(20 if free else 1):
-            trial = dict(values)
-            trial.update({s: sp.Integer(rng.randint(1, 5)) if s in self.bn.positive
-                          else sp.Integer(rng.randint(-5, 5)) for s in free})
-            try:
-                if all(certainly_nonnegative(self.bn.evaluate(e, trial)) for _, e in radicands) \
-                        and all(certainly_nonzero(self.bn.evaluate(e, trial))
-                                for _, e in divisors):
-                    return {**point, **{str(s): str(trial[s]) for s in free}}
-            except (TypeError, ValueError, ZeroDivisionError):
-                continue
-        return None
+        free = set(self.bn.support(sp.Tuple(*divisors, *radicands))) & set(self.alg.symbols)
+
+        def locate(found: Outcome, seed: int) -> dict | None:
+            point = (found.witness or {}).get("point")
+            return None if point is None else completed(self.bn, point, names, free,
+                                                        divisors, radicands, seed)
+        return where_defined(
+            outcome, locate, lambda seed: self.alg.decide(lhs, rhs, self.deadline, seed=seed),
+            "false as the sides simplify, but no witness was found where every square root "
+            "written in the link is of something >= 0 and every divisor written is nonzero",
+            self._late)
 
     def _undefined_link(self, left: tuple, right: tuple) -> str | None:
         """Why a link is undefined, naming the side when only one of them is."""
@@ -246,11 +214,7 @@ class _StepChecker:
         for k, (side, (divisors, radicands)) in enumerate((("the left side", left),
                                                            ("the right side", right))):
             if why[k] is None and not self._jointly_real(radicands, divisors):
-                why[k] = (f"undefined or undecided: {side} takes square roots of "
-                          f"{', '.join(str(t) for t, _ in radicands[:3])}"
-                          f"{', ...' if len(radicands) > 3 else ''}, each positive somewhere, "
-                          "but no point was found where all of them are (and every divisor "
-                          "nonzero)")
+                why[k] = f"undefined or undecided: {not_together(radicands, side)}"
         if why[0] is not None and why[1] is not None:
             return self._undefined(left[0] + right[0], left[1] + right[1]) or why[0]
         if why[0] is not None:

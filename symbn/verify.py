@@ -14,7 +14,6 @@ closed/dx-linear, closed/dgamma-linear).  `all_pairs=True` checks every j with w
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 
@@ -44,7 +43,7 @@ from .prove import (
     linear_in,
     unit_coefficient,
 )
-from .prove.separate import certainly_nonnegative, certainly_nonzero
+from .prove.definedness import completed, not_together, where_defined
 from .report import Report, Result
 
 EXHAUSTIVE_MAX_N = 8
@@ -159,47 +158,31 @@ class _Checker:
                           note="time budget exhausted")
 
     def _where_defined(self, cid: str, outcome: Outcome, left, right) -> Outcome:
-        """A disproof whose witness makes every root and divisor written in the nodes and the
-        closed form defined (SymPy reads sqrt(x)**2 as x, so the decided sides no longer
-        carry them); other points are tried, and without one the claim is unknown."""
+        """A disproof whose witness makes every root and divisor written in the nodes and
+        the closed form defined (`symbn.prove.definedness.where_defined`)."""
         divisors, radicands = _written(self.bn, cid, self.closed)
         if not divisors and not radicands:
             return outcome
-        for seed in range(1, 9):
-            point = (outcome.witness or {}).get("point")
-            found = None if point is None else _defined_at(self.bn, point, divisors,
-                                                           radicands, seed)
-            if found is not None:
-                outcome.witness["point"] = found
-                return outcome
+        names = {str(s): s for s in self.bn.leaves}
+
+        def locate(found: Outcome, seed: int) -> dict | None:
+            point = (found.witness or {}).get("point")
+            return None if point is None else completed(self.bn, point, names, self.bn.leaves,
+                                                        divisors, radicands, seed)
+
+        def redecide(seed: int) -> Outcome | None:
             try:
-                outcome = self.decider.decide(left, right, self.deadline, seed=seed)
+                return self.decider.decide(left, right, self.deadline, seed=seed)
             except TypeError:  # a decider without seeds (the random method)
-                break
-            if outcome.verdict != DISPROVED:
-                return outcome
-        return Outcome(UNKNOWN, outcome.method,
-                       note="false as the sides simplify, but no witness was found where "
-                            "every square root written in the nodes and the closed form is "
-                            "of something >= 0 and every divisor written is nonzero")
+                return None
+        return where_defined(outcome, locate, redecide,
+                             "false as the sides simplify, but no witness was found where "
+                             "every square root written in the nodes and the closed form is "
+                             "of something >= 0 and every divisor written is nonzero")
 
     def _run(self, cid: str, instances, start: float) -> Result:
         if self.definer is not None and self._graph_undefined is False:
-            # a node defined nowhere (its template divides by something identically zero,
-            # which SymPy cancelled) makes f, and every claim about it, undefined
-            self._graph_undefined = self.definer.undefined(sp.Tuple(*self.bn.outputs),
-                                                           self.deadline)
-            written = getattr(self.bn, "conditions_of", None)
-            if self._graph_undefined is None and written is not None:
-                divisors, radicands = written(self.bn.f)  # roots never real together
-                if not self.definer.jointly_defined([e for _, e in radicands],
-                                                    [e for _, e in divisors]):
-                    self._graph_undefined = (
-                        f"undefined or undecided at N = {self.bn.n}: the nodes take square "
-                        f"roots of {', '.join(str(t) for t, _ in radicands[:3])}"
-                        f"{', ...' if len(radicands) > 3 else ''}, each positive somewhere, "
-                        "but no point was found where all of them are (and every divisor "
-                        "nonzero)")
+            self._graph_undefined = model_undefined(self.bn, self.definer, self.deadline)
         why = self._graph_undefined or self.undefined.get(cid)
         if why:
             return Result(cid, UNKNOWN, "definedness", time.monotonic() - start, note=why)
@@ -239,35 +222,25 @@ class _Checker:
         return Result(cid, verdict, method, time.monotonic() - start, note=note)
 
 
+def model_undefined(g, alg: Algebra, deadline: float | None = None) -> str | None:
+    """Why f is undefined everywhere at this N, or None: a node it depends on divides by
+    something identically zero or takes the root of something negative wherever it is not 0
+    (as its template writes them: SymPy cancels s/s to 1), or the nodes' roots are never
+    real together (sqrt(mu) and sqrt(-mu - 1)); every claim about such a model is unknown."""
+    reason = alg.undefined(sp.Tuple(*g.outputs), deadline)
+    if reason is None and hasattr(g, "conditions_of"):
+        divisors, radicands = g.conditions_of(g.f)
+        if not alg.jointly_defined([e for _, e in radicands], [e for _, e in divisors]):
+            reason = f"undefined or undecided at N = {g.n}: {not_together(radicands, 'the model')}"
+    return reason
+
+
 def _written(g, cid: str, closed: dict) -> tuple[list, list]:
     """The divisors and radicands (values) the nodes f depends on write, and the closed form
     a claim `cid` compares with, as their templates write them."""
     divisors, radicands = g.conditions_of(g.f) if hasattr(g, "conditions_of") else ([], [])
     more = closed.get(cid, ([], []))
     return [e for _, e in divisors + more[0]], [e for _, e in radicands + more[1]]
-
-
-def _defined_at(g, point: dict, divisors: list, radicands: list, seed: int) -> dict | None:
-    """The point, with the leaves it leaves free chosen, where every radicand is >= 0 and
-    every divisor nonzero; None if not found."""
-    names = {str(s): s for s in g.leaves}
-    try:
-        values = {names[k]: sp.Rational(v) for k, v in point.items() if k in names}
-    except (TypeError, ValueError):
-        return None
-    free = [s for s in g.leaves if s not in values]
-    rng = random.Random(seed)
-    for _ in range(20 if free else 1):
-        trial = dict(values)
-        trial.update({s: sp.Integer(rng.randint(1, 5)) if s in g.positive
-                      else sp.Integer(rng.randint(-5, 5)) for s in free})
-        try:
-            if all(certainly_nonnegative(g.evaluate(e, trial)) for e in radicands) and \
-                    all(certainly_nonzero(g.evaluate(e, trial)) for e in divisors):
-                return {str(s): str(v) for s, v in trial.items()}
-        except (TypeError, ValueError, ZeroDivisionError):
-            continue
-    return None
 
 
 def _bound_exponent(note: str) -> int:

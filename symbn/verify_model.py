@@ -41,6 +41,7 @@ from .prove import (
     RandomTester,
     unit_coefficient,
 )
+from .prove.definedness import not_together
 from .report import Report
 from .verify import _Checker
 from .verify import _linear as linear_outcome
@@ -80,8 +81,9 @@ def verify_model(model: Model | str, n: int | str, d: int = 1, timeout: float | 
         raise SymbnError(f"unknown method {method!r}; use exact or random")
     definer = Algebra(g)
     alg = definer if method == "exact" else RandomTester(g, points=points, seed=seed)
-    checker = _Checker(g, alg, deadline, definer, _undefined_results(g, definer),
-                       _written_results(g))
+    written = _written_results(g)
+    checker = _Checker(g, alg, deadline, definer, _undefined_results(g, definer, written),
+                       written)
     exhaustive = n <= EXHAUSTIVE_MAX_N and n * d <= EXHAUSTIVE_MAX_CELLS
     claims = _claims(g) if exhaustive else _symmetric_claims(g)
     results = []
@@ -147,28 +149,27 @@ def _written_results(g: Instance) -> dict[str, tuple[list, list]]:
     return out
 
 
-def _undefined_results(g: Instance, definer: Algebra) -> dict[str, str]:
+def _undefined_results(g: Instance, definer: Algebra, written: dict) -> dict[str, str]:
     """{claim id: why} for the claims against a closed form that is undefined everywhere at
-    this N, judged on its template as written (SymPy reads sqrt(-1 - eps)**2 as -1 - eps):
-    a divisor identically zero, or a radicand negative wherever it is not 0."""
+    this N, judged on its template as written (`_written_results`; SymPy reads
+    sqrt(-1 - eps)**2 as -1 - eps): a divisor identically zero, a radicand negative wherever
+    it is not 0, or roots never real together with the nodes'."""
     out = {}
+    nodes = g.conditions_of(g.f)
     for leaf in g.model.results:
-        j = 1 if g.model.indexed(leaf) else None
-        _, (divisors, radicands) = g.recorded(g.model.results[leaf].template,
-                                              {"j": j} if j else {}, 1)
-        written = [sp.Pow(b, -1, evaluate=False) for _, b in divisors] + \
+        cid = f"forward/d{leaf}"
+        divisors, radicands = written[cid]
+        pows = [sp.Pow(b, -1, evaluate=False) for _, b in divisors] + \
             [sp.Pow(b, sp.Rational(1, 2), evaluate=False) for _, b in radicands]
-        why = definer.undefined(sp.Tuple(*written)) if written else None
-        nodes = g.conditions_of(g.f) if hasattr(g, "conditions_of") else ([], [])
+        why = definer.undefined(sp.Tuple(*pows)) if pows else None
         if why is None and radicands and not definer.jointly_defined(
                 [b for _, b in radicands + nodes[1]], [b for _, b in divisors + nodes[0]]):
-            why = (f"undefined or undecided at N = {g.n}: its square roots of "
-                   f"{', '.join(str(t) for t, _ in radicands[:3])} and those of the nodes are "
-                   "each positive somewhere, but no point was found where all of them are "
-                   "(and every divisor nonzero)")
+            why = (f"undefined or undecided at N = {g.n}: "
+                   f"{not_together(radicands + nodes[1], 'it, with the nodes,')}")
         if why is not None:
-            why = f"the closed form D(f, {g.leaf(leaf, j)}) in [results]: {why}"
-            out[f"forward/d{leaf}"] = out[f"backward/d{leaf}"] = why
+            leaf_j = g.leaf(leaf, 1 if g.model.indexed(leaf) else None)
+            out[cid] = out[f"backward/d{leaf}"] = \
+                f"the closed form D(f, {leaf_j}) in [results]: {why}"
     return out
 
 

@@ -139,41 +139,18 @@ def test_a_witness_with_many_digits_is_printed(tmp_path):
     assert run.returncode == 1 and "disproved" in run.stdout and not run.stderr, run
 
 
-ZERO_NODE = '''
-name = "zero-node"
-title = "q = x*d/d with d zero for every N"
-[leaves]
-x = "element"
-gamma = "set"
-beta = "set"
-[nodes]
-mu = "Sum(x[k], (k, 1, N))/N"
-d = "Sum(x[k], (k, 1, N)) - N*mu"
-q = "x[i]*d/d"
-y = "gamma*q[i] + beta"
-[model]
-output = "y"
-axis = 0
-'''
+def _bn_like(nodes: str, results: str, name: str) -> str:
+    return (f'name = "{name}"\ntitle = "t"\n[leaves]\nx = "element"\ngamma = "set"\n'
+            f'beta = "set"\n[nodes]\nmu = "Sum(x[k], (k, 1, N))/N"\n{nodes}\n[model]\n'
+            f'output = "y"\naxis = 0\n[results]\n{results}\n')
 
-APART = '''
-name = "apart"
-title = "two roots never real together"
-[leaves]
-x = "element"
-gamma = "set"
-beta = "set"
-[nodes]
-mu = "Sum(x[k], (k, 1, N))/N"
-r1 = "sqrt(mu)"
-r2 = "sqrt(-mu - 1)"
-y = "gamma*x[i] + beta + r1 + r2"
-[model]
-output = "y"
-axis = 0
-[results]
-"D(f, beta)" = "Sum(dy[k], (k, 1, N))"
-'''
+
+BETA = '"D(f, beta)" = "Sum(dy[k], (k, 1, N))"'
+# d = S - N*(S/N) is zero for every N
+ZERO_NODE = _bn_like('d = "Sum(x[k], (k, 1, N)) - N*mu"\nq = "x[i]*d/d"\ny = "gamma*q[i] + beta"',
+                     BETA, "zero-node")
+APART = _bn_like('r1 = "sqrt(mu)"\nr2 = "sqrt(-mu - 1)"\ny = "gamma*x[i] + beta + r1 + r2"',
+                 BETA, "apart")
 
 
 @pytest.mark.parametrize("claim", ["D(f, beta) = Sum(dy[k], (k, 1, N))", "q[i] - q[i] = 0"])
@@ -192,8 +169,7 @@ def test_a_node_cancelled_in_the_claim_or_below_f_still_counts(tmp_path, claim):
 def test_a_negative_number_under_a_root_in_a_node(tmp_path):
     text = ZERO_NODE.replace('y = "gamma*q[i] + beta"',
                              'y = "gamma*x[i] + beta + sqrt(mu - mu - 1) - sqrt(mu - mu - 1)"')
-    model = parse_model(text + '[results]\n"D(f, beta)" = "Sum(dy[k], (k, 1, N))"\n',
-                        str(tmp_path / "neg.toml"))
+    model = parse_model(text, str(tmp_path / "neg.toml"))
     report = verify_model(model, 2)
     assert all(r.verdict == UNKNOWN for r in report.results), report
 
@@ -205,12 +181,6 @@ def test_roots_of_two_nodes_never_real_together(tmp_path):
         assert all(r.verdict == UNKNOWN for r in report.results), report
     (result,) = check(_derivation(path, "D(f, beta) = Sum(dy[k], (k, 1, N))"), 3)
     assert result.verdict == UNKNOWN and "no point was found" in result.note, result
-
-
-def _bn_like(nodes: str, results: str, name: str) -> str:
-    return (f'name = "{name}"\ntitle = "t"\n[leaves]\nx = "element"\ngamma = "set"\n'
-            f'beta = "set"\n[nodes]\nmu = "Sum(x[k], (k, 1, N))/N"\n{nodes}\n[model]\n'
-            f'output = "y"\naxis = 0\n[results]\n{results}\n')
 
 
 def test_a_closed_form_root_never_real_with_a_node_root(tmp_path):
@@ -225,18 +195,17 @@ def test_a_closed_form_root_never_real_with_a_node_root(tmp_path):
 
 def test_every_n_verify_tests_node_roots_together(tmp_path):
     text = _bn_like('r1 = "sqrt(mu - 1)"\nr2 = "sqrt(-mu - 1)"\ny = "gamma*x[i] + beta + r1*r2"',
-                    '"D(f, beta)" = "Sum(dy[k], (k, 1, N))"', "m2")
+                    BETA, "m2")
     report = verify_model(parse_model(text, str(tmp_path / "m2.toml")), "all")
     assert all(r.verdict == UNKNOWN for r in report.results), report
 
 
 def test_every_n_check_sees_a_name_folded_by_sympy_and_roots_sized_by_n(tmp_path):
-    names = _bn_like('y = "gamma*x[i] + beta"', '"D(f, beta)" = "Sum(dy[k], (k, 1, N))"', "nm")
+    names = _bn_like('y = "gamma*x[i] + beta"', BETA, "nm")
     path = _model(tmp_path, names + '[names]\nz = "sqrt(mu - mu - 1)**2"\n', "nm")
     (result,) = general.check_all(_derivation(path, "D(f, beta) + z + 1 = Sum(dy[k], (k, 1, N))"))
     assert result.verdict == UNKNOWN, result
-    sized = _bn_like('c = "x[i]*sqrt(4 - N)"\ny = "gamma*c[i] + beta"',
-                     '"D(f, beta)" = "Sum(dy[k], (k, 1, N))"', "sz")
+    sized = _bn_like('c = "x[i]*sqrt(4 - N)"\ny = "gamma*c[i] + beta"', BETA, "sz")
     path = _model(tmp_path, sized, "sz")
     (result,) = general.check_all(_derivation(path, "D(f, beta) = Sum(dy[k], (k, 1, N))"))
     assert result.verdict == PROVED and "where both sides are defined" in result.note, result

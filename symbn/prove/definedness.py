@@ -21,7 +21,7 @@ import sympy as sp
 
 from ..model import as_expr
 from . import radicals
-from .interface import _Unsupported
+from .interface import DISPROVED, UNKNOWN, Outcome, _Unsupported
 from .radicals import Signs
 from .rational import _degree
 from .separate import certainly_nonnegative, certainly_nonzero
@@ -31,6 +31,60 @@ def _positive(rng: random.Random) -> Fraction:
     """A value of a positive leaf: a small integer, or as often a small fraction (sqrt(1/2 -
     eps) is real only for eps < 1/2)."""
     return Fraction(rng.randint(1, 5)) if rng.random() < 0.5 else Fraction(1, rng.randint(2, 64))
+
+
+def not_together(radicands: list, where: str) -> str:
+    """Why roots each real somewhere are not shown real together: `radicands` as (label,
+    value) pairs, `where` the place that writes them ("the left side", "the nodes")."""
+    names = ", ".join(str(t) for t, _ in radicands[:3]) + (", ..." if len(radicands) > 3 else "")
+    return (f"{where} takes square roots of {names}, each positive somewhere, but no point "
+            "was found where all of them are (and every divisor nonzero)")
+
+
+def completed(g, point: dict, names: dict, free_among, divisors: list, radicands: list,
+              seed: int) -> dict | None:
+    """A witness's `point` ({name: value text}) with the leaves among `free_among` it leaves
+    free set to small integers (positive leaves > 0), such that every radicand (value) is
+    >= 0 and every divisor nonzero; None if the point cannot be read or none is found."""
+    try:
+        values = {names[k]: sp.Rational(v) for k, v in point.items()}
+    except (KeyError, TypeError, ValueError):
+        return None
+    free = sorted(set(free_among) - set(values), key=str)
+    rng = random.Random(seed)
+    for _ in range(20 if free else 1):
+        trial = dict(values)
+        trial.update({s: sp.Integer(rng.randint(1, 5)) if s in g.positive
+                      else sp.Integer(rng.randint(-5, 5)) for s in free})
+        try:
+            if all(certainly_nonnegative(g.evaluate(e, trial)) for e in radicands) and \
+                    all(certainly_nonzero(g.evaluate(e, trial)) for e in divisors):
+                return {**point, **{str(s): str(trial[s]) for s in free}}
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+    return None
+
+
+def where_defined(outcome: Outcome, locate, redecide, note: str, late=lambda: False) -> Outcome:
+    """A disproof whose witness lies where what is written is defined: `locate(outcome,
+    seed)` completes its point or returns None, `redecide(seed)` decides again from another
+    point (None when the decider takes no seed); after 8 tries the claim is unknown with
+    `note`.  SymPy reads sqrt(u)**2 as u and u/u as 1 as the sides are built, so the
+    decided sides no longer carry what is written."""
+    for seed in range(1, 9):
+        point = locate(outcome, seed)
+        if point is not None:
+            outcome.witness["point"] = point
+            return outcome
+        if late():
+            break
+        again = redecide(seed)
+        if again is None:
+            break
+        outcome = again
+        if outcome.verdict != DISPROVED:
+            return outcome
+    return Outcome(UNKNOWN, outcome.method, note=note)
 
 
 class Definedness:

@@ -4,15 +4,21 @@ BaseException, name their parameters partly like the model, or use a long-double
 import numpy as np
 
 
-def _ln(dy, x, w, eps):
-    n = x.shape[-1]
-    xmu = x - x.mean(axis=-1, keepdims=True)
-    inv = 1.0 / np.sqrt((xmu ** 2).mean(axis=-1, keepdims=True) + eps)
+def _finish(dy, xmu, w, eps, mean):
+    """dX, dgamma, dbeta of LayerNorm from x - mu, with `mean` the mean over each row."""
+    inv = 1.0 / np.sqrt(mean(xmu ** 2) + eps)
     xhat = xmu * inv
     g = dy * w
-    dx = inv / n * (n * g - g.sum(axis=-1, keepdims=True)
-                    - xhat * (g * xhat).sum(axis=-1, keepdims=True))
+    dx = inv * (g - mean(g) - xhat * mean(g * xhat))
     return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def _row_mean(a):
+    return a.mean(axis=-1, keepdims=True)
+
+
+def _ln(dy, x, w, eps):
+    return _finish(dy, x - _row_mean(x), w, eps, _row_mean)
 
 
 def ln_eps_bumped_on_floats(dy, x, w, eps):
@@ -38,13 +44,10 @@ def ln_reordered(x, dy, weight, eps):
 def ln_long_double(dy, x, w, eps):
     """Right: 1/N in long double, which no float64 re-reading would take for 1/3."""
     inv_n = np.longdouble(1) / x.shape[-1]
-    xmu = x - x.sum(axis=-1, keepdims=True) * inv_n
-    inv = 1.0 / np.sqrt((xmu ** 2).sum(axis=-1, keepdims=True) * inv_n + eps)
-    xhat = xmu * inv
-    g = dy * w
-    dx = inv * (g - g.sum(axis=-1, keepdims=True) * inv_n
-                - xhat * (g * xhat).sum(axis=-1, keepdims=True) * inv_n)
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+    def mean(a):
+        return a.sum(axis=-1, keepdims=True) * inv_n
+    return _finish(dy, x - mean(x), w, eps, mean)
 
 
 def ln_clip_dy(dy, x, w, eps):
@@ -72,16 +75,10 @@ def ln_saved_in_float16(dy, x, w, eps):
 
 def ln_centred_through_a_view(dy, x, w, eps):
     """Centres x through reshape(-1), a view only of C-contiguous arrays."""
-    n = x.shape[-1]
     xc = np.array(x, order="K")
     flat = xc.reshape(-1)
-    flat -= np.repeat(xc.mean(axis=-1), n)
-    inv = 1.0 / np.sqrt((xc ** 2).mean(axis=-1, keepdims=True) + eps)
-    xhat = xc * inv
-    g = dy * w
-    dx = inv / n * (n * g - g.sum(axis=-1, keepdims=True)
-                    - xhat * (g * xhat).sum(axis=-1, keepdims=True))
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    flat -= np.repeat(xc.mean(axis=-1), x.shape[-1])
+    return _finish(dy, xc, w, eps, _row_mean)
 
 
 def ln_float32_on_floats(dy, x, w, eps):
