@@ -193,8 +193,7 @@ def _codegen(args: argparse.Namespace) -> int:
     source = generate(args.target, n=n, unrolled=args.unrolled, model=args.model)
     io.write(where, source)
     what = f"unrolled for N = {n}" if args.unrolled else f"{args.target}, any N"
-    if args.model not in (None, "batchnorm"):
-        what = f"{args.model}, {what}"
+    what = f"{args.model or 'batchnorm'}, {what}"
     _wrote(where, f"{what}, {source.count(chr(10))} lines")
     return 0
 

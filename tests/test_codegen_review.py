@@ -169,3 +169,20 @@ def test_eps_a_bool_is_refused_an_integer_taken(tmp_path, name):
         backward(dY, X, gamma, True)
     for a, b in zip(backward(dY, X, gamma, np.int64(2)), backward(dY, X, gamma, 2.0)):
         assert np.array_equal(a, b)
+    for a, b in zip(backward(dY, X, gamma, np.asarray(2.0)), backward(dY, X, gamma, 2.0)):
+        assert np.array_equal(a, b)  # a 0-d array is a number
+    with pytest.raises(ValueError, match=r"got array\(-1\.\)"):
+        backward(dY, X, gamma, np.asarray(-1.0))
+    with pytest.raises(ValueError, match=r"got array\(\[2\.\]\)"):
+        backward(dY, X, gamma, np.asarray([2.0]))
+
+
+def test_out_not_c_contiguous_says_so(tmp_path):
+    m = _module(tmp_path, codegen.generate("numpy", model="layernorm"), "layernorm")
+    X, dY, gamma = np.eye(3) + 1.0, np.ones((3, 3)), np.ones(3)
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        m.layernorm_backward(dY, X, gamma, out=np.asfortranarray(np.empty((3, 3))))
+    frozen = np.empty((3, 3))
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        m.layernorm_backward(dY, X, gamma, out=frozen)

@@ -173,7 +173,7 @@ def test_cli_codegen_to_stdout_is_the_module(tmp_path):
     run = symbn("codegen", "-o", "-", cwd=tmp_path)
     assert run.returncode == 0 and list(tmp_path.iterdir()) == []
     assert b"def batchnorm_backward(" in run.stdout
-    assert run.stderr.decode().startswith("wrote standard output (numpy, any N")
+    assert run.stderr.decode().startswith("wrote standard output (batchnorm, numpy, any N")
     saved = tmp_path / "from_stdout.py"
     saved.write_bytes(run.stdout)
     code = ("import from_stdout as m, numpy as np; dx, dg, db = m.batchnorm_backward("

@@ -66,10 +66,13 @@ def _as_float(name, a, ndim, shape=None, like=""):
     return a
 
 
-def _check_eps(eps):
+def _check_eps(given):
+    eps = given
+    if isinstance(eps, numpy.ndarray) and eps.ndim == 0 and eps.dtype.kind in "iuf":
+        eps = eps[()]  # a 0-d array such as numpy.asarray(1e-5)
     if isinstance(eps, (bool, numpy.bool_)) or not isinstance(
             eps, (int, float, numpy.integer, numpy.floating)) or not 0 < float(eps) < numpy.inf:
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+        raise ValueError(f"eps must be a positive finite number, got {given!r}")
     return float(eps)
 
 

@@ -73,11 +73,14 @@ ELEMENT = '''def _element(arrays):
 def _scalar(name, value, positive, X):
     if X.dtype == object:  # an exact scalar, taken as it is
         return value
+    given = value
+    if isinstance(value, numpy.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value[()]  # a 0-d array such as numpy.asarray(1e-5)
     if isinstance(value, (bool, numpy.bool_)) \\
             or not isinstance(value, (int, float, numpy.integer, numpy.floating)) \\
             or not numpy.isfinite(value) or (positive and not float(value) > 0):
         want = "a positive finite number" if positive else "a finite number"
-        raise ValueError(f"{{name}} must be {{want}}, got {{value!r}}")
+        raise ValueError(f"{{name}} must be {{want}}, got {{given!r}}")
     return float(value)
 '''
 

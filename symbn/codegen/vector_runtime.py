@@ -116,6 +116,10 @@ def _out(buffer, X, name="out"):
             or not buffer.flags.writeable:
         got = (f"shape {{buffer.shape}}, dtype {{buffer.dtype}}" if isinstance(buffer, numpy.ndarray)
                else type(buffer).__name__)
+        if isinstance(buffer, numpy.ndarray) and not buffer.flags.c_contiguous:
+            got += ", not C-contiguous (numpy.ascontiguousarray makes one)"
+        elif isinstance(buffer, numpy.ndarray) and not buffer.flags.writeable:
+            got += ", read-only"
         raise ValueError(f"{{name}} must be a writeable C-contiguous array of shape {{X.shape}} "
                          f"and dtype {{X.dtype}}, got {{got}}")
     return buffer
