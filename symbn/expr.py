@@ -15,6 +15,8 @@ from fractions import Fraction
 
 import sympy as sp
 
+from . import sympy_fix  # noqa: F401  (installs the guard)
+
 __all__ = ["Node", "as_expr", "rebuild", "symbols_of"]
 
 

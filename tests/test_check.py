@@ -12,6 +12,7 @@ import zipfile
 from fractions import Fraction
 from pathlib import Path
 
+import mpmath
 import pytest
 import sympy as sp
 
@@ -540,3 +541,23 @@ def test_wheel_ships_the_derivations_and_check_runs_from_anywhere(tmp_path):
     assert runs["check batchnorm"]["derivation"] == \
         str(site / "symbn" / "derivations" / "batchnorm.toml")
     assert runs["verify"]["results"][-1]["id"] == "note/modes-agree"
+
+
+@pytest.mark.parametrize("n", ["1", "3"])
+def test_sides_apart_by_a_tiny_constant_are_told_apart(tmp_path, n):
+    """sqrt(eps) vs sqrt(eps + 10**-128): SymPy 1.14's factor cache used to abort the square
+    root of the sample point's large rational (exit 4), and 256 bits could not separate it."""
+    tiny = "1/((10**8)**8*(10**8)**8)"
+    path = tmp_path / "tiny.toml"
+    path.write_text(doc(f"sqrt(eps) = sqrt(eps + {tiny})", sid="apart")
+                    + f'[[step]]\nid = "same"\nclaim = "sqrt(eps + {tiny})**2 = eps + {tiny}"\n')
+    run = symbn("check", str(path), "--n", n, "--json")
+    assert run.returncode == 1, run.stderr
+    results = {r["id"]: r for r in json.loads(run.stdout)["results"]}
+    assert results["same"]["verdict"] == "proved"
+    assert results["apart"]["verdict"] == "disproved"
+    eps = Fraction(results["apart"]["witness"]["point"]["eps"])
+    with mpmath.workdps(400):  # independently: the two sides at the witness
+        e = mpmath.mpf(eps.numerator) / eps.denominator
+        gap = mpmath.sqrt(e) - mpmath.sqrt(e + mpmath.mpf(10) ** -128)
+        assert eps > 0 and gap < -mpmath.mpf(10) ** -140

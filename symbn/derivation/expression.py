@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import sympy as sp
 
+from .. import sympy_fix  # noqa: F401  (installs the guard)
 from ..errors import SymbnError
 from .builder import _Builder
 from .util import _clip

@@ -43,6 +43,20 @@ def enclose(expr: sp.Expr, prec: int = 256):
         iv.prec = old
 
 
+WIDE = 2048  # bits of the second enclosure
+
+
+def gap_of(expr: sp.Expr):
+    """An enclosure of a closed exact value; when the first (256 bits) contains 0, one more
+    at WIDE bits, so that sides 10**-128 apart are told apart (an equality costs both).
+
+    >>> gap_of(sp.sqrt(sp.Rational(4, 9) + sp.Rational(1, 10**128)) - sp.Rational(2, 3)).a > 0
+    True
+    """
+    gap = enclose(expr)
+    return enclose(expr, WIDE) if gap.a <= 0 <= gap.b else gap
+
+
 def _enclose(e):
     if e.is_Rational:
         return iv.mpf(int(e.p)) / iv.mpf(int(e.q))
@@ -96,7 +110,7 @@ def _certainly(value: sp.Expr, exact, interval) -> bool:
     if value.has(sp.zoo, sp.nan, sp.I, sp.oo):
         return False
     try:
-        gap = enclose(value)
+        gap = gap_of(value)
     except (_NoEnclosure, ZeroDivisionError):
         return False
     return bool(interval(gap))
@@ -117,7 +131,7 @@ def separation(left: sp.Expr, right: sp.Expr) -> str | None:
     if left.has(sp.zoo, sp.nan, sp.I) or right.has(sp.zoo, sp.nan, sp.I):
         return None
     try:
-        gap = enclose(left - right)
+        gap = gap_of(left - right)
     except (_NoEnclosure, ZeroDivisionError):
         return None
     if gap.a > 0 or gap.b < 0:
@@ -142,7 +156,7 @@ def separating_point(model: Model, lhs: sp.Expr, rhs: sp.Expr, seed: int = 0,
             left, right = model.evaluate(lhs, point), model.evaluate(rhs, point)
             if left.has(sp.zoo, sp.nan, sp.I) or right.has(sp.zoo, sp.nan, sp.I):
                 continue
-            gap = enclose(left - right)
+            gap = gap_of(left - right)
         except (_NoEnclosure, ZeroDivisionError):
             continue
         if gap.a > 0 or gap.b < 0:
