@@ -9,6 +9,7 @@ far from the 50-digit mpmath derivative).
 """
 
 import random
+import re
 import subprocess
 import sys
 import warnings
@@ -123,10 +124,25 @@ def test_parameters_named_like_the_model_are_taken_by_name():
     assert given["dx"].verdict == "disproved"
 
 
-@pytest.mark.parametrize("function", [U.in_place, U.root_n])
-def test_right_code_is_not_disproved(function):
-    report = check_impl(function, "batchnorm", n=3, d=2)
+def test_right_code_is_not_disproved():
+    report = check_impl(U.root_n, "batchnorm", n=3, d=2)
     assert {r.verdict for r in report.results} <= {"proved", "consistent"}, report
+
+
+def test_right_outputs_from_code_that_writes_into_dy():
+    """Each output is judged on the batch it was given; the write itself is reported."""
+    report = check_impl(U.in_place, "batchnorm", n=3, d=2)
+    verdicts = [r.verdict for r in report.results]
+    assert set(verdicts[:3]) <= {"proved", "consistent"} and verdicts[3:] == ["disproved"]
+    assert report["inputs"].note.startswith("the function writes into its argument dy:")
+    match = re.fullmatch(r"dy\[\d+, \d+\] is (\S+) after the call, (\S+) before",
+                         report["inputs"].witness["entry"])
+    assert match and float(match[1]) != float(match[2])
+    dy = np.array([[1.0, -2.0], [0.5, 3.0], [-1.5, 0.25]])  # independently: it writes dy
+    kept = dy.copy()
+    U.in_place(dy, np.array([[0.0, 1.0], [2.0, -1.0], [1.0, 0.5]]), np.array([2.0, 3.0]), 0.5)
+    assert not np.array_equal(dy, kept)
+    assert report.exit_code == 1
 
 
 @pytest.mark.parametrize("function", [U.nan_dbeta, U.complex_dbeta])

@@ -137,12 +137,28 @@ def _recheck_all(function, model, n, d, signature, report, torch):
 
 
 # -- the points and the enclosure ------------------------------------------------------------
+def _special_points(g, zeros, ones):
+    """The seventh point: a zero in gamma and beta and a row of dy; the eighth: gamma =
+    beta = 1 and one set of x constant."""
+    layout = {leaf: _layout(g, leaf)[1] for leaf in ("dy", "x", "gamma")}
+    first_gamma = layout["gamma"][next(iter(layout["gamma"]))][0]
+    assert zeros[first_gamma] == 0 and sum(q == 0 for s, q in zeros.items()
+                                            if str(s).startswith("gamma")) == 1
+    assert any(q == 0 for s, q in zeros.items() if str(s).startswith("dy"))
+    assert all(q == 1 for s, q in ones.items() if str(s).startswith(("gamma", "beta")))
+    sets: dict = {}
+    for symbol, _, group in layout["x"].values():
+        sets.setdefault(group, set()).add(ones[symbol])
+    assert sorted(len(v) == 1 for v in sets.values()) == [False] * (len(sets) - 1) + [True]
+
+
 def test_points_are_exact_and_well_conditioned():
     for model in ("batchnorm", "layernorm", "rmsnorm"):
         g = load(model).instantiate(4, 3)
         ps = points(g)
-        assert ps == points(g) and len(ps) == 6  # deterministic
-        for k, p in enumerate(ps):
+        assert ps == points(g) and len(ps) == 8  # deterministic
+        _special_points(g, *ps[6:])
+        for k, p in enumerate(ps[:6]):
             assert set(p) == set(g.leaves)
             for s, q in p.items():
                 name = str(s).partition("[")[0]

@@ -26,6 +26,7 @@ from ..prove import DISPROVED, PROVED, UNKNOWN, Algebra, Budget, alarm
 from ..prove.interface import CONSISTENT
 from ..report import Report, Result
 from .domain import NEEDS, WHAT, classify, failing_point
+from .enclose import Encloser
 from .exact import _TRACE, Exact, LeftExact, _clip, _ours, exact_number
 from .floats import (
     BOUND_FACTOR,
@@ -34,6 +35,9 @@ from .floats import (
     POINTS,
     ROUTE_FLOAT,
     ROUTE_TORCH,
+    U64,
+    WRITES,
+    _Verdict,
     float64_ratio,
     route2,
     uses_torch,
@@ -130,6 +134,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     g = m.instantiate(n, d)
     named = named_signature(function, m) if signature is None else None
     sig = parse_signature(signature or named, m)
+    WRITES.clear()
     name = getattr(function, "__qualname__", None) or repr(function)
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
@@ -163,15 +168,28 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
             notes.append(f"the exact trace could not run: {failed}")
         info["route"] = ROUTE_TORCH if torch else ROUTE_FLOAT
         warned: list[str] = []
-        results = route2(function, name, g, sig, deadline, timeout,
-                         "torch" if torch else "numpy", warned=warned)
+        try:
+            results = route2(function, name, g, sig, deadline, timeout,
+                             "torch" if torch else "numpy", warned=warned)
+        except SymbnError as err:
+            if not torch or arrays == "torch":
+                raise
+            # code that uses torch inside but takes NumPy arrays (torch.from_numpy)
+            try:
+                results = route2(function, name, g, sig, deadline, timeout, "numpy",
+                                 warned=warned)
+            except SymbnError:
+                raise SymbnError(f"{err}; with NumPy arrays it fails too") from None
+            torch = False
+            info["route"] = ROUTE_FLOAT
+            notes.append(f"called with NumPy arrays: with torch tensors {err}")
         if warned:
             unique = list(dict.fromkeys(warned))
             more = f" (and {len(unique) - 3} more)" if len(unique) > 3 else ""
             notes.append(f"{name} warned at the float points: {'; '.join(unique[:3])}{more}")
         notes.append(_float_note(torch))
         info["seconds"] = round(time.monotonic() - start, 3)
-        return ImplReport(title, results, info, notes)
+        return ImplReport(title, _writes(results), info, notes)
     back = {t: s for s, t in twins.items()}
     conditions, inexact, needs = dict(_TRACE.conditions), set(_TRACE.inexact), {}
     try:
@@ -182,7 +200,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         results = route2(function, name, g, sig, deadline, timeout, "numpy")
         notes.append(_float_note(False))
         info["seconds"] = round(time.monotonic() - start, 3)
-        return ImplReport(title, results, info, notes)
+        return ImplReport(title, _writes(results), info, notes)
     alg = Algebra(g)
     results = [_decide(g, alg, sig, leaf, layouts, entries[leaf], deadline)
                for leaf in sig.outputs]
@@ -203,7 +221,19 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
                  f"takes is defined for every input, and float64 arrays at {POINTS} exact "
                  "points give the same values within rounding (a note says when beyond "
                  "float64's)")
-    return ImplReport(title, results, info, notes)
+    return ImplReport(title, _writes(results), info, notes)
+
+
+def _writes(results: list[Result]) -> list[Result]:
+    """The results, and `inputs` disproved if the function wrote into an argument at one of
+    the float calls (`WRITES`; the exact trace works on copies)."""
+    if not WRITES:
+        return results
+    names, first = ", ".join(WRITES), next(iter(WRITES.values()))
+    return [*results, Result("inputs", DISPROVED, "side effect", 0.0, {"entry": first}, note=(
+        f"the function writes into its argument{'s' * (len(WRITES) > 1)} {names}: the "
+        "caller's arrays (an activation saved for backward, the same batch passed again) "
+        "change under it, so a second call computes something else; write to copies"))]
 
 
 def _defined(function, name, g, sig, layouts, results, conditions, needs, positive, back,
@@ -240,6 +270,13 @@ def _defined(function, name, g, sig, layouts, results, conditions, needs, positi
             point, values = found
             bad = [i for i in layouts[leaf][1] if not np.isfinite(values[leaf][i])]
             if not bad:
+                wrong = _wrong_there(g, sig, leaf, layouts, point, values[leaf], r.seconds)
+                if wrong is not None:  # finite but not the derivative: a NaN replaced
+                    r = Result(r.id, DISPROVED, "definedness", r.seconds, wrong.witness, (
+                        f"{wrong.witness['entry']}: the code {WHAT[kind]} {_clip(e.xreplace(back))}"
+                        f"{f' at {where}' if where else ''}, undefined at this batch, and "
+                        "returns a finite value there that is not the derivative"))
+                    break
                 continue
             index = bad[0]
             true = g.evaluate(_truth(g, leaf, layouts[leaf][1][index]), point)
@@ -264,6 +301,19 @@ def _defined(function, name, g, sig, layouts, results, conditions, needs, positi
                 "for every input"))
         out.append(r)
     return out
+
+
+def _wrong_there(g, sig, leaf, layouts, point, values, seconds) -> Result | None:
+    """A disproved Result if the function's float64 values of d<leaf> at `point` are
+    further from the derivative than a correct implementation's rounding; else None."""
+    verdict = _Verdict()
+    enc = Encloser(g, point)
+    for index, cell in layouts[leaf][1].items():
+        verdict.compare(0, point, leaf, index, float(values[index]), enc,
+                        _truth(g, leaf, cell), U64)
+    if verdict.disproof is None:
+        return None
+    return verdict.result(g, sig, leaf, layouts, "definedness", seconds)
 
 
 def _failing(function, name, g, sig, kind, e, symbols, positive, back, deadline, timeout):
@@ -487,7 +537,7 @@ def _entries(returned, sig: Signature, layouts: dict, name: str, needs=None) -> 
             entry = a[index]
             e = entry.e if isinstance(entry, Exact) else exact_number(entry)
             if e is None:
-                raise SymbnError(f"{name} returned d{leaf}{list(index)} = {entry!r} of type "
+                raise SymbnError(f"{name} returned d{leaf}{list(index)} = {_clip(repr(entry))} of type "
                                  f"{type(entry).__name__}; expected numbers")
             exprs[index] = e
             if needs is not None and isinstance(entry, Exact):

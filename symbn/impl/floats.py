@@ -4,7 +4,9 @@ Where the exact trace cannot run (the code makes a float buffer, calls `math.sqr
 `np.float32`, a compiled routine, or is PyTorch code), the function is called in float64
 (NumPy arrays, or `torch.float64` tensors for route 4) at `POINTS` points whose every leaf
 is a small dyadic rational, exactly representable (x and dy multiples of 1/4, gamma a
-non-trivial ±k/4, eps >= 1/8 so that the point is well conditioned).  Each returned entry
+non-trivial ±k/4, eps >= 1/8 so that the point is well conditioned; two points take the
+special values a branch may test: zeros in gamma, beta and dy, gamma = beta = 1 with a
+constant set of x).  Each returned entry
 is compared with the model's closed form at that point, enclosed rigorously
 (`symbn.impl.enclose`), against the rounding error a correct implementation may have there:
 
@@ -61,7 +63,7 @@ from .enclose import PRECISION, Encloser, NotEnclosed, _precision, interval_of
 
 ROUTE_FLOAT = "float64 at exact points"
 ROUTE_TORCH = "torch.float64 at exact points"
-POINTS = 6
+POINTS = 8
 WITHIN_FLOAT32 = "off by up to"  # how a result within float32's rounding bound begins
 # beyond this many times the float64 bound, code proved on exact scalars is not taken to
 # round like float64 code (the bound is first-order: a correct float64 implementation
@@ -73,9 +75,11 @@ def float64_ratio(result: Result) -> float | None:
     """How many times the float64 rounding bound a result `within float32's` was off."""
     match = re.match(WITHIN_FLOAT32 + r" (\S+) times", result.note or "")
     return float(match.group(1)) if match else None
-WIDE, SMALL_EPS, FINE = 3, 4, 5  # the points (from 0): wide, small eps, 50 fraction bits
-# (the arrays of the FINE point are passed in Fortran order, so code that reads a
-# C-contiguous layout into its arithmetic shows there)
+# the points (from 0): wide, small eps, 50 fraction bits (its arrays passed in Fortran order,
+# so that code that reads a C-contiguous layout into its arithmetic shows there), zeros (a
+# zero in gamma, beta and a row of dy), ones (gamma, beta all 1, one set of x constant): the
+# special values a branch of the code may test (gamma != 0, gamma == 1, dy == 0, var > 0)
+WIDE, SMALL_EPS, FINE, ZEROS, ONES = 3, 4, 5, 6, 7
 BOUND_FACTOR = 64  # an equivalent formula in another order, pairwise sums, E[x^2] - mu^2
 DISPROOF_MARGIN = 64  # times the float32 bound: 2^35 times the float64 one
 U64, U32 = 2.0 ** -53, 2.0 ** -24
@@ -89,7 +93,7 @@ def points(g, k: int = POINTS) -> list[dict]:
     >>> from symbn.models import load
     >>> p = points(load("batchnorm").instantiate(2, 1))
     >>> len(p), all(q.denominator in (1, 2, 4, 8) for q in p[0].values())
-    (6, True)
+    (8, True)
     """
     from .check import _layout
 
@@ -104,19 +108,24 @@ def points(g, k: int = POINTS) -> list[dict]:
         point: dict = {}
         for name in [m.gradient, *m.leaves]:
             kind = "element" if name == m.gradient else m.kind(name)
-            for symbol, _, _ in _layout(g, name)[1].values():
+            cells = list(_layout(g, name)[1].values())
+            constant = Fraction(rng.randint(-12, 12), 4) if index == ONES else None
+            for number, (symbol, row, group) in enumerate(cells):
                 if kind == "positive":
                     q = Fraction(rng.choice((1, 2, 3, 4)), 8)
                     q = Fraction(1, 1 << 17) if index == SMALL_EPS else q
                 elif name == m.gradient:
                     q = scale * Fraction(rng.choice([k for k in range(-8, 9) if k]), 4)
+                    q = 0 if index == ZEROS and row == cells[0][1] else q
                 elif kind == "element":
                     q = scale * Fraction(rng.randint(-12, 12), 4)
+                    q = constant if index == ONES and group == cells[0][2] else q
                 else:  # gamma, beta: non-zero, not +-1
                     q = Fraction(rng.choice((-1, 1)) * rng.choice((2, 3, 5, 6, 7)), 4)
+                    q = 0 if index == ZEROS and number == 0 else 1 if index == ONES else q
                 if index == FINE:  # |q| < 4: 2 + 50 bits, exact in float64's 53
                     q += Fraction(rng.randint(1, (1 << 48) - 1), 1 << 50)
-                point[symbol] = q
+                point[symbol] = Fraction(q)
         out.append(point)
     return out
 
@@ -247,8 +256,37 @@ def _run_at(function, name, sig, layouts, point, deadline, timeout, torch=None,
     args = [_float_array(*layouts[leaf], point, torch) for leaf in sig.inputs]
     if fortran:
         args = [np.asfortranarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    before = [_plain(a).copy() if _plain(a) is not None else None for a in args]
     returned = _call_float(function, name, args, deadline, timeout, arrays, warned)
+    for arg, old, user in zip(args, before, sig.input_names):
+        if old is not None and user not in WRITES:
+            new = _plain(arg)
+            if new.shape != old.shape or not np.array_equal(new, old):
+                WRITES[user] = _changed_entry(user, old, new)
     return _outputs(returned, sig, layouts, name, torch)
+
+
+# the arguments the function wrote into, {its name for it: the first changed entry}: filled
+# by every call of a check (exact and float), emptied at its start
+WRITES: dict[str, str] = {}
+
+
+def _plain(a) -> np.ndarray | None:
+    """An argument's values as a NumPy array (a tensor's too); None for a scalar."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "detach") and type(a).__module__.startswith("torch"):
+        return a.detach().cpu().numpy()
+    return None
+
+
+def _changed_entry(user: str, old: np.ndarray, new: np.ndarray) -> str:
+    if new.shape != old.shape:
+        return f"{user} has shape {new.shape} after the call, {old.shape} before"
+    index = next(i for i in np.ndindex(old.shape) if old[i] != new[i])
+    where = ", ".join(map(str, index))
+    return (f"{user}[{where}] is {float(new[index])!r} after the call, "
+            f"{float(old[index])!r} before")
 
 
 def _float_array(shape, cells, point, torch):
@@ -315,7 +353,7 @@ def _outputs(returned, sig, layouts, name, torch) -> dict:
             u = float(np.finfo(a.dtype).eps) / 2
             a = np.where(a.imag != 0, np.nan, a.real)
         try:
-            a = a.astype(np.float64)
+            a = _as_float64(a)
         except (TypeError, ValueError):
             raise SymbnError(f"{name} returned d{leaf} of dtype {a.dtype}; expected real "
                              "numbers") from None
@@ -324,6 +362,22 @@ def _outputs(returned, sig, layouts, name, torch) -> dict:
                              f"(signature '{sig}')")
         out[leaf] = (a, u)
     return out
+
+
+def _as_float64(a: np.ndarray) -> np.ndarray:
+    """`a` in float64; an entry too large for it (a Python int of 400 digits) is +-inf,
+    which compares as wrong, as the value is."""
+    try:
+        return a.astype(np.float64)
+    except OverflowError:
+        return np.vectorize(_float_or_inf, otypes=[np.float64])(a)
+
+
+def _float_or_inf(v) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
 class _Verdict:

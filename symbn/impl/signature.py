@@ -66,19 +66,28 @@ def default_signature(m: Model) -> str:
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 
 
+# conventional parameter names of the model's names (PyTorch's weight and bias), used for the
+# names the model has
+ALIASES = {"weight": "gamma", "w": "gamma", "bias": "beta", "b": "beta", "epsilon": "eps",
+           "dout": "dy", "grad_out": "dy", "grad_output": "dy"}
+
+
 def named_signature(function, m: Model) -> str | None:
-    """The default signature with the arguments in the order of the function's own
-    parameters, when some of those are the model's input names in another order (def bn(x,
-    dy, gamma, eps); def ln(x, dy, weight, eps), weight then taking gamma's place); None
-    otherwise.
+    """The signature read off the function's own parameter names, when they differ from the
+    default order: parameters named like the model (or weight, bias, epsilon, dout) are
+    those names, wherever they stand, also a leaf the backward does not need (beta); the
+    others fill the inputs left, in order, until every input the backward needs has one;
+    later parameters keep their defaults. None when the names say nothing new; an error
+    when they name the model's inputs but some parameter before the last of them has no
+    input left (a name the model does not have): the order would be a guess.
 
     >>> from symbn.models import load
     >>> def bn(x, dy, gamma, eps=1e-5): ...
     >>> named_signature(bn, load("batchnorm"))
     'x, dy, gamma, eps -> dx, dgamma, dbeta'
-    >>> def ln(x, dy, weight, eps): ...
+    >>> def ln(x, dy, weight, bias, eps=1e-5): ...
     >>> named_signature(ln, load("layernorm"))
-    'x, dy, gamma, eps -> dx, dgamma, dbeta'
+    'x, dy, gamma, beta, eps -> dx, dgamma, dbeta'
     """
     import inspect
 
@@ -88,13 +97,25 @@ def named_signature(function, m: Model) -> str | None:
         return None
     names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     slots = backward_inputs(m)
-    head = names[:len(slots)]
-    if len(head) < len(slots) or len(set(head)) < len(head):
-        return None
-    # the model's names by name, the others (weight for gamma) to the slots left, in order
-    free = iter([s for s in slots if s not in head])
-    mapped = [n if n in slots else next(free) for n in head]
-    if mapped == slots:
+    model_names = {m.gradient, *m.leaves}
+    direct = [n if n in model_names else ALIASES.get(n) if ALIASES.get(n) in model_names
+              else None for n in names]
+    claimed = [d for d in direct if d is not None]
+    if len(set(claimed)) < len(claimed):
+        return None  # two parameters for one name: by position
+    free = iter([s for s in slots if s not in claimed])
+    mapped: list[str] = []
+    for name, d in zip(names, direct):
+        if set(slots) <= set(mapped):
+            break
+        mapped.append(d if d is not None else next(free, ""))
+        if not mapped[-1]:
+            raise SymbnError(
+                f"the parameters of {getattr(function, '__name__', 'the function')} "
+                f"({', '.join(names)}) do not map onto {m.name}'s inputs: {name!r} is not a "
+                f"name of the model and no input is left for it; give --signature, such as "
+                f"'{default_signature(m)}' with the parameters' own names")
+    if not set(slots) <= set(mapped) or mapped == slots:
         return None
     return ", ".join(mapped) + " ->" + default_signature(m).partition("->")[2]
 

@@ -1,0 +1,80 @@
+"""Backward functions found by a review: branches on special values, parameters named
+beta or bias, a NaN scrubbed to 0, a huge integer entry, a string entry."""
+
+import numpy as np
+
+
+def _bn(dy, x, gamma, eps):
+    n = x.shape[0]
+    inv = 1 / np.sqrt(x.var(axis=0) + eps)
+    xhat = (x - x.mean(axis=0)) * inv
+    g = dy * gamma
+    dx = inv / n * (n * g - g.sum(axis=0) - xhat * (g * xhat).sum(axis=0))
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def gamma_one_fast_path(dy, x, gamma, eps):
+    """Wrong for gamma = 1: the fast path drops the xhat term."""
+    if np.all(gamma == 1):
+        inv = 1 / np.sqrt(x.var(axis=0) + eps)
+        xhat = (x - x.mean(axis=0)) * inv
+        return inv * (dy - dy.mean(axis=0)), (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    return _bn(dy, x, gamma, eps)
+
+
+def dgamma_zero_where_gamma_zero(dy, x, gamma, eps):
+    """Wrong where gamma = 0 (zero-initialised gamma): dgamma set to 0 there."""
+    dx, dgamma, dbeta = _bn(dy, x, gamma, eps)
+    return dx, np.where(gamma != 0, dgamma, 0.0), dbeta
+
+
+def constant_column_guard(dy, x, gamma, eps):
+    """Wrong for a constant column: dx set to 0 where the variance is 0."""
+    dx, dgamma, dbeta = _bn(dy, x, gamma, eps)
+    return np.where(x.var(axis=0) > 1e-12, dx, 0.0), dgamma, dbeta
+
+
+def sparse_dy_path(dy, x, gamma, eps):
+    """Wrong when dy has a zero: that path drops the mean of dy."""
+    if np.any(dy == 0):
+        n = x.shape[0]
+        inv = 1 / np.sqrt(x.var(axis=0) + eps)
+        xhat = (x - x.mean(axis=0)) * inv
+        g = dy * gamma
+        return inv / n * (n * g - xhat * (g * xhat).sum(axis=0)), (dy * xhat).sum(axis=0), \
+            dy.sum(axis=0)
+    return _bn(dy, x, gamma, eps)
+
+
+def with_beta(dy, x, gamma, beta, eps=1e-5):
+    """Right: beta is a parameter, unused."""
+    return _bn(dy, x, gamma, eps)
+
+
+def x_first_with_bias(x, dy, weight, bias, eps):
+    """Right: PyTorch's names, x first."""
+    return _bn(dy, x, weight, eps)
+
+
+def unplaceable(x, dy, w, foo, eps):
+    return _bn(dy, x, w, eps)
+
+
+def dgamma_nan_to_num(dy, x, gamma, eps):
+    """Wrong where gamma = 0: dgamma through a division by gamma, its NaN replaced by 0."""
+    dx, _, dbeta = _bn(dy, x, gamma, eps)
+    xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)
+    with np.errstate(all="ignore"):
+        dgamma = np.nan_to_num((dy * gamma / gamma * xhat).sum(axis=0))
+    return dx, dgamma, dbeta
+
+
+def huge_dbeta(dy, x, gamma, eps):
+    """Wrong: an entry of 400 digits, beyond float64."""
+    dx, dgamma, _ = _bn(dy, x, gamma, eps)
+    return dx, dgamma, np.array([10 ** 400] + [1] * (len(gamma) - 1), dtype=object)
+
+
+def returns_strings(dy, x, gamma, eps):
+    dx, dgamma, dbeta = _bn(dy, x, gamma, eps)
+    return dx.astype(str), dgamma, dbeta

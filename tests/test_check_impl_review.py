@@ -1,0 +1,86 @@
+"""check-impl on the cases of a review: branches on special values, parameter names,
+values where the code's own division is undefined, huge entries, torch inside NumPy code.
+Every disproof's batch is re-run and compared with an independent 50-digit reference."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_check_impl import _truth as mp_truth
+from test_check_impl_domain import _floats
+
+from symbn.errors import SymbnError
+from symbn.impl import check_impl
+
+IMPLS = Path(__file__).parent / "impls"
+sys.path.insert(0, str(IMPLS))
+import guards as G
+
+
+def _rerun(function, output: str, witness: dict) -> float:
+    """The largest |function - reference| of `output` at a disproof's batch."""
+    dy, x, gamma, eps, exact = _floats("batchnorm", 3, 2, witness)
+    with np.errstate(all="ignore"):
+        got = np.asarray(function(dy, x, gamma, eps)[["dx", "dgamma", "dbeta"].index(output)],
+                         float)
+    truth = np.vectorize(float)(mp_truth("batchnorm", *exact)[output[1:]])
+    return float(np.max(np.abs(got - truth)))
+
+
+@pytest.mark.parametrize("function,output", [
+    (G.gamma_one_fast_path, "dx"), (G.dgamma_zero_where_gamma_zero, "dgamma"),
+    (G.constant_column_guard, "dx"), (G.sparse_dy_path, "dx")])
+def test_a_branch_on_a_special_value_is_disproved(function, output):
+    report = check_impl(function, "batchnorm", n=3, d=2)
+    r = report[output]
+    assert r.verdict == "disproved", report
+    assert _rerun(function, output, r.witness) > 1e-3
+    right = [x for x in ("dx", "dgamma", "dbeta") if x != output]
+    assert {report[x].verdict for x in right} <= {"consistent", "proved"}
+
+
+@pytest.mark.parametrize("function", [G.with_beta, G.x_first_with_bias])
+def test_parameters_named_beta_or_bias_are_not_given_eps(function):
+    report = check_impl(function, "batchnorm", n=3, d=2)
+    assert [r.verdict for r in report.results] == ["proved"] * 3, report
+    assert "beta" in report.info["signature"]
+
+
+def test_parameters_that_cannot_be_placed_ask_for_a_signature():
+    with pytest.raises(SymbnError, match="'foo' is not a name of the model.*give --signature"):
+        check_impl(G.unplaceable, "batchnorm", n=3, d=2)
+    given = check_impl(G.unplaceable, "batchnorm", n=3, d=2,
+                       signature="x, dy, gamma, beta, eps -> dx, dgamma, dbeta")
+    assert [r.verdict for r in given.results] == ["proved"] * 3
+
+
+def test_a_finite_wrong_value_where_the_code_divides_by_zero_is_disproved():
+    report = check_impl(G.dgamma_nan_to_num, "batchnorm", n=3, d=2)
+    r = report["dgamma"]
+    assert r.verdict == "disproved" and "returns a finite value there" in r.note, report
+    assert _rerun(G.dgamma_nan_to_num, "dgamma", r.witness) > 1e-3
+    assert report["dx"].verdict == report["dbeta"].verdict == "proved"
+
+
+def test_an_entry_beyond_float64_is_a_wrong_entry():
+    report = check_impl(G.huge_dbeta, "batchnorm", n=3, d=2)
+    assert [r.verdict for r in report.results] == ["proved", "proved", "disproved"], report
+
+
+def test_torch_inside_numpy_code_is_called_with_numpy_arrays():
+    torch_impls = pytest.importorskip("torch_impls")
+    report = check_impl(torch_impls.ln_through_torch_from_numpy, "layernorm", n=3, d=2)
+    assert [r.verdict for r in report.results] == ["consistent"] * 3, report
+    assert any(n.startswith("called with NumPy arrays: with torch tensors") for n in report.notes)
+
+
+def test_a_long_bad_entry_is_clipped_in_the_one_line_error():
+    run = subprocess.run([sys.executable, "-m", "symbn", "check-impl",
+                          f"{IMPLS / 'guards.py'}:returns_strings"], capture_output=True,
+                         text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert run.returncode == 2 and "expected numbers" in run.stderr
+    assert len(run.stderr) < 300 and len(run.stderr.strip().splitlines()) == 1
