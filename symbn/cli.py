@@ -383,8 +383,8 @@ def _run(argv: list[str] | None) -> int:
             raise
         message = " ".join(str(err).split())[:200]
         sys.stderr.write(f"symbn: internal error: {type(err).__name__}: {message}; this is a "
-                         "defect in symbn, not a verdict (exit 4); rerun with --debug for "
-                         "the traceback\n")
+                         "defect in symbn, not a verdict (exit 4); rerun as 'symbn --debug "
+                         f"{args.command} ...' for the traceback\n")
         return INTERNAL_ERROR
 
 

@@ -84,3 +84,10 @@ def test_a_long_bad_entry_is_clipped_in_the_one_line_error():
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert run.returncode == 2 and "expected numbers" in run.stderr
     assert len(run.stderr) < 300 and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_call_that_does_not_fit_the_parameters_says_how_it_was_called():
+    with pytest.raises(SymbnError, match=r"missing 1 required positional argument: 'extra'.*"
+                                         r"called as needs_extra\(dy, x, gamma, eps\): give "
+                                         "--signature"):
+        check_impl(G.needs_extra, "batchnorm", n=3, d=2)

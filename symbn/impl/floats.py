@@ -257,7 +257,7 @@ def _run_at(function, name, sig, layouts, point, deadline, timeout, torch=None,
     if fortran:
         args = [np.asfortranarray(a) if isinstance(a, np.ndarray) else a for a in args]
     before = [_plain(a).copy() if _plain(a) is not None else None for a in args]
-    returned = _call_float(function, name, args, deadline, timeout, arrays, warned)
+    returned = _call_float(function, name, args, deadline, timeout, arrays, warned, sig)
     for arg, old, user in zip(args, before, sig.input_names):
         if old is not None and user not in WRITES:
             new = _plain(arg)
@@ -298,7 +298,7 @@ def _float_array(shape, cells, point, torch):
     return torch.tensor(a, dtype=torch.float64) if torch is not None else a
 
 
-def _call_float(function, name, args, deadline, timeout, arrays, warned=None):
+def _call_float(function, name, args, deadline, timeout, arrays, warned=None, sig=None):
     from .check import _where
 
     what = "torch.float64 tensors" if arrays == "torch" else "float64 NumPy arrays"
@@ -316,8 +316,13 @@ def _call_float(function, name, args, deadline, timeout, arrays, warned=None):
     except BaseException as err:  # noqa: BLE001 - the user's code may raise anything
         from .load import _one_line
 
+        hint = ""
+        if sig is not None and isinstance(err, TypeError) and re.search(
+                r"(positional|keyword)[- ]", str(err)) and _where(err) == "":
+            hint = (f"; it was called as {name}({', '.join(sig.input_names)}): give "
+                    "--signature to map its parameters")
         raise SymbnError(f"{name} raised {type(err).__name__}: {_one_line(err)}{_where(err)} "
-                         f"(called with {what})") from None
+                         f"(called with {what}){hint}") from None
     finally:
         if warned is not None:
             warned += [f"{w.message} at {os.path.abspath(w.filename)}:{w.lineno}"

@@ -78,3 +78,7 @@ def huge_dbeta(dy, x, gamma, eps):
 def returns_strings(dy, x, gamma, eps):
     dx, dgamma, dbeta = _bn(dy, x, gamma, eps)
     return dx.astype(str), dgamma, dbeta
+
+
+def needs_extra(dy, x, gamma, eps, extra):
+    return _bn(dy, x, gamma, eps)
