@@ -91,3 +91,13 @@ def test_a_call_that_does_not_fit_the_parameters_says_how_it_was_called():
                                          r"called as needs_extra\(dy, x, gamma, eps\): give "
                                          "--signature"):
         check_impl(G.needs_extra, "batchnorm", n=3, d=2)
+
+
+def test_special_points_where_a_user_models_derivative_is_undefined_are_passed_over():
+    """tempered.toml divides by its constant leaf c: the point with c = 0 says nothing."""
+    model = Path(__file__).parent / "models" / "tempered.toml"
+    with np.errstate(all="ignore"):
+        report = check_impl(G.tempered_through_a_buffer, str(model), n=3, d=2,
+                            signature="dy, x, c -> dx, dc")
+    assert [r.verdict for r in report.results] == ["consistent"] * 2, report
+    assert report["dx"].note.startswith("8 points, 42 comparisons")  # 7 points of 6 entries

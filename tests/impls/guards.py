@@ -82,3 +82,10 @@ def returns_strings(dy, x, gamma, eps):
 
 def needs_extra(dy, x, gamma, eps, extra):
     return _bn(dy, x, gamma, eps)
+
+
+def tempered_through_a_buffer(dy, x, c):
+    """Right for tests/models/tempered.toml (y = x / c): a float buffer, so route 2."""
+    out = np.zeros(x.shape)
+    out[:] = dy / c
+    return out, -(dy * x).sum() / c ** 2
