@@ -240,9 +240,12 @@ class Radicals:
 
     def normal(self, base: sp.Expr) -> sp.Expr:
         if base not in self._normal:
+            # every row the radicand names, through x[k], KroneckerDelta(j, k) or k itself
+            # (rows are the integer symbols, N and M' aside); a root that depends on a row
+            # summed outside it is one root per row, not one s
             bound = {var for t in base.atoms(sp.Sum) for var, _, _ in t.limits}
-            rows = {i for t in base.atoms(sp.Indexed) for i in t.indices} - bound
-            if any(str(r) != "j" for r in rows):  # one root per row: not one s
+            rows = {r for r in base.free_symbols if r.is_integer} - bound - {N, _M}
+            if any(str(r) != "j" for r in rows):
                 raise Unsupported(f"a square root that depends on a summed row: sqrt({base})")
             self._normal[base] = sp.expand(Normalizer().normal(base))
         return self._normal[base]

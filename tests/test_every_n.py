@@ -5,6 +5,7 @@ outside the fragment."""
 
 
 import pytest
+import sympy as sp
 from model_fixtures import USER_MODELS, WRONG, variant, witness_gap
 
 from symbn.errors import SymbnError
@@ -157,6 +158,39 @@ def test_a_square_root_per_row_is_not_one_symbol():
     assert report["forward=backward/dx"].verdict == "unknown"
     assert "depends on a summed row" in report["forward=backward/dx"].note
     assert report["forward/dx"].verdict == "disproved"
+
+
+DELTA_IN_A_ROOT = '''
+name = "k2"
+title = "delta inside a root"
+[leaves]
+x = "element"
+eps = "positive"
+[nodes]
+w = "Sum(Sum(x[j]*x[k]*sqrt(eps + KroneckerDelta(j, k)), (j, 1, N)), (k, 1, N))"
+y = "x[i]*w"
+[model]
+output = "y"
+axis = -1
+[results]
+"D(f, x[j])" = "dy[j]*w + 2*Sum(dy[k]*x[k], (k, 1, N))*w/Sum(x[k], (k, 1, N))"
+'''
+
+
+def test_a_root_of_a_delta_of_summed_rows_is_not_one_symbol():
+    """sqrt(eps + delta_jk) is sqrt(eps + 1) on the diagonal and sqrt(eps) off it: one s for
+    both made the wrong closed form (w's derivative as if w were a square) proved."""
+    report = verify_model(parse(DELTA_IN_A_ROOT, "<delta root>"), "all")
+    assert report["forward/dx"].verdict == "disproved", str(report)
+    assert "depends on a summed row" in report["forward=backward/dx"].note
+    # independently, at N = 2: the derivative of f = dy . y at x = (1, 2), eps = 1/4
+    x1, x2, eps = sp.symbols("x1 x2 eps")
+    xs = (x1, x2)
+    w = sum(a * b * sp.sqrt(eps + (1 if a == b else 0)) for a in xs for b in xs)
+    dy, at = (1, 0), {x1: 1, x2: 2, eps: sp.Rational(1, 4)}
+    true = sp.diff(sum(d * x * w for d, x in zip(dy, xs)), x1).subs(at)
+    claimed = (dy[0] * w + 2 * sum(d * x for d, x in zip(dy, xs)) * w / (x1 + x2)).subs(at)
+    assert sp.N(true - claimed, 30) != 0
 
 
 DIVIDES_BY_THE_SPREAD = '''
