@@ -100,4 +100,13 @@ def test_special_points_where_a_user_models_derivative_is_undefined_are_passed_o
         report = check_impl(G.tempered_through_a_buffer, str(model), n=3, d=2,
                             signature="dy, x, c -> dx, dc")
     assert [r.verdict for r in report.results] == ["consistent"] * 2, report
-    assert report["dx"].note.startswith("8 points, 42 comparisons")  # 7 points of 6 entries
+    assert report["dx"].note.startswith("7 points, 42 comparisons")  # c = 0 passed over
+
+
+def test_a_failure_at_a_special_point_is_never_passed_over():
+    """gamma = 0 is a legal input where the derivative exists: returning None or raising
+    there is no proof and no consistency."""
+    report = check_impl(G.none_where_gamma_is_zero, "batchnorm", n=3, d=2)
+    assert {r.verdict for r in report.results} == {"unknown"}, report
+    with pytest.raises(SymbnError, match="ZeroDivisionError"):
+        check_impl(G.python_floats_divide_by_gamma, "batchnorm", n=3, d=2)

@@ -77,7 +77,7 @@ def float64_ratio(result: Result) -> float | None:
     return float(match.group(1)) if match else None
 # the points (from 0): wide, small eps, 50 fraction bits (its arrays passed in Fortran order,
 # so that code that reads a C-contiguous layout into its arithmetic shows there), zeros (a
-# zero in gamma, beta and a row of dy), ones (gamma, beta all 1, one set of x constant): the
+# zero in gamma and beta, zeros in dy), ones (gamma, beta all 1, one set of x constant): the
 # special values a branch of the code may test (gamma != 0, gamma == 1, dy == 0, var > 0)
 WIDE, SMALL_EPS, FINE, ZEROS, ONES = 3, 4, 5, 6, 7
 BOUND_FACTOR = 64  # an equivalent formula in another order, pairwise sums, E[x^2] - mu^2
@@ -110,13 +110,15 @@ def points(g, k: int = POINTS) -> list[dict]:
             kind = "element" if name == m.gradient else m.kind(name)
             cells = list(_layout(g, name)[1].values())
             constant = Fraction(rng.randint(-12, 12), 4) if index == ONES else None
+            # ZEROS: dy is 0 at the last element of every set, gamma at its first entry (whose
+            # gradient and the sets' other terms stay nonzero)
             for number, (symbol, row, group) in enumerate(cells):
                 if kind == "positive":
                     q = Fraction(rng.choice((1, 2, 3, 4)), 8)
                     q = Fraction(1, 1 << 17) if index == SMALL_EPS else q
                 elif name == m.gradient:
                     q = scale * Fraction(rng.choice([k for k in range(-8, 9) if k]), 4)
-                    q = 0 if index == ZEROS and row == cells[0][1] else q
+                    q = 0 if index == ZEROS and row == cells[-1][1] else q
                 elif kind == "element":
                     q = scale * Fraction(rng.randint(-12, 12), 4)
                     q = constant if index == ONES and group == cells[0][2] else q
@@ -210,18 +212,18 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     state = {leaf: _Verdict() for leaf in leaves}
     fortran = torch is None  # the FINE point's arrays in Fortran order, unless refused
     for k, point in enumerate(points(g)):
+        enc = Encloser(g, point)
+        if k in (ZEROS, ONES) and not _defined_at(enc, g, leaves, layouts, truths):
+            continue  # a user model's leaf that may not be 0 (1 / c): the point says nothing
         try:
             outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
                               arrays, warned, fortran=fortran and k == FINE)
         except SymbnError:  # code that needs C-contiguous arrays: the values, in C order
-            if k in (ZEROS, ONES):  # a leaf of a user model that may not be 0 (1 / c)
-                continue
             if k != FINE or not fortran:
                 raise
             fortran = False
             outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
                               arrays, warned)
-        enc = Encloser(g, point)
         try:
             with alarm(deadline):
                 for leaf in leaves:
@@ -240,6 +242,21 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     seconds = time.monotonic() - start
     return [state[leaf].result(g, sig, leaf, layouts, route, seconds, fortran)
             for leaf in leaves]
+
+
+def _defined_at(enc, g, leaves, layouts, truths) -> bool:
+    """Whether every entry of the derivative can be enclosed at the encloser's point."""
+    from .check import _truth
+
+    for leaf in leaves:
+        for index, cell in layouts[leaf][1].items():
+            if (leaf, index) not in truths:
+                truths[leaf, index] = _truth(g, leaf, cell)
+            try:
+                enc.enclose(truths[leaf, index])
+            except NotEnclosed:
+                return False
+    return True
 
 
 def values_at(function, name: str, g, sig, point: dict, deadline: float | None,
@@ -400,6 +417,7 @@ class _Verdict:
         self.skipped = None
         self.unfinished = None
         self.count = 0
+        self.points: set = set()  # the points compared (a special point may be passed over)
         self.u = U64  # the returned dtype's unit roundoff, if coarser
 
     def compare(self, k, point, leaf, index, impl, enc, truth, u_out) -> None:
@@ -410,10 +428,10 @@ class _Verdict:
         try:
             value, e = enc.enclose(truth)
         except NotEnclosed as err:
-            if k not in (ZEROS, ONES):  # there, a derivative undefined at 0 is no loss
-                self.skipped = self.skipped or f"{_label(leaf, index)} at point {k + 1}: {err}"
+            self.skipped = self.skipped or f"{_label(leaf, index)} at point {k + 1}: {err}"
             return
         self.count += 1
+        self.points.add(k)
         u_work, u_loose = max(U64, u_out), max(U32, u_out)
         self.u = max(self.u, u_work)
         with _precision():  # decisions on rigorous interval bounds; floats only to print
@@ -461,7 +479,7 @@ class _Verdict:
                 "float32 one: right if the code rounds to float32 somewhere (return float32 "
                 "arrays to be checked at that precision), or slightly wrong"))
         return Result(f"d{leaf}", CONSISTENT, route, seconds, note=(
-            f"{POINTS} points, {self.count} comparisons: error at most {self.worst:.2g} times "
+            f"{len(self.points)} points, {self.count} comparisons: error at most {self.worst:.2g} times "
             f"the {kind} rounding bound"))
 
     def _disproved(self, g, sig, leaf, layouts, route, seconds, fortran: bool) -> Result:

@@ -114,7 +114,8 @@ def named_signature(function, m: Model) -> str | None:
                 f"the parameters of {getattr(function, '__name__', 'the function')} "
                 f"({', '.join(names)}) do not map onto {m.name}'s inputs: {name!r} is not a "
                 f"name of the model and no input is left for it; give --signature, such as "
-                f"'{default_signature(m)}' with the parameters' own names")
+                f"'{default_signature(m)}' with the parameters' own names, or check a "
+                "wrapper that takes the model's inputs and passes the rest itself")
     if not set(slots) <= set(mapped) or mapped == slots:
         return None
     return ", ".join(mapped) + " ->" + default_signature(m).partition("->")[2]

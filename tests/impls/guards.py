@@ -89,3 +89,30 @@ def tempered_through_a_buffer(dy, x, c):
     out = np.zeros(x.shape)
     out[:] = dy / c
     return out, -(dy * x).sum() / c ** 2
+
+
+def none_where_gamma_is_zero(dy, x, gamma, eps):
+    """Right on exact scalars; on floats with a zero in gamma it returns None."""
+    if gamma.dtype == np.float64 and np.any(gamma == 0):
+        return None
+    return _bn(dy, x, gamma, eps)
+
+
+def python_floats_divide_by_gamma(dy, x, gamma, eps):
+    """x-hat recovered from y = gamma*xhat + beta (as in-place activated BatchNorm does), in
+    Python floats: ZeroDivisionError where gamma has a zero, though the derivative exists."""
+    n, d = x.shape
+    beta = [0.5] * d
+    dx, dgamma = np.empty((n, d)), np.empty(d)
+    for c in range(d):
+        col = [float(v) for v in x[:, c]]
+        mu = sum(col) / n
+        inv = 1 / (sum((v - mu) ** 2 for v in col) / n + eps) ** 0.5
+        gc = float(gamma[c])
+        y = [gc * (v - mu) * inv + beta[c] for v in col]
+        xh = [(v - beta[c]) / gc for v in y]
+        g = [dy[i, c] * gamma[c] for i in range(n)]
+        dgamma[c] = sum(dy[i, c] * xh[i] for i in range(n))
+        for i in range(n):
+            dx[i, c] = inv / n * (n * g[i] - sum(g) - xh[i] * sum(a * b for a, b in zip(g, xh)))
+    return dx, dgamma, dy.sum(axis=0)
