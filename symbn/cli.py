@@ -192,7 +192,9 @@ def _codegen(args: argparse.Namespace) -> int:
 
     source = generate(args.target, n=n, unrolled=args.unrolled, model=args.model)
     io.write(where, source)
-    what = f"unrolled for N = {n}" if args.unrolled else f"{args.target}, any N"
+    bounded = re.search(r"^MAX_N = (\d+)", source, re.MULTILINE)  # proved up to that N
+    span = f"N <= {bounded[1]}" if bounded else "any N"
+    what = f"unrolled for N = {n}" if args.unrolled else f"{args.target}, {span}"
     what = f"{args.model or 'batchnorm'}, {what}"
     _wrote(where, f"{what}, {source.count(chr(10))} lines")
     return 0

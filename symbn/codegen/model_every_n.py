@@ -90,6 +90,10 @@ def prove_plan_every_n(plan: ModelPlan) -> list[str] | None:
     grads = ", ".join(f"d{plan.symbols[k].name if plan.kinds[k] == 'element' else k}"
                       for k in plan.gradients)
     outside = f"; outside the symbolic fragment: {', '.join(missing)}" if missing else ""
+    if missing:
+        outside += f"; the functions refuse N > {plan.max_n}"
+    else:
+        plan.max_n = None
     return [
         (f"every N >= {m.min_n} (symbolic N, canonical form over QQ; symbn verify --model "
          f"{m.name} --n all):"),

@@ -44,6 +44,9 @@ class _Kernel:
                        if m.leaves.get(a, "element") == "element"]
         self.along = [a for a in self.leaves if m.leaves.get(a) == "along"]
         self.sets = [a for a in self.leaves if m.leaves.get(a) == "set"]
+        # the kernel's element array that is centred (or any, for the shape): X_ for x
+        element = plan.centred or next(a for a in self.leaves if m.leaves.get(a) == "element")
+        self.x = f"{api.array(element)}_"
         self.scalars = [a for a in self.leaves if m.leaves.get(a) in SCALAR_KINDS]
         self.assign = plan.forward if which == "forward" else plan.backward
         needed = set().union(*[sp.sympify(c).free_symbols for k in keys
@@ -71,7 +74,7 @@ class _Kernel:
         names = {str(s) for e in exprs for s in sp.sympify(e).free_symbols}
         lines = []
         if "D" in names:
-            lines.append(f"{ind}D = (X_[{row}] - _K{per_set}) - _m{per_set}")
+            lines.append(f"{ind}D = ({self.x}[{row}] - _K{per_set}) - _m{per_set}")
         for a in self.arrays:
             if a in names:
                 lines.append(f"{ind}{a} = numpy.float64({a}_[{row}])")
@@ -138,9 +141,9 @@ def _row_lines(kn: _Kernel, ind: str, sums: str, z: str) -> list[str]:
     """One row's shift, centring into `z`, sums, coefficients and set outputs."""
     L = [f"{ind}{a} = {a}_[_i]" for a in kn.sets]
     if kn.lp.plan.centred is not None:
-        L += [f"{ind}_K = X_[_i, 0]",
+        L += [f"{ind}_K = {kn.x}[_i, 0]",
               f"{ind}for _j in range(N):",
-              f"{ind}    {z}[_j] = X_[_i, _j] - _K  # exact for close values (Sterbenz)",
+              f"{ind}    {z}[_j] = {kn.x}[_i, _j] - _K  # exact for close values (Sterbenz)",
               f"{ind}_m = _total({z}) / N",
               f"{ind}for _j in range(N):",
               f"{ind}    {z}[_j] -= _m  # D"]
@@ -205,7 +208,7 @@ def _rows_kernel(kn: _Kernel, name: str, sums: str) -> list[str]:
     (`_rows_sums`), then the element outputs, all passes over the row in cache; the along
     outputs per tile of ROW_TILE rows (`_tile_lines`)."""
     L = [f"def {name}({', '.join(kn.signature())}):",
-         "    _R, N = X_.shape",
+         f"    _R, N = {kn.x}.shape",
          "    _step = -(-_R // _chunks)",
          "    for _t in numba.prange(_chunks):"]
     along_out = [k for k in kn.keys if kn.kind(k) == "along"]
@@ -246,19 +249,19 @@ def _rows_kernel(kn: _Kernel, name: str, sums: str) -> list[str]:
 def _columns_kernel(kn: _Kernel, name: str) -> list[str]:
     """Axis 0: BatchNorm's kernel shape (column sums per chunk of rows, tiled)."""
     L = [f"def {name}({', '.join(kn.signature())}):",
-         "    N, _C = X_.shape",
+         f"    N, _C = {kn.x}.shape",
          "    _step = -(-N // _chunks)"]
     centred = kn.lp.plan.centred is not None
     if centred:
-        L += ["    _K = numpy.empty(_C, X_.dtype)",
+        L += [f"    _K = numpy.empty(_C, {kn.x}.dtype)",
               "    for _c in range(_C):",
-              "        _K[_c] = X_[0, _c]",
+              f"        _K[_c] = {kn.x}[0, _c]",
               "    _P = numpy.zeros((_chunks, _C))",
               "    for _t in numba.prange(_chunks):",
               "        _p = _P[_t]",
               "        for _i in range(_t * _step, min(N, (_t + 1) * _step)):",
               "            for _c in range(_C):",
-              "                _p[_c] += X_[_i, _c] - _K[_c]",
+              f"                _p[_c] += {kn.x}[_i, _c] - _K[_c]",
               "    _m = numpy.zeros(_C)",
               "    for _t in range(_chunks):",
               "        for _c in range(_C):",
@@ -373,7 +376,8 @@ def _wrapper(kn: _Kernel, fname: str, kernel: str, args: str, doc: str) -> list[
     L += [f"    {', '.join(inputs)}, = _apart(out, {', '.join(inputs)})"]
     L += [f"    _{n} = _float(_rows({n}))" for n in kn.arrays]
     tile = "tile" if m.axis == 0 else "_"
-    L += [f"    kernel, chunks, {tile} = _plan(({kernel}_serial, {kernel}_parallel), _X)"]
+    rows = f"_{first}"  # the element leaf's 2-d view (_X when it is named x)
+    L += [f"    kernel, chunks, {tile} = _plan(({kernel}_serial, {kernel}_parallel), {rows})"]
     outs, returns = [], []
     element = [k for k in kn.keys if kn.kind(k) in ("element", "forward")]
     for k in kn.keys:
@@ -383,13 +387,13 @@ def _wrapper(kn: _Kernel, fname: str, kernel: str, args: str, doc: str) -> list[
             outs.append(f"_rows({name})")
             returns.append(name)
         elif kind == "along":
-            shape = "(chunks, _X.shape[1])" if m.axis == -1 else "_X.shape[0]"
+            shape = f"(chunks, {rows}.shape[1])" if m.axis == -1 else f"{rows}.shape[0]"
             L += [f"    _{name} = numpy.zeros({shape})"]
             outs.append(f"_{name}")
             returns.append(f"_{name}.sum(axis=0).astype(dtype)" if m.axis == -1
                            else f"_{name}.astype(dtype)")
         else:
-            L += [f"    _{name} = numpy.empty(_X.shape[1] if AXIS == 0 else _X.shape[0])"]
+            L += [f"    _{name} = numpy.empty({rows}.shape[1] if AXIS == 0 else {rows}.shape[0])"]
             outs.append(f"_{name}")
             returns.append(f"_per_set_result(_{name}, X.shape, dtype)")
     call = [f"_{n}" for n in kn.arrays] + kn.along + kn.sets + kn.scalars + outs + ["chunks"]
@@ -430,7 +434,7 @@ def numba_module(lp: LinearPlan, proved: list[str]) -> str:
            "fused loops" if plan.centred else "everything in float64, fused loops")
     fwd = _Kernel(lp, api, [y], "forward")
     bwd = _Kernel(lp, api, plan.gradients, "backward")
-    runtime = _RUNTIME.format(axis=m.axis, min_n=m.min_n).lstrip("\n")
+    runtime = _RUNTIME.format(axis=m.axis, min_n=m.min_n, max_n=plan.max_n).lstrip("\n")
     runtime = runtime.replace(IMPORTS,
                               "import fractions\nimport math\nimport os\nimport sys\nimport warnings\n\n"
                               "import numpy\n\ntry:\n    import numba\nexcept ImportError as err:"

@@ -31,6 +31,7 @@ class SetPrinter(NumPyPrinter):
 _RUNTIME_HEAD = '''
 AXIS = {axis}
 MIN_N = {min_n}
+MAX_N = {max_n}  # the largest N proved (None: every N)
 
 
 def _array(name, a):
@@ -45,7 +46,8 @@ def _array(name, a):
 # the per-element arrays' and scalars' checks, shared with model_vector's runtime (`_array`
 # is each one's)
 ELEMENT = '''def _element(arrays):
-    """The per-element arrays, checked: one shape, one dtype, N >= MIN_N along AXIS."""
+    """The per-element arrays, checked: one shape, one dtype, MIN_N <= N <= MAX_N along
+    AXIS."""
     (first_name, first), rest = arrays[0], arrays[1:]
     first = _array(first_name, first)
     if first.ndim < 1 or (AXIS == 0 and first.ndim != 2):
@@ -57,6 +59,11 @@ ELEMENT = '''def _element(arrays):
     if first.shape[AXIS] < MIN_N:
         raise ValueError(f"{{first_name}} has shape {{first.shape}}: this layer needs at least "
                          f"{{MIN_N}} elements along axis {{AXIS}}")
+    if MAX_N is not None and first.shape[AXIS] > MAX_N:
+        raise ValueError(f"{{first_name}} has shape {{first.shape}}: this module is proved for "
+                         f"at most {{MAX_N}} elements along axis {{AXIS}} (the model is outside "
+                         "symbn's symbolic-N fragment); generate one for your N with symbn "
+                         "codegen --unrolled --n N")
     out = [first]
     for name, a in rest:
         a = _array(name, a)
@@ -284,7 +291,7 @@ def numpy_module(plan: ModelPlan, proved: list[str]) -> str:
     api = plan_api(plan)
     lines = [header(f"{m.title}: forward and backward, vectorised NumPy.", api, proved,
                     _plan_lines(plan, api)),
-             "import numpy", _RUNTIME.format(axis=m.axis, min_n=m.min_n)]
+             "import numpy", _RUNTIME.format(axis=m.axis, min_n=m.min_n, max_n=plan.max_n)]
 
     def body(assignments, returns) -> list[str]:
         out = ["    N = X.shape[AXIS]"]

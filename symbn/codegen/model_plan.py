@@ -46,7 +46,7 @@ PROOF_MAX_N = 6
 AXES = (0, -1)
 BACKWARD_KINDS = ("element", "along", "set")  # leaves whose gradients the code returns
 SCALAR_KINDS = ("positive", "constant")
-_RESERVED = {"numpy", "N", "D", "K", "dtype", "AXIS", "MIN_N"}
+_RESERVED = {"numpy", "N", "D", "K", "dtype", "AXIS", "MIN_N", "MAX_N"}
 
 
 class Elem(sp.Symbol):
@@ -98,6 +98,7 @@ class ModelPlan:
     outputs: dict[str, sp.Expr]                  # leaf name or the output node -> expression
     kinds: dict[str, str]                        # the same keys -> element, along, set, forward
     symbolic_n: list[str] | None = None          # header lines of a symbolic-N proof, if any
+    max_n: int | None = None                     # the largest N proved, when not every N
 
     @property
     def gradients(self) -> list[str]:
@@ -310,6 +311,7 @@ def prove_model_plan(plan: ModelPlan, ns: tuple[int, ...] | None = None) -> list
 
     m = plan.model
     ns = proof_ns(m) if ns is None else ns
+    plan.max_n = ns[-1]  # until a symbolic-N proof covers every claim (`prove_all_n`)
     two = max(2, m.min_n)
     for n, d in [(n, 1) for n in ns] + [(two, 2)]:
         report = verify_model(m, n, d)
@@ -376,4 +378,4 @@ def prove_all_n(plan: ModelPlan) -> list[str]:
             plan.symbolic_n = lines
             return lines
     return [(f"symbolic N: outside the fragment symbn.every_n decides for {plan.model.name}; "
-             "the proof covers the N above only")]
+             f"the proof covers the N above only, and the functions refuse N > {plan.max_n}")]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib.util
+import symtable
 import tempfile
 from pathlib import Path
 
@@ -77,6 +78,11 @@ def check_names(text: str, model) -> None:
         raise SymbnError(f"{where}: the generated code does not compile ({err.msg}); a leaf "
                          "is named like a parameter the code adds itself; rename the leaf") \
             from None
+    undefined = _undefined(text)
+    if undefined:
+        raise SymbnError(f"{where}: the generated code uses {', '.join(undefined)}, which it "
+                         "never defines (a defect in symbn's generator for this model); "
+                         "refusing to write the code")
     functions = [f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)]
     passed = {a.arg for f in functions if not f.name.startswith("_") for a in f.args.args}
     top = {t.id for node in tree.body if isinstance(node, ast.Assign)
@@ -96,6 +102,26 @@ def check_names(text: str, model) -> None:
             for name in sorted(names & taken):
                 if not (isinstance(node, ast.Assign) and _checks_itself(node.value, name)):
                     refuse(name, "a name the code binds for itself")
+
+
+def _undefined(text: str) -> list[str]:
+    """The global names the module's functions read that neither the module nor Python
+    defines (a NameError at the first call).
+
+    >>> _undefined("import math\nA = 1\ndef f(b):\n    return math.pi + A + b + C + len([])")
+    ['C']
+    """
+    top = symtable.symtable(text, "<generated>", "exec")
+    known = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    known |= set(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__"}
+    missing: set = set()
+    stack = list(top.get_children())
+    while stack:
+        table = stack.pop()
+        stack.extend(table.get_children())
+        missing |= {s.get_name() for s in table.get_symbols()
+                    if s.is_global() and s.is_referenced() and s.get_name() not in known}
+    return sorted(missing)
 
 
 def _checks_itself(value: ast.expr, name: str) -> bool:
@@ -154,7 +180,7 @@ def check_blocks(text: str, plan: ModelPlan, rows: int = 37, n: int = 5) -> None
             raise SymbnError(f"{m.name}: the emitted {api.prefix}_{which} fails on {rows} "
                              f"sets in blocks ({type(err).__name__}: {err}); refusing to "
                              "write the code") from None
-        return out if which == "backward" else (out,)
+        return out if which == "backward" and isinstance(out, tuple) else (out,)
 
     kinds = ["forward"] + [plan.kinds[g] for g in plan.gradients]
     for which, leaves, result_kinds in (("forward", api.forward, kinds[:1]),

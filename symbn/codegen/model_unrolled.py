@@ -121,7 +121,7 @@ def unrolled_module(model: Model, n: int, proved: list[str]) -> str:
             "rows (floats, or arrays over the sets).  Not shifted or centred: for badly",
             "conditioned data use the vectorised module."]
     lines = [header(f"{m.title}: forward and backward, unrolled for N = {n}.", api, proved,
-                    plan), "import numpy", _RUNTIME.format(axis=m.axis, min_n=m.min_n)]
+                    plan), "import numpy", _RUNTIME.format(axis=m.axis, min_n=m.min_n, max_n=None)]
     for leaf in api.gradients:
         what = f"[df/d{leaf}_1, ..., df/d{leaf}_{n}]" if m.indexed(leaf) else f"df/d{leaf}"
         share = " (one set's share)" if m.leaves[leaf] == "along" else ""

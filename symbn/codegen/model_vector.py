@@ -240,7 +240,8 @@ def _function(lp: LinearPlan, api: Api, keys: list[str], which: str) -> list[str
     em.emit(f"_n = {names[0]}.shape[0]")
     em.lines += [f"{em.ind}{a} = _{a}[k]" for a in leaves if m.leaves.get(a) == "set"]
     if plan.centred is not None:
-        em.emit(f"D = _centred(X, N, {em.slots.get(('D',)) or em.buffer('D')})")
+        em.emit(f"D = _centred({api.array(plan.centred)}, N, "
+                f"{em.slots.get(('D',)) or em.buffer('D')})")
     for s, f in lp.sums:
         if s in needed:
             em.emit(f"{s} = {em.reduction(f)}")
@@ -306,7 +307,7 @@ def vector_module(lp: LinearPlan, proved: list[str]) -> str:
     grads = ", ".join(api.grad(g) for g in plan.gradients)
     lines = [header(f"{m.title}: forward and backward, vectorised NumPy.", api, proved,
                     _plan_lines(plan, api, linear=True), extra=OUT_NOTE),
-             _RUNTIME.format(axis=m.axis, min_n=m.min_n).lstrip("\n")]
+             _RUNTIME.format(axis=m.axis, min_n=m.min_n, max_n=plan.max_n).lstrip("\n")]
     args_f = api.arguments(api.forward) + ", out=None"
     args_b = api.arguments(api.backward) + ", out=None"
     lines += ["", f"def {api.prefix}_forward({args_f}):",

@@ -15,6 +15,7 @@ IMPORTS = "import fractions\nimport math\n\nimport numpy\n"
 _RUNTIME_HEAD = "\n" + IMPORTS + '''
 AXIS = {axis}
 MIN_N = {min_n}
+MAX_N = {max_n}  # the largest N proved (None: every N)
 # Sets are processed in blocks of about this many bytes per array (along the last axis), so
 # that the temporaries of one block stay in cache.
 BLOCK = 1 << 18
