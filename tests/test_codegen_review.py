@@ -186,3 +186,103 @@ def test_out_not_c_contiguous_says_so(tmp_path):
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         m.layernorm_backward(dY, X, gamma, out=frozen)
+
+
+def _renamed(text: str, old: str, new: str) -> str:
+    """A shipped model's file with the element leaf renamed (x[ -> z[, x = -> z =)."""
+    return text.replace(f"{old}[", f"{new}[").replace(f'\n{old} = "element"',
+                                                        f'\n{new} = "element"')
+
+
+@pytest.mark.parametrize("target", ["numpy", "numba"])
+def test_an_element_leaf_not_named_x_is_centred_per_block(tmp_path, monkeypatch, target):
+    """LayerNorm with x called z: the centring reads each block of z, the numba kernels the
+    array z; the same values as the shipped module on a 3-d input in blocks of one row."""
+    if target == "numba":
+        pytest.importorskip("numba")
+    from symbn.models import shipped
+
+    source = _renamed(shipped()["layernorm"].read_text(), "x", "z").replace(
+        'name = "layernorm"', 'name = "lnz"')
+    m = _module(tmp_path, codegen.generate(target, model=parse(source, "lnz.toml")), "lnz")
+    ref = _module(tmp_path, codegen.generate("numpy", model="layernorm"), "ln")
+    monkeypatch.setattr(m, "BLOCK", 1, raising=False)
+    rng = np.random.default_rng(8)
+    X, dY, gamma = rng.standard_normal((3, 13, 6)), rng.standard_normal((3, 13, 6)), \
+        rng.standard_normal(6)
+    for a, b in zip(m.lnz_backward(dY, X, gamma), ref.layernorm_backward(dY, X, gamma)):
+        assert np.allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert np.allclose(m.lnz_forward(X, gamma, gamma), ref.layernorm_forward(X, gamma, gamma),
+                       rtol=1e-12, atol=1e-12)
+
+
+RMS_ONLY_DX = '''
+name = "rms-plain"
+title = "RMSNorm without a scale"
+[leaves]
+x = "element"
+eps = "positive"
+[nodes]
+ms = "Sum(x[k]**2, (k, 1, N))/N"
+y = "x[i]*(ms + eps)**(-1/2)"
+[model]
+output = "y"
+axis = -1
+[results]
+"D(f, x[j])" = "(ms + eps)**(-1/2)*(dy[j] - x[j]*(ms + eps)**(-1)*Sum(dy[k]*x[k], (k, 1, N))/N)"
+'''
+
+
+def test_a_backward_with_one_gradient(tmp_path):
+    m = _module(tmp_path, codegen.generate("numpy", model=parse(RMS_ONLY_DX, "r.toml")), "r")
+    rng = np.random.default_rng(9)
+    X, dY, eps = rng.standard_normal((4, 5)), rng.standard_normal((4, 5)), 0.3
+
+    def f(x):  # the scalar sum(dY * y), differentiated by central differences
+        return float(np.sum(dY * x / np.sqrt((x ** 2).mean(axis=-1, keepdims=True) + eps)))
+    h, numeric = 1e-6, np.empty_like(X)
+    for idx in np.ndindex(X.shape):
+        e = np.zeros_like(X)
+        e[idx] = h
+        numeric[idx] = (f(X + e) - f(X - e)) / (2 * h)
+    dX = m.rms_plain_backward(dY, X, eps)
+    dX = dX[0] if isinstance(dX, tuple) else dX
+    assert np.allclose(dX, numeric, rtol=1e-6, atol=1e-8)
+
+
+ROOT_PER_ELEMENT = '''
+name = "rooted"
+title = "an element-wise root, a closed form wrong from N = 7 on"
+[leaves]
+x = "element"
+gamma = "along"
+eps = "positive"
+[nodes]
+r = "sqrt(x[i]**2 + eps)"
+y = "gamma[i]*x[i]*r[i]"
+[model]
+output = "y"
+axis = -1
+[results]
+"D(f, x[j])" = "gamma[j]*dy[j]*(r[j] + x[j]**2/r[j]) + (N-1)*(N-2)*(N-3)*(N-4)*(N-5)*(N-6)*dy[j]"
+"D(f, gamma[j])" = "dy[j]*x[j]*r[j]"
+'''
+
+
+def test_a_model_outside_the_symbolic_fragment_refuses_n_beyond_the_proofs(tmp_path):
+    """Proved at N = 1..6 only (its every-N claims are outside the fragment): the closed form
+    above is right there and wrong from N = 7 on, so the module must refuse N = 7."""
+    text = codegen.generate("numpy", model=parse(ROOT_PER_ELEMENT, "rooted.toml"))
+    assert "MAX_N = 6" in text and "the functions refuse N > 6" in text
+    m = _module(tmp_path, text, "rooted")
+    rng = np.random.default_rng(10)
+    X, dY, gamma = rng.standard_normal((2, 6)), rng.standard_normal((2, 6)), rng.standard_normal(6)
+    dX, _ = m.rooted_backward(dY, X, gamma, 0.5)
+    assert np.allclose(dX, gamma * dY * (np.sqrt(X ** 2 + 0.5) + X ** 2 / np.sqrt(X ** 2 + 0.5)))
+    with pytest.raises(ValueError, match="proved for at most 6 elements along axis -1"):
+        m.rooted_backward(*(np.ones((2, 7)),) * 2, np.ones(7), 0.5)
+
+
+def test_a_name_the_generated_code_never_defines_is_refused():
+    with pytest.raises(SymbnError, match="uses _X, which it never defines"):
+        model_trace.check_names("import numpy\ndef f(a):\n    return numpy.sum(_X) + a", None)
