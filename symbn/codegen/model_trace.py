@@ -105,7 +105,7 @@ def check_names(text: str, model) -> None:
 
 
 def _undefined(text: str) -> list[str]:
-    """The global names the module's functions read that neither the module nor Python
+    r"""The global names the module's functions read that neither the module nor Python
     defines (a NameError at the first call).
 
     >>> _undefined("import math\nA = 1\ndef f(b):\n    return math.pi + A + b + C + len([])")
