@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from generated import load_module
 from test_check_impl import _truth as mp_truth
 from test_check_impl_domain import _floats
 
+from symbn import codegen
 from symbn.errors import SymbnError
 from symbn.impl import check_impl
 
@@ -110,3 +112,21 @@ def test_a_failure_at_a_special_point_is_never_passed_over():
     assert {r.verdict for r in report.results} == {"unknown"}, report
     with pytest.raises(SymbnError, match="ZeroDivisionError"):
         check_impl(G.python_floats_divide_by_gamma, "batchnorm", n=3, d=2)
+
+
+def test_a_division_where_the_layer_itself_divides_is_no_objection(tmp_path):
+    """tempered.toml divides by c: code dividing by c or c**2 is proved (noted); code that
+    divides by x, which the layer never does, is not."""
+    model = str(Path(__file__).parent / "models" / "tempered.toml")
+    sig = "dy, x, c -> dx, dc"
+    report = check_impl(G.tempered, model, n=3, d=2, signature=sig)
+    assert [r.verdict for r in report.results] == ["proved"] * 2, report
+    assert sum("0 only where the layer itself divides by 0" in n for n in report.notes) == 2
+    other = check_impl(G.tempered_divides_by_x, model, n=3, d=2, signature=sig)
+    assert other["dx"].verdict != "proved" and other["dc"].verdict == "proved", other
+    path = tmp_path / "tempered_grad.py"  # the generated module is no longer refused
+    codegen.write(codegen.generate("numpy", model=model), str(path))
+    m = load_module(path)
+    rng = np.random.default_rng(11)
+    X, dY = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    assert np.allclose(m.tempered_backward(dY, X, 0.75), dY / 0.75)

@@ -249,6 +249,12 @@ def _defined(function, name, g, sig, layouts, results, conditions, needs, positi
                      "input only as a whole, not term by term (as E[x^2] - E[x]^2 + eps): in "
                      "floating point its terms cancel, and for inputs with a large mean it can "
                      "round below zero (NaN); compute it from x - mean")
+    layer = _layer_divisors(g)
+    for kind, e, where in [c for c in open_ if _zero_only_where(c, layer, back)]:
+        notes.append(f"the code {WHAT[kind]} {_clip(e.xreplace(back))}"
+                     f"{f' at {where}' if where else ''}, which is 0 only where the layer "
+                     "itself divides by 0 (its own definition is undefined there)")
+    open_ = [c for c in open_ if not _zero_only_where(c, layer, back)]
     if not open_ or not any(r.verdict == PROVED for r in results):
         return results
     symbols = [next((t for t, s in back.items() if s == leaf), leaf) for leaf in g.leaves]
@@ -301,6 +307,35 @@ def _defined(function, name, g, sig, layouts, results, conditions, needs, positi
                 "for every input"))
         out.append(r)
     return out
+
+
+def _layer_divisors(g) -> list[sp.Expr]:
+    """The divisors the model's own node definitions write (y = x/c: c), in the leaves, as
+    numerators of polynomials; the layer is undefined where one is 0."""
+    out = []
+    for _, value in g.conditions_of(g.f)[0]:
+        num = sp.fraction(sp.together(sp.expand(g.compose(value))))[0]
+        if num.is_polynomial() and num.free_symbols:
+            out.append(num)
+    return out
+
+
+def _zero_only_where(condition, layer: list[sp.Expr], back: dict) -> bool:
+    """Whether a division the code takes is by a polynomial each of whose irreducible
+    factors divides one of the layer's own divisors (`_layer_divisors`): then it is 0 only
+    where the layer is undefined, and says nothing against the code."""
+    kind, e, _ = condition
+    if kind != "nonzero" or not layer:
+        return False
+    num = sp.fraction(sp.together(e.xreplace(back)))[0]
+    if not num.is_polynomial() or not num.free_symbols:
+        return False
+    for factor, _ in sp.factor_list(num)[1]:
+        gens = sorted(factor.free_symbols | set().union(*(d.free_symbols for d in layer)),
+                      key=str)
+        if not any(sp.Poly(d, *gens).rem(sp.Poly(factor, *gens)).is_zero for d in layer):
+            return False
+    return True
 
 
 def _wrong_there(g, sig, leaf, layouts, point, values, seconds) -> Result | None:
