@@ -218,9 +218,9 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     notes.append(f"proved means: at N = {n}, D = {d} the code's outputs equal the model's "
                  "derivative as exact functions of the leaves (floats read as the reals they "
                  "denote; rounding is not analysed), every division, root and logarithm it "
-                 f"takes is defined for every input, and float64 arrays at {POINTS} exact "
-                 "points give the same values within rounding (a note says when beyond "
-                 "float64's)")
+                 "takes is defined for every input where the layer is, and float64 arrays at "
+                 f"{POINTS} exact points give the same values within rounding (a note says "
+                 "when beyond float64's)")
     return ImplReport(title, _writes(results), info, notes)
 
 
