@@ -251,3 +251,25 @@ def test_user_model_file_against_numpy_and_torch(tmp_path):
     y = torch.nn.functional.rms_norm(x, (X.shape[-1],), 1 + w, eps=EPS)
     for a, t in zip(got, torch.autograd.grad(y, (x, w), torch.tensor(dY))):
         assert _rel(a, t.numpy()) <= 1e-12
+
+
+@pytest.mark.parametrize("name", ["layernorm", "batchnorm-unbiased"])
+def test_a_numba_kernel_that_differs_from_the_numpy_module_is_refused(monkeypatch, name):
+    """The kernels are a second text of the proved plan: one run as Python (numba's
+    NUMBA_DISABLE_JIT) that gives other values than the NumPy module stops the generation."""
+    from symbn.codegen import model_numba
+    from symbn.errors import SymbnError
+
+    right = model_numba.numba_module
+
+    def altered(*args, **kwargs):  # the centring's mean added where it is subtracted
+        text = right(*args, **kwargs)
+        wrong = text.replace("-= _m  # D", "+= _m  # D").replace(" - _m", " + _m")
+        assert wrong != text
+        return wrong
+
+    monkeypatch.setattr(model_numba, "numba_module", altered)
+    with pytest.raises(SymbnError, match="numba functions and the proved NumPy ones differ"):
+        codegen.generate("numba", model=name)
+    monkeypatch.undo()
+    assert "checked, not proved: the numba functions" in codegen.generate("numba", model=name)

@@ -158,9 +158,15 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
             return text
         if target == "numba":
             from .model_numba import numba_module
+            from .model_trace import check_numba, numba_line
 
-            text = numba_module(linear, prove_model_plan(linear.plan))
+            proved = prove_model_plan(linear.plan)
+            reference = vector_module(linear, [*proved, emitted_line(linear.plan)])
+            check_emitted(reference, linear.plan)
+            text = numba_module(linear, [*proved, emitted_line(linear.plan).replace(
+                "the emitted", "the NumPy target's", 1), numba_line(linear.plan)])
             check_names(text, layer)
+            check_numba(text, reference, linear.plan)
             return text
         text = vector_module(linear, [*prove_model_plan(linear.plan),
                                       emitted_line(linear.plan)])

@@ -198,6 +198,98 @@ def check_blocks(text: str, plan: ModelPlan, rows: int = 37, n: int = 5) -> None
                                  "set alone; refusing to write the code")
 
 
+def numba_line(plan: ModelPlan) -> str:
+    """The header line that `check_numba` makes true."""
+    return (f"checked, not proved: the numba functions, run as Python (NUMBA_DISABLE_JIT=1), "
+            f"give the NumPy module's values (checked as above) to {NUMBA_TOLERANCE:g} on "
+            f"float64 arrays{' with leading axes' if plan.model.axis == -1 else ''}")
+
+
+NUMBA_TOLERANCE = 1e-12  # relative to the largest entry
+
+_NUMBA_RUN = r"""
+import importlib.util, json, sys
+import numpy
+spec = json.loads(sys.argv[1])
+def load(path, name):
+    s = importlib.util.spec_from_file_location(name, path)
+    m = importlib.util.module_from_spec(s)
+    s.loader.exec_module(m)
+    return m
+fast, ref = load(spec["numba"], "fast_emitted"), load(spec["numpy"], "ref_emitted")
+worst = 0.0
+for shape in spec["shapes"]:
+    rng = numpy.random.default_rng(0)
+    sets, n = (shape[1:], shape[0]) if spec["axis"] == 0 else (shape[:-1], shape[-1])
+    values = {}
+    for leaf, kind in spec["kinds"].items():
+        values[leaf] = (rng.standard_normal(shape) if kind == "element" else
+                        rng.standard_normal(n) if kind == "along" else
+                        rng.standard_normal(sets) if kind == "set" else
+                        0.5 if kind == "positive" else 0.75)
+    for which, leaves in (("forward", spec["forward"]), ("backward", spec["backward"])):
+        args = [values[leaf] for leaf in leaves]
+        a = getattr(fast, spec["prefix"] + "_" + which)(*args)
+        b = getattr(ref, spec["prefix"] + "_" + which)(*args)
+        a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+        if len(a) != len(b):
+            print(json.dumps({"error": which + " returns " + str(len(a)) + " results"}))
+            sys.exit(0)
+        for p, q in zip(a, b):
+            p, q = numpy.asarray(p), numpy.asarray(q)
+            if p.shape != q.shape:
+                print(json.dumps({"error": which + " gives shape " + str(p.shape)}))
+                sys.exit(0)
+            scale = max(1.0, float(numpy.max(numpy.abs(q))))
+            worst = max(worst, float(numpy.max(numpy.abs(p - q))) / scale)
+print(json.dumps({"worst": worst}))
+"""
+
+
+def check_numba(numba_text: str, numpy_text: str, plan: ModelPlan) -> None:
+    """Run the numba module's functions as Python (numba's NUMBA_DISABLE_JIT=1, in a
+    subprocess) against the NumPy module's, whose backward `check_emitted` proved, on
+    float64 arrays; refuse the numba text on any difference beyond NUMBA_TOLERANCE.  A
+    check that can only refuse the code: the kernels are a second text of the same plan.
+    Without numba installed, nothing is run (the module cannot run either)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    m, api = plan.model, plan_api(plan)
+    n = max(5, m.min_n)
+    shapes = [[n, 3]] if m.axis == 0 else [[7, n], [2, 3, n]]
+    kinds = {leaf: "element" if leaf == m.gradient else m.leaves[leaf]
+             for leaf in {*api.forward, *api.backward}}
+    with tempfile.TemporaryDirectory(prefix="symbn-numba-") as tmp:
+        paths = {}
+        for target, text in (("numba", numba_text), ("numpy", numpy_text)):
+            paths[target] = str(Path(tmp) / f"{target}_emitted.py")
+            Path(paths[target]).write_text(text)
+        spec = {**paths, "axis": m.axis, "shapes": shapes, "kinds": kinds,
+                "prefix": api.prefix, "forward": api.forward, "backward": api.backward}
+        env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+        try:
+            run = subprocess.run([sys.executable, "-c", _NUMBA_RUN, json.dumps(spec)],
+                                 capture_output=True, text=True, env=env, timeout=300,
+                                 check=False)
+        except subprocess.TimeoutExpired:
+            raise SymbnError(f"{m.name}: the emitted numba functions did not return within "
+                             "300 s run as Python; refusing to write the code") from None
+    if "No module named 'numba'" in run.stderr:
+        return
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SymbnError(f"{m.name}: the emitted numba functions fail when run as Python "
+                         f"({last}); refusing to write the code")
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    if "error" in result or result["worst"] > NUMBA_TOLERANCE:
+        what = result.get("error") or f"differ by {result['worst']:.3g} (relative)"
+        raise SymbnError(f"{m.name}: the emitted numba functions and the proved NumPy ones "
+                         f"{what}; refusing to write the code")
+
+
 def _load(text: str, name: str):
     with tempfile.TemporaryDirectory(prefix="symbn-trace-") as tmp:
         path = Path(tmp) / f"{name}_emitted.py"
