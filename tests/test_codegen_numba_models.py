@@ -253,23 +253,61 @@ def test_user_model_file_against_numpy_and_torch(tmp_path):
         assert _rel(a, t.numpy()) <= 1e-12
 
 
+def _centring_flipped(text: str) -> str:
+    return text.replace("-= _m  # D", "+= _m  # D").replace(" - _m", " + _m")
+
+
+def _parallel_only(text: str) -> str:  # wrong in the parallel kernels alone
+    head, sep, tail = text.partition("_parallel(")
+    return head + sep + tail.replace("-= _m  # D", "-= 1.01 * _m  # D").replace(
+        " - _m", " - 1.01 * _m")
+
+
+def _nan_in_one_row(text: str) -> str:  # NaN at one row of a set, serial kernel included
+    return text.replace("-= _m  # D", "-= _m + (_i == 3) * math.nan  # D").replace(
+        " - _m[_c]", " - _m[_c] - (_i == 3) * math.nan")
+
+
 @pytest.mark.parametrize("name", ["layernorm", "batchnorm-unbiased"])
-def test_a_numba_kernel_that_differs_from_the_numpy_module_is_refused(monkeypatch, name):
+@pytest.mark.parametrize("mutate", [_centring_flipped, _parallel_only, _nan_in_one_row])
+def test_a_numba_kernel_that_differs_from_the_numpy_module_is_refused(monkeypatch, name,
+                                                                      mutate):
     """The kernels are a second text of the proved plan: one run as Python (numba's
-    NUMBA_DISABLE_JIT) that gives other values than the NumPy module stops the generation."""
+    NUMBA_DISABLE_JIT) that gives other values than the NumPy module, in either kernel or a
+    NaN, stops the generation."""
     from symbn.codegen import model_numba
     from symbn.errors import SymbnError
 
     right = model_numba.numba_module
 
-    def altered(*args, **kwargs):  # the centring's mean added where it is subtracted
+    def altered(*args, **kwargs):
         text = right(*args, **kwargs)
-        wrong = text.replace("-= _m  # D", "+= _m  # D").replace(" - _m", " + _m")
+        wrong = mutate(text)
         assert wrong != text
         return wrong
 
     monkeypatch.setattr(model_numba, "numba_module", altered)
-    with pytest.raises(SymbnError, match="numba functions and the proved NumPy ones differ"):
+    with pytest.raises(SymbnError, match="numba functions differ from the proved NumPy ones"):
         codegen.generate("numba", model=name)
-    monkeypatch.undo()
-    assert "checked, not proved: the numba functions" in codegen.generate("numba", model=name)
+
+
+def test_the_numba_check_is_named_in_the_header():
+    assert "checked, not proved: the numba functions" in codegen.generate("numba",
+                                                                          model="rmsnorm")
+
+
+def test_a_layer_linear_in_x_along_axis_0(tmp_path):
+    """y = gamma[i]*x[i] along axis 0: no sums, numbers for coefficients, so nothing to do
+    per column (the kernel once wrote an empty loop there)."""
+    from symbn.models import parse
+
+    model = parse('name = "scaled"\ntitle = "scaled"\n[leaves]\nx = "element"\n'
+                  'gamma = "along"\n[nodes]\ny = "gamma[i]*x[i]"\n[model]\noutput = "y"\n'
+                  'axis = 0\n[results]\n"D(f, x[j])" = "gamma[j]*dy[j]"\n'
+                  '"D(f, gamma[j])" = "dy[j]*x[j]"\n', "scaled.toml")
+    m = load_module(tmp_path / "scaled.py", codegen.generate("numba", model=model))
+    rng = np.random.default_rng(12)
+    X, dY, gamma = rng.standard_normal((6, 3)), rng.standard_normal((6, 3)), \
+        rng.standard_normal(6)
+    dX, dgamma = m.scaled_backward(dY, X, gamma)
+    assert np.allclose(dX, gamma[:, None] * dY) and np.allclose(dgamma, (dY * X).sum(axis=1))

@@ -286,3 +286,13 @@ def test_a_model_outside_the_symbolic_fragment_refuses_n_beyond_the_proofs(tmp_p
 def test_a_name_the_generated_code_never_defines_is_refused():
     with pytest.raises(SymbnError, match="uses _X, which it never defines"):
         model_trace.check_names("import numpy\ndef f(a):\n    return numpy.sum(_X) + a", None)
+
+
+def test_without_numba_the_header_says_the_numba_check_was_not_run(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(model_trace.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba" else real(name, *a))
+    text = codegen.generate("numba", model="rmsnorm")
+    assert "not checked: numba is not installed" in text and "checked, not proved" not in text

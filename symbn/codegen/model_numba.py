@@ -283,17 +283,18 @@ def _columns_kernel(kn: _Kernel, name: str) -> list[str]:
     coefs = list(dict.fromkeys(c for k in per_elem for c, _ in kn.lp.terms[k]
                                if not c.is_Number))
     L += [f"    _A{c} = numpy.empty(_C)" for c in coefs]
-    L += ["    for _c in range(_C):"]
-    L += [f"        {a} = {a}_[_c]" for a in kn.sets]
+    per_column = [f"        {a} = {a}_[_c]" for a in kn.sets]
     for s, _ in kn.sums:
-        L += [f"        {s} = 0.0", "        for _t in range(_chunks):",
-              f"            {s} += _S{s}[_t, _c]"]
-    L += kn.coefficient_lines("        ")
-    L += [f"        _A{c}[_c] = {c}" for c in coefs]
+        per_column += [f"        {s} = 0.0", "        for _t in range(_chunks):",
+                       f"            {s} += _S{s}[_t, _c]"]
+    per_column += kn.coefficient_lines("        ")
+    per_column += [f"        _A{c}[_c] = {c}" for c in coefs]
     for k in kn.keys:
         if kn.kind(k) == "set":
-            L.append(f"        {kn.results[k]}_[_c] = "
-                     f"{kn.p.doprint(kn.combination(k, lambda c: c))}")
+            per_column.append(f"        {kn.results[k]}_[_c] = "
+                              f"{kn.p.doprint(kn.combination(k, lambda c: c))}")
+    if per_column:  # nothing per column when every coefficient is a number (y = gamma*x)
+        L += ["    for _c in range(_C):", *per_column]
     if per_elem:
         exprs = {k: kn.combination(k, lambda c: c if c.is_Number else sp.Symbol(f"_A{c}[_c]"))
                  for k in per_elem}

@@ -75,9 +75,9 @@ def check_names(text: str, model) -> None:
         tree = ast.parse(text)
         compile(tree, "<generated>", "exec")
     except SyntaxError as err:  # a leaf named like a parameter the code adds (out)
-        raise SymbnError(f"{where}: the generated code does not compile ({err.msg}); a leaf "
-                         "is named like a parameter the code adds itself; rename the leaf") \
-            from None
+        raise SymbnError(f"{where}: the generated code does not compile ({err.msg}); if a "
+                         "leaf is named like a parameter the code adds itself (out), rename "
+                         "the leaf") from None
     undefined = _undefined(text)
     if undefined:
         raise SymbnError(f"{where}: the generated code uses {', '.join(undefined)}, which it "
@@ -199,13 +199,18 @@ def check_blocks(text: str, plan: ModelPlan, rows: int = 37, n: int = 5) -> None
 
 
 def numba_line(plan: ModelPlan) -> str:
-    """The header line that `check_numba` makes true."""
-    return (f"checked, not proved: the numba functions, run as Python (NUMBA_DISABLE_JIT=1), "
-            f"give the NumPy module's values (checked as above) to {NUMBA_TOLERANCE:g} on "
-            f"float64 arrays{' with leading axes' if plan.model.axis == -1 else ''}")
+    """The header line that `check_numba` makes true (numba importable where the code is
+    generated; else a line saying the check was not run)."""
+    if importlib.util.find_spec("numba") is None:
+        return ("not checked: numba is not installed where this module was generated, so "
+                "its functions were not run against the NumPy module's")
+    return ("checked, not proved: the numba functions, run as Python (NUMBA_DISABLE_JIT=1), "
+            "serial and in parallel chunks, at two N, float64 and float32, with and without "
+            f"out=, give the NumPy module's values (checked as above) to {NUMBA_TOLERANCE:g} "
+            f"in float64 ({NUMBA_TOLERANCE32:g} in float32)")
 
 
-NUMBA_TOLERANCE = 1e-12  # relative to the largest entry
+NUMBA_TOLERANCE, NUMBA_TOLERANCE32 = 1e-12, 1e-4  # relative to the largest entry
 
 _NUMBA_RUN = r"""
 import importlib.util, json, sys
@@ -217,49 +222,71 @@ def load(path, name):
     s.loader.exec_module(m)
     return m
 fast, ref = load(spec["numba"], "fast_emitted"), load(spec["numpy"], "ref_emitted")
-worst = 0.0
+worst = {"float64": 0.0, "float32": 0.0}
+def compare(a, b, dtype, what):
+    a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+    if len(a) != len(b):
+        return what + " returns " + str(len(a)) + " results, the NumPy module " + str(len(b))
+    for p, q in zip(a, b):
+        p, q = numpy.asarray(p, dtype=float), numpy.asarray(q, dtype=float)
+        if p.shape != q.shape:
+            return what + " gives shape " + str(p.shape) + ", the NumPy module " + str(q.shape)
+        if not numpy.array_equal(numpy.isfinite(p), numpy.isfinite(q)):
+            return what + " gives a NaN or inf where the NumPy module does not (or back)"
+        ok = numpy.isfinite(q)
+        if ok.any():
+            scale = max(1.0, float(numpy.max(numpy.abs(q[ok]))))
+            worst[dtype] = max(worst[dtype], float(numpy.max(numpy.abs(p[ok] - q[ok]))) / scale)
+    return None
 for shape in spec["shapes"]:
-    rng = numpy.random.default_rng(0)
+    rng = numpy.random.default_rng(len(shape) * 100 + shape[-1])
     sets, n = (shape[1:], shape[0]) if spec["axis"] == 0 else (shape[:-1], shape[-1])
-    values = {}
+    base = {}
     for leaf, kind in spec["kinds"].items():
-        values[leaf] = (rng.standard_normal(shape) if kind == "element" else
-                        rng.standard_normal(n) if kind == "along" else
-                        rng.standard_normal(sets) if kind == "set" else
-                        0.5 if kind == "positive" else 0.75)
-    for which, leaves in (("forward", spec["forward"]), ("backward", spec["backward"])):
-        args = [values[leaf] for leaf in leaves]
-        a = getattr(fast, spec["prefix"] + "_" + which)(*args)
-        b = getattr(ref, spec["prefix"] + "_" + which)(*args)
-        a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
-        if len(a) != len(b):
-            print(json.dumps({"error": which + " returns " + str(len(a)) + " results"}))
-            sys.exit(0)
-        for p, q in zip(a, b):
-            p, q = numpy.asarray(p), numpy.asarray(q)
-            if p.shape != q.shape:
-                print(json.dumps({"error": which + " gives shape " + str(p.shape)}))
-                sys.exit(0)
-            scale = max(1.0, float(numpy.max(numpy.abs(q))))
-            worst = max(worst, float(numpy.max(numpy.abs(p - q))) / scale)
+        base[leaf] = (rng.standard_normal(shape) if kind == "element" else
+                      rng.standard_normal(n) if kind == "along" else
+                      rng.standard_normal(sets) if kind == "set" else
+                      0.5 if kind == "positive" else 0.75)
+    for dtype in ("float64", "float32"):
+        values = {k: v.astype(dtype) if isinstance(v, numpy.ndarray) else v
+                  for k, v in base.items()}
+        for parallel in (False, True):
+            fast.PARALLEL_MIN, fast.CHUNK_ROWS = (0, 1) if parallel else (1 << 17, 64)
+            for which, leaves in (("forward", spec["forward"]), ("backward", spec["backward"])):
+                args = [values[leaf] for leaf in leaves]
+                what = (which + " at shape " + str(tuple(shape)) + " in " + dtype
+                        + (", parallel" if parallel else ""))
+                b = getattr(ref, spec["prefix"] + "_" + which)(*args)
+                for out in (False, True):
+                    kw = {"out": numpy.empty(shape, dtype)} if out else {}
+                    a = getattr(fast, spec["prefix"] + "_" + which)(*args, **kw)
+                    error = compare(a, b, dtype, what + (" with out=" if out else ""))
+                    if error:
+                        print(json.dumps({"error": error}))
+                        sys.exit(0)
 print(json.dumps({"worst": worst}))
 """
 
 
 def check_numba(numba_text: str, numpy_text: str, plan: ModelPlan) -> None:
     """Run the numba module's functions as Python (numba's NUMBA_DISABLE_JIT=1, in a
-    subprocess) against the NumPy module's, whose backward `check_emitted` proved, on
-    float64 arrays; refuse the numba text on any difference beyond NUMBA_TOLERANCE.  A
-    check that can only refuse the code: the kernels are a second text of the same plan.
-    Without numba installed, nothing is run (the module cannot run either)."""
+    subprocess) against the NumPy module's, whose backward `check_emitted` proved: serial
+    and in parallel chunks, at two N, in float64 and float32, with and without out=;
+    refuse the numba text on any other value, shape or NaN.  A check that can only refuse
+    the code: the kernels are a second text of the same plan.  Without numba installed,
+    nothing is run, and `numba_line` says so."""
     import json
     import os
     import subprocess
     import sys
 
+    if importlib.util.find_spec("numba") is None:
+        return
     m, api = plan.model, plan_api(plan)
     n = max(5, m.min_n)
-    shapes = [[n, 3]] if m.axis == 0 else [[7, n], [2, 3, n]]
+    other = n + 13 if plan.max_n is None else (plan.max_n if plan.max_n > n else n - 1)
+    other = max(other, m.min_n)
+    shapes = ([[n, 3], [other, 5]] if m.axis == 0 else [[70, n], [2, 9, other]])
     kinds = {leaf: "element" if leaf == m.gradient else m.leaves[leaf]
              for leaf in {*api.forward, *api.backward}}
     with tempfile.TemporaryDirectory(prefix="symbn-numba-") as tmp:
@@ -277,17 +304,18 @@ def check_numba(numba_text: str, numpy_text: str, plan: ModelPlan) -> None:
         except subprocess.TimeoutExpired:
             raise SymbnError(f"{m.name}: the emitted numba functions did not return within "
                              "300 s run as Python; refusing to write the code") from None
-    if "No module named 'numba'" in run.stderr:
-        return
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
         raise SymbnError(f"{m.name}: the emitted numba functions fail when run as Python "
                          f"({last}); refusing to write the code")
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    if "error" in result or result["worst"] > NUMBA_TOLERANCE:
-        what = result.get("error") or f"differ by {result['worst']:.3g} (relative)"
-        raise SymbnError(f"{m.name}: the emitted numba functions and the proved NumPy ones "
-                         f"{what}; refusing to write the code")
+    worst = result.get("worst", {})
+    if "error" in result or not worst["float64"] <= NUMBA_TOLERANCE \
+            or not worst["float32"] <= NUMBA_TOLERANCE32:
+        what = result.get("error") or (f"by {worst['float64']:.3g} in float64, "
+                                       f"{worst['float32']:.3g} in float32 (relative)")
+        raise SymbnError(f"{m.name}: the emitted numba functions differ from the proved "
+                         f"NumPy ones: {what}; refusing to write the code")
 
 
 def _load(text: str, name: str):
