@@ -275,7 +275,7 @@ def _run_at(function, name, sig, layouts, point, deadline, timeout, torch=None,
     args = [_float_array(*layouts[leaf], point, torch) for leaf in sig.inputs]
     if fortran:
         args = [np.asfortranarray(a) if isinstance(a, np.ndarray) else a for a in args]
-    before = [_plain(a).copy() if _plain(a) is not None else None for a in args]
+    before = [None if (p := _plain(a)) is None else p.copy() for a in args]
     returned = _call_float(function, name, args, deadline, timeout, arrays, warned, sig)
     for arg, old, user in zip(args, before, sig.input_names):
         if old is not None and user not in WRITES:
@@ -286,7 +286,7 @@ def _run_at(function, name, sig, layouts, point, deadline, timeout, torch=None,
 
 
 # the arguments the function wrote into, {its name for it: the first changed entry}: filled
-# by every call of a check (exact and float), emptied at its start
+# by the float calls of a check (the exact trace works on copies), emptied at its start
 WRITES: dict[str, str] = {}
 
 
