@@ -249,12 +249,13 @@ def _defined(function, name, g, sig, layouts, results, conditions, needs, positi
                      "input only as a whole, not term by term (as E[x^2] - E[x]^2 + eps): in "
                      "floating point its terms cancel, and for inputs with a large mean it can "
                      "round below zero (NaN); compute it from x - mean")
-    layer = _layer_divisors(g)
-    for kind, e, where in [c for c in open_ if _zero_only_where(c, layer, back)]:
+    layer = _layer_divisors(g) if open_ else []
+    excused = [c for c in open_ if _zero_only_where(c, layer, back)]
+    for kind, e, where in excused:
         notes.append(f"the code {WHAT[kind]} {_clip(e.xreplace(back))}"
                      f"{f' at {where}' if where else ''}, which is 0 only where the layer "
                      "itself divides by 0 (its own definition is undefined there)")
-    open_ = [c for c in open_ if not _zero_only_where(c, layer, back)]
+    open_ = [c for c in open_ if c not in excused]
     if not open_ or not any(r.verdict == PROVED for r in results):
         return results
     symbols = [next((t for t, s in back.items() if s == leaf), leaf) for leaf in g.leaves]

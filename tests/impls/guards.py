@@ -2,15 +2,7 @@
 beta or bias, a NaN scrubbed to 0, a huge integer entry, a string entry."""
 
 import numpy as np
-
-
-def _bn(dy, x, gamma, eps):
-    n = x.shape[0]
-    inv = 1 / np.sqrt(x.var(axis=0) + eps)
-    xhat = (x - x.mean(axis=0)) * inv
-    g = dy * gamma
-    dx = inv / n * (n * g - g.sum(axis=0) - xhat * (g * xhat).sum(axis=0))
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+from bn_right import batchnorm_backward as _bn
 
 
 def gamma_one_fast_path(dy, x, gamma, eps):
