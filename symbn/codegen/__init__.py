@@ -163,8 +163,8 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
             proved = prove_model_plan(linear.plan)
             reference = vector_module(linear, [*proved, emitted_line(linear.plan)])
             check_emitted(reference, linear.plan)
-            text = numba_module(linear, [*proved, emitted_line(linear.plan).replace(
-                "the emitted", "the NumPy target's", 1), numba_line(linear.plan)])
+            text = numba_module(linear, [*proved, emitted_line(linear.plan, "the NumPy target's"),
+                                         numba_line(linear.plan)])
             check_names(text, layer)
             check_numba(text, reference, linear.plan)
             return text

@@ -35,12 +35,12 @@ def _ns(plan: ModelPlan) -> list[int]:
     return sorted({plan.model.min_n, max(3, plan.model.min_n)})
 
 
-def emitted_line(plan: ModelPlan) -> str:
-    """The header line that `check_emitted` makes true."""
+def emitted_line(plan: ModelPlan, whose: str = "the emitted") -> str:
+    """The header line that `check_emitted` makes true (of `whose` backward)."""
     api = plan_api(plan)
     grads = ", ".join(api.grad(g) for g in plan.gradients)
     sizes = " and ".join(map(str, _ns(plan)))
-    return (f"the emitted {api.prefix}_backward itself, run on object arrays of exact scalars "
+    return (f"{whose} {api.prefix}_backward itself, run on object arrays of exact scalars "
             f"at N = {sizes}, D = {D} (symbn check-impl): {grads}")
 
 
@@ -57,8 +57,9 @@ def check_names(text: str, model) -> None:
     """Refuse a module in which a name the caller passes (a parameter of a public function,
     the leaves' names) is also one the code binds for itself: a module-level name or a
     builtin it would shadow, or a local assigned in a function taking it (a leaf named u0
-    where the forward's coefficients are u0, u1, ...).  The proofs see expressions, not
-    the names the code gives them, so this is checked on the text.
+    where the forward's coefficients are u0, u1, ...), and a module whose functions read a
+    name nothing defines (`_undefined`).  The proofs see expressions, not the names the
+    code gives them, so this is checked on the text.
 
     >>> check_names("def f(a, b): c = a", None)
     >>> check_names("def f(a, c): c = a", None)  # doctest: +ELLIPSIS
