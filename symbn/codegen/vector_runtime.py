@@ -16,9 +16,9 @@ _RUNTIME_HEAD = "\n" + IMPORTS + '''
 AXIS = {axis}
 MIN_N = {min_n}
 MAX_N = {max_n}  # the largest N proved (None: every N)
-# Sets are processed in blocks of about this many bytes per array (along the last axis), so
-# that the temporaries of one block stay in cache.
-BLOCK = 1 << 18
+# Sets are processed in blocks of about this many bytes per array (along the last axis); the
+# best size depends on the machine's caches (1 MiB measured 5-17 % faster than 256 KiB).
+BLOCK = 1 << 20
 
 
 def _array(name, a):
