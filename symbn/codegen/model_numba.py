@@ -29,7 +29,21 @@ from .model_numpy import Api, _plan_lines, header, plan_api
 from .model_plan import SCALAR_KINDS
 from .model_terms import LinearPlan
 from .model_vector import OUT_NOTE
-from .vector_runtime import _RUNTIME, IMPORTS
+from .vector_runtime import NUMBA_RUNTIME
+
+_NUMBA_IMPORTS = """import math
+import os
+import sys
+import warnings
+
+import numpy
+
+try:
+    import numba
+except ImportError as err:  # pragma: no cover
+    raise ImportError("this module needs numba: pip install 'symbn[numba]' "
+                      "or regenerate with --target numpy") from err
+"""
 
 
 class _Kernel:
@@ -435,13 +449,8 @@ def numba_module(lp: LinearPlan, proved: list[str]) -> str:
            "fused loops" if plan.centred else "everything in float64, fused loops")
     fwd = _Kernel(lp, api, [y], "forward")
     bwd = _Kernel(lp, api, plan.gradients, "backward")
-    runtime = _RUNTIME.format(axis=m.axis, min_n=m.min_n, max_n=plan.max_n).lstrip("\n")
-    runtime = runtime.replace(IMPORTS,
-                              "import fractions\nimport math\nimport os\nimport sys\nimport warnings\n\n"
-                              "import numpy\n\ntry:\n    import numba\nexcept ImportError as err:"
-                              "  # pragma: no cover\n    raise ImportError(\"this module needs "
-                              "numba: pip install 'symbn[numba]' \"\n                      \"or "
-                              "regenerate with --target numpy\") from err\n")
+    runtime = (_NUMBA_IMPORTS
+               + NUMBA_RUNTIME.format(axis=m.axis, min_n=m.min_n, max_n=plan.max_n))
     lines = [header(f"{m.title}: forward and backward, fused numba loops.", api, proved,
                     _plan_lines(plan, api, linear=how), "numpy and numba (pip install numba)",
                     OUT_NOTE),

@@ -2,9 +2,12 @@
 argument checks, the blocks of sets along the last axis, the reductions (BLAS row sums,
 vecdot row dots), the stack of monomials and its batched product, aligned scratch buffers.
 They are text, formatted with the model's axis and minimum set size, so that a generated
-module imports NumPy only.
+module imports NumPy only.  The numba module (`model_numba`) carries the argument checks and
+array helpers alone (`NUMBA_RUNTIME`): its kernels take the blocks' place.
 
 >>> "def _combine(S, C, n, coefs, out):" in _RUNTIME
+True
+>>> "def _out(" in NUMBA_RUNTIME and "BLOCK" not in NUMBA_RUNTIME
 True
 """
 
@@ -12,14 +15,18 @@ from .model_numpy import ELEMENT
 
 IMPORTS = "import fractions\nimport math\n\nimport numpy\n"
 
-_RUNTIME_HEAD = "\n" + IMPORTS + '''
+_HEAD = """
 AXIS = {axis}
 MIN_N = {min_n}
 MAX_N = {max_n}  # the largest N proved (None: every N)
-# Sets are processed in blocks of about this many bytes per array (along the last axis); the
+"""
+
+_BLOCK = """# Sets are processed in blocks of about this many bytes per array (along the last axis); the
 # best size depends on the machine's caches (1 MiB measured 5-17 % faster than 256 KiB).
 BLOCK = 1 << 20
+"""
 
+_ARRAY = '''
 
 def _array(name, a):
     a = numpy.asarray(a)
@@ -31,7 +38,7 @@ def _array(name, a):
 
 '''
 
-_RUNTIME_TAIL = '''
+_SHARED = '''
 
 def _leaf(name, a, X, want, what, where):
     a = _array(name, a)
@@ -62,41 +69,9 @@ def _wide(X):
     return object if X.dtype == object else numpy.float64
 
 
-def _rational(p, q, X):
-    """p/q: a fraction for exact scalars, so that the object path stays exact; else a float."""
-    return fractions.Fraction(p, q) if X.dtype == object else p / q
-
-
-def _count(X):
-    """N, the size of a set: a fraction for exact scalars, so that 1/N stays exact."""
-    N = X.shape[AXIS]
-    return fractions.Fraction(N) if X.dtype == object else N
-
-
 def _rows(X):
     """The 2-d view: one set per row (AXIS = -1) or per column (AXIS = 0)."""
     return X if AXIS == 0 else X.reshape(-1, X.shape[-1])
-
-
-def _blocks(X):
-    """Slices of the rows of _rows(X): blocks of about BLOCK bytes along the last axis;
-    one block along axis 0 and for exact scalars."""
-    if AXIS == 0 or X.dtype == object:
-        yield slice(None)
-        return
-    rows, step = _rows(X).shape[0], _block_rows(X)
-    for lo in range(0, rows, step):
-        yield slice(lo, lo + step)
-
-
-def _block_rows(X):
-    """The rows of one block: all of them along axis 0 and for exact scalars."""
-    rows = _rows(X).shape[0]
-    if AXIS == 0 or X.dtype == object:
-        return rows
-    row = X.shape[-1] * X.itemsize
-    step = 64 // math.gcd(row, 64)  # so that every block starts on 64 bytes, as _empty's
-    return min(rows, max(step, BLOCK // row // step * step))
 
 
 def _apart(out, *arrays):
@@ -136,6 +111,45 @@ def _empty(shape, dtype, align=64):
     raw = numpy.empty(size + align, numpy.uint8)
     start = -raw.ctypes.data % align
     return raw[start:start + size].view(dtype).reshape(shape)
+
+
+def _per_set_result(value, shape, dtype):
+    """A per-set result in the shape of the sets: `shape` is X's (the whole array's)."""
+    return value.reshape(shape[1:] if AXIS == 0 else shape[:-1]).astype(dtype)
+'''
+
+_VECTOR = '''
+
+def _rational(p, q, X):
+    """p/q: a fraction for exact scalars, so that the object path stays exact; else a float."""
+    return fractions.Fraction(p, q) if X.dtype == object else p / q
+
+
+def _count(X):
+    """N, the size of a set: a fraction for exact scalars, so that 1/N stays exact."""
+    N = X.shape[AXIS]
+    return fractions.Fraction(N) if X.dtype == object else N
+
+
+def _blocks(X):
+    """Slices of the rows of _rows(X): blocks of about BLOCK bytes along the last axis;
+    one block along axis 0 and for exact scalars."""
+    if AXIS == 0 or X.dtype == object:
+        yield slice(None)
+        return
+    rows, step = _rows(X).shape[0], _block_rows(X)
+    for lo in range(0, rows, step):
+        yield slice(lo, lo + step)
+
+
+def _block_rows(X):
+    """The rows of one block: all of them along axis 0 and for exact scalars."""
+    rows = _rows(X).shape[0]
+    if AXIS == 0 or X.dtype == object:
+        return rows
+    row = X.shape[-1] * X.itemsize
+    step = 64 // math.gcd(row, 64)  # so that every block starts on 64 bytes, as _empty's
+    return min(rows, max(step, BLOCK // row // step * step))
 
 
 def _scale(P, c, out):
@@ -262,11 +276,10 @@ def _zeros(X):
 
 def _per_set_empty(X):
     return numpy.empty((1, X.shape[1]) if AXIS == 0 else (_rows(X).shape[0], 1), _wide(X))
-
-
-def _per_set_result(value, shape, dtype):
-    """A per-set result in the shape of the sets: `shape` is X's (the whole array's)."""
-    return value.reshape(shape[1:] if AXIS == 0 else shape[:-1]).astype(dtype)
 '''
 
-_RUNTIME = _RUNTIME_HEAD + ELEMENT + _RUNTIME_TAIL
+_RUNTIME = "\n" + IMPORTS + _HEAD + _BLOCK + _ARRAY + ELEMENT + _SHARED + _VECTOR
+"""The vectorised NumPy module's helpers (`model_vector`)."""
+
+NUMBA_RUNTIME = _HEAD + _ARRAY + ELEMENT + _SHARED
+"""The argument checks and array helpers the numba module (`model_numba`) shares with it."""
