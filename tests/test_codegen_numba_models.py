@@ -8,6 +8,7 @@ and variant: small shapes, few variants)."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,14 @@ def test_text_names_and_proofs(files, name):
     assert f"closed forms = forward mode = backward mode (symbn verify --model {name})" in text
     assert "def _backward_serial(" in text and "def _backward_parallel(" in text
     assert "sympy" not in text.split('"""', 2)[2]
+    # the kernels take the blocks' place: none of the NumPy module's block helpers
+    tree = ast.parse(text)
+    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+              if isinstance(t, ast.Name)}
+    assert not names & {"BLOCK", "_blocks", "_block_rows", "_stack", "_combine", "_rdot",
+                        "_centred", "_count", "_rational"}
+    assert {"_element", "_along", "_out", "_apart"} <= names
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
