@@ -51,7 +51,7 @@ CASES = [
     (bn_wrong.sigma_for_inverse, "batchnorm", 3, 2, DX, "d"),
     (bn_wrong.ddof1_forward, "batchnorm", 3, 2, None, "ddp"),
     (bn_wrong.ddof1_forward, "batchnorm-unbiased", 3, 2, None, "dpp"),
-    (bn_wrong.right_only_at_n2, "batchnorm", 2, 2, None, "ppp"),
+    (bn_wrong.right_only_at_n2, "batchnorm", 2, 2, None, "dpp"),  # at the second shape
     (bn_wrong.right_only_at_n2, "batchnorm", 3, 2, None, "dpp"),
     (bn_wrong.dbeta_wrong, "batchnorm", 3, 2, None, "ppd"),
     (rows.layernorm_backward, "layernorm", 3, 2, LN_SIG, "ppp"),
@@ -129,6 +129,7 @@ def _truth(model, dy, x, gamma, eps):
 
 def _recheck(function, model, n, d, result):
     w = result.witness
+    n, d = w.get("n", n), w.get("d", d)  # a disproof at the second shape says which
     dy, x, gamma, eps = _point(model, n, d, w["point"])
     fl = np.vectorize(float, otypes=[float])
     sig = parse_signature(None, load(model))
@@ -150,10 +151,25 @@ def _recheck(function, model, n, d, result):
 
 # -- rounding of computed floats, exact floats ----------------------------------------------
 def test_a_rounded_float_is_not_a_disproof():
-    # at D = N = 3, 1.0/shape[0] is 1.0/3: right but for the rounding of 1/3 -> route 2
-    report = check_impl(rows.layernorm_scale_shape0, "layernorm", n=3, d=3, signature=LN_SIG)
+    # 1.0/shape[-1] is 1.0/3: right but for the rounding of 1/3 -> route 2
+    report = check_impl(rows.layernorm_scale_last, "layernorm", n=3, d=3, signature=LN_SIG)
     assert report["dx"].verdict == "consistent" and "rounding" in report["dx"].note
     assert [r.verdict for r in report][1:] == ["proved", "proved"] and report.exit_code == 3
+
+
+def test_right_only_where_the_batch_equals_the_row_is_disproved_at_the_second_shape():
+    # 1.0/shape[0] at D = N = 3 is the right 1/3; at N = 4, D = 6 it is 1/6
+    report = check_impl(rows.layernorm_scale_shape0, "layernorm", n=3, d=3, signature=LN_SIG)
+    dx = report["dx"]
+    assert dx.verdict == "disproved" and "wrong at N = 4, D = 6" in dx.note, str(report)
+    assert [r.verdict for r in report][1:] == ["proved", "proved"] and report.exit_code == 1
+    point = {k: float(Fraction(v)) for k, v in dx.witness["point"].items()}
+    dy, x = (np.array([[point[f"{a}[{j},{i}]"] for j in range(1, 5)] for i in range(1, 7)])
+             for a in ("dy", "x"))  # element j of set i: 6 rows of 4
+    w = np.array([point[f"gamma[{j}]"] for j in range(1, 5)])
+    got = rows.layernorm_scale_shape0(dy, x, w, point["eps"])[0]
+    right = rows.layernorm_backward(dy, x, w, point["eps"])[0]
+    assert np.max(np.abs(got - right)) > 1e-3
 
 
 @pytest.mark.parametrize("impl", ["layernorm_one_minus", "layernorm_one_minus_nested",

@@ -25,8 +25,13 @@ def _module(tmp_path, name):
 def test_generated_backward_is_proved_by_the_exact_trace(tmp_path, name):
     module = _module(tmp_path, name)
     backward = getattr(module, f"{Path(name).stem.replace('-', '_')}_backward")
-    report = check_impl(backward, name, n=3, d=2)
+    report = check_impl(backward, name, n=3, d=2, same_path=False)
     assert report.results and all(r.verdict == "proved" for r in report.results), str(report)
+    # its float path reduces by BLAS where the object path sums: another path, so check-impl
+    # as a user runs it does not call the float path proved
+    report = check_impl(backward, name, n=3, d=2)
+    assert all(r.verdict == "consistent" and "which the exact trace never did" in r.note
+               for r in report.results), str(report)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -336,7 +336,8 @@ def trace(text: str, function: str, model, signature: str, ns: list[int]) -> Non
 
     module = _load(text, function)
     for n in ns:
-        report = check_impl(getattr(module, function), model, n=n, d=D, signature=signature)
+        report = check_impl(getattr(module, function), model, n=n, d=D, signature=signature,
+                            same_path=False)  # the object path; the float one is checked
         for r in report.results:
             if r.verdict != "proved":
                 raise SymbnError(f"{model.name}: the emitted {function}'s {r.id} is "

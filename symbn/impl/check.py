@@ -32,7 +32,9 @@ from .floats import (
     BOUND_FACTOR,
     DISPROOF_MARGIN,
     FLOAT64_SLACK,
+    KEPT,
     POINTS,
+    REUSED,
     ROUTE_FLOAT,
     ROUTE_TORCH,
     U64,
@@ -44,6 +46,7 @@ from .floats import (
     values_at,
 )
 from .load import _one_line
+from .paths import Paths, first_new
 from .signature import Signature, named_signature, parse_signature
 
 ROUTE_EXACT = "exact trace"
@@ -108,7 +111,7 @@ class ImplReport(Report):
 
 def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3, d: int = 2,
                signature: str | None = None, timeout: float | None = 60.0,
-               arrays: str | None = None) -> Report:
+               arrays: str | None = None, same_path: bool = True) -> Report:
     """Decide `function`'s outputs against the model's derivative at N = n, D = d.
 
     Runs `function` (the user's own code) on object arrays of exact scalars; returns a
@@ -117,7 +120,10 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     leaves exact arithmetic it is run in float64 at exact points instead (route 2,
     `symbn.impl.floats`): consistent (never proved), disproved or unknown.  `arrays`:
     None (NumPy, or PyTorch where the exact trace fails on code that clearly uses torch),
-    "numpy", or "torch" (route 4: torch.float64 tensors, never proved).
+    "numpy", or "torch" (route 4: torch.float64 tensors, never proved).  With `same_path`
+    (the default) a proof stands only if the float64 calls run no line the exact trace did
+    not (`symbn.impl.paths`); False proves the code as it runs on exact scalars (what
+    `symbn codegen` claims of its own module, whose float path reduces by BLAS).
 
     >>> def wrong(dy, x, gamma, eps):  # keeps only the Jacobian's diagonal
     ...     xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)
@@ -134,7 +140,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     g = m.instantiate(n, d)
     named = named_signature(function, m) if signature is None else None
     sig = parse_signature(signature or named, m)
-    WRITES.clear()
+    WRITES.clear(), REUSED.clear(), KEPT.clear()
     name = getattr(function, "__qualname__", None) or repr(function)
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
@@ -156,7 +162,8 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
                  (layouts[leaf][1][()][0] for leaf in sig.inputs
                   if m.leaves.get(leaf) == "positive" and layouts[leaf][0] == ())}
         args = [_array(*layouts[leaf], lambda s: Exact(twins.get(s, s))) for leaf in sig.inputs]
-        returned, printed, stopped, failed = _call(function, name, args, deadline, timeout)
+        with Paths() as traced:
+            returned, printed, stopped, failed = _call(function, name, args, deadline, timeout)
         if printed:
             lines = printed.rstrip("\n").count("\n") + 1
             notes.append(f"{name} printed {lines} line{'s' * (lines > 1)} (captured)")
@@ -183,6 +190,8 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
             torch = False
             info["route"] = ROUTE_FLOAT
             notes.append(f"called with NumPy arrays: with torch tensors {err}")
+        results = _other_shape(function, name, m, n, d, sig, results, deadline, timeout,
+                               notes, "torch" if torch else "numpy")
         if warned:
             unique = list(dict.fromkeys(warned))
             more = f" (and {len(unique) - 3} more)" if len(unique) > 3 else ""
@@ -198,6 +207,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         notes.append(f"the exact trace stopped: {str(err).split(': ', 1)[-1]}")
         info["route"] = ROUTE_FLOAT
         results = route2(function, name, g, sig, deadline, timeout, "numpy")
+        results = _other_shape(function, name, m, n, d, sig, results, deadline, timeout, notes)
         notes.append(_float_note(False))
         info["seconds"] = round(time.monotonic() - start, 3)
         return ImplReport(title, _writes(results), info, notes)
@@ -210,7 +220,9 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
                             deadline, timeout, entries, back, inexact)
     results = _defined(function, name, g, sig, layouts, results, conditions, needs,
                        set(twins.values()), back, deadline, timeout, notes)
-    results = _in_floats(function, name, g, sig, results, deadline, timeout, notes)
+    results = _in_floats(function, name, g, sig, results, deadline, timeout, notes,
+                         traced if same_path else None)
+    results = _other_shape(function, name, m, n, d, sig, results, deadline, timeout, notes)
     if any(r.verdict == CONSISTENT for r in results):
         info["route"] = f"{ROUTE_EXACT}, {ROUTE_FLOAT}"
         notes.append(_float_note(False))
@@ -220,20 +232,31 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
                  "denote; rounding is not analysed), every division, root and logarithm it "
                  "takes is defined for every input where the layer is, and float64 arrays at "
                  f"{POINTS} exact points give the same values within rounding (a note says "
-                 "when beyond float64's)")
+                 f"when beyond float64's), also at N = {n + 1}, D = {n + 3} (never a proof "
+                 "there, a check)")
     return ImplReport(title, _writes(results), info, notes)
 
 
 def _writes(results: list[Result]) -> list[Result]:
     """The results, and `inputs` disproved if the function wrote into an argument at one of
-    the float calls (`WRITES`; the exact trace works on copies)."""
-    if not WRITES:
-        return results
-    names, first = ", ".join(WRITES), next(iter(WRITES.values()))
-    return [*results, Result("inputs", DISPROVED, "side effect", 0.0, {"entry": first}, note=(
-        f"the function writes into its argument{'s' * (len(WRITES) > 1)} {names}: the "
-        "caller's arrays (an activation saved for backward, the same batch passed again) "
-        "change under it, so a second call computes something else; write to copies"))]
+    the float calls (`WRITES`; the exact trace works on copies), `outputs` disproved if a
+    call overwrote an array an earlier call returned (`REUSED`)."""
+    out = list(results)
+    if WRITES:
+        names, first = ", ".join(WRITES), next(iter(WRITES.values()))
+        out.append(Result("inputs", DISPROVED, "side effect", 0.0, {"entry": first}, note=(
+            f"the function writes into its argument{'s' * (len(WRITES) > 1)} {names}: the "
+            "caller's arrays (an activation saved for backward, the same batch passed "
+            "again) change under it, so a second call computes something else; write to "
+            "copies")))
+    if REUSED:
+        names = ", ".join(f"d{leaf}" for leaf in REUSED)
+        out.append(Result("outputs", DISPROVED, "side effect", 0.0,
+                          {"entry": next(iter(REUSED.values()))}, note=(
+            f"the array returned as {names} is overwritten by the next call (a buffer kept "
+            "between calls): a caller that keeps the gradients of two batches gets the "
+            "second twice; return a new array")))
+    return out
 
 
 def _defined(function, name, g, sig, layouts, results, conditions, needs, positive, back,
@@ -365,16 +388,20 @@ def _failing(function, name, g, sig, kind, e, symbols, positive, back, deadline,
         return None
 
 
-def _in_floats(function, name, g, sig, results, deadline, timeout, notes) -> list[Result]:
+def _in_floats(function, name, g, sig, results, deadline, timeout, notes,
+               traced: Paths | None) -> list[Result]:
     """A proved output is also computed in float64 at exact points (route 2): code that
     does something else on floats than on exact scalars (a branch on the dtype, state kept
-    between calls) is disproved there, never proved."""
+    between calls) is disproved there, never proved; and where the float calls run a line
+    the exact trace did not (`traced`), what was proved is another
+    path than the one floats take: consistent at most."""
     proved = [r.id[1:] for r in results if r.verdict == PROVED]
     if not proved:
         return results
     try:
-        floated = {r.id: r for r in route2(function, name, g, sig, deadline, timeout,
-                                            "numpy", proved, float64=True)}
+        with Paths() as ran:
+            floated = {r.id: r for r in route2(function, name, g, sig, deadline, timeout,
+                                                "numpy", proved, float64=True)}
     except SymbnError as err:
         return [Result(r.id, UNKNOWN, r.method, r.seconds, note=f"proved on exact scalars, "
                        f"but {err}") if r.id in {f"d{p}" for p in proved} else r
@@ -388,6 +415,15 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes) -> lis
                        "(an overflow or a cancellation far beyond a correct implementation's "
                        f"rounding, a branch on the dtype, or state kept between calls): "
                        f"{f.note}")
+        elif f is not None and traced is not None and \
+                (line := first_new(ran, traced)) is not None:
+            r = Result(r.id, f.verdict if f.verdict == UNKNOWN else CONSISTENT, f.method,
+                       r.seconds + f.seconds, f.witness, note=(
+                           f"proved on exact scalars, but the float64 calls {line}, "
+                           "which the exact trace never did (a branch on the dtype, a "
+                           "compiled path with a fallback, a cache): the proof is of another "
+                           "path; "
+                           f"{f.note or 'the float64 values agree'}"))
         elif f is not None and f.verdict == UNKNOWN and not _float64_like(f):
             # what was proved is the code on exact scalars; on floats it computed something
             # else (a branch on the dtype, inputs kept in float16): proved would not hold
@@ -399,6 +435,38 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes) -> lis
     notes += [f"{k}: proved, but the float64 run at the {POINTS} points is beyond float64 "
               f"rounding: {f.note}" for k, f in floated.items()
               if f.verdict == UNKNOWN and _float64_like(f)]
+    return out
+
+
+def _other_shape(function, name, m: Model, n: int, d: int, sig, results, deadline, timeout,
+                 notes, arrays: str = "numpy") -> list[Result]:
+    """An output not disproved is also computed in float64 at exact points of another
+    shape, N + 1 and D = N + 3 (more sets than elements), after the calls at N: code that
+    keeps N from its first call, or takes N from the wrong axis (max(x.shape)), is disproved
+    there.  Code that refuses the shape (written for one N) is not judged by it: a note says
+    so."""
+    open_ = [r.id[1:] for r in results if r.verdict != DISPROVED and r.id[1:] in sig.outputs]
+    if not open_:
+        return results
+    n2, d2 = n + 1, n + 3
+    try:
+        g2 = m.instantiate(n2, d2)
+        other = {r.id: r for r in route2(function, name, g2, sig, deadline, timeout,
+                                          arrays, open_, float64=arrays == "numpy")}
+    except SymbnError as err:  # where, if in a library, is this machine's path: left out
+        notes.append(f"not checked at a second shape, N = {n2}, D = {d2}: "
+                     f"{str(err).split(' at /')[0]}")
+        return results
+    out = []
+    for r in results:
+        f = other.get(r.id)
+        if f is not None and f.verdict == DISPROVED:
+            witness = {**f.witness, "n": n2, "d": d2}  # the batch's shape, not the report's
+            r = Result(r.id, DISPROVED, f.method, r.seconds + f.seconds, witness, note=(
+                f"{r.verdict} at N = {n}, D = {d}, but wrong at N = {n2}, D = {d2} (float64, "
+                f"called after the calls at N = {n}: state kept between calls, or N taken "
+                f"from the wrong axis): {f.note}"))
+        out.append(r)
     return out
 
 
@@ -416,7 +484,8 @@ def _float_note(torch: bool) -> str:
             "dyadic points and compared with the closed form enclosed in interval arithmetic; "
             f"consistent means every entry within {BOUND_FACTOR} u (E + |v|) of the exact v (u = "
             "2^-53, E the closed form's first-order rounding coefficient), never a proof; "
-            f"disproved means off by more than {DISPROOF_MARGIN} times that bound at u = 2^-24")
+            f"disproved means off by more than {DISPROOF_MARGIN} times that bound at u = 2^-24; "
+            "the same at a second shape, N + 1 and D = N + 3, where it can only disprove")
 
 
 def _leaves(entries: dict, back: dict) -> dict:

@@ -211,13 +211,15 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     truths: dict = {}
     state = {leaf: _Verdict() for leaf in leaves}
     fortran = torch is None  # the FINE point's arrays in Fortran order, unless refused
+    reused: list = []  # the last call's NumPy arguments, refilled for the next (REFILLED)
     for k, point in enumerate(points(g)):
         enc = Encloser(g, point)
         if k in (ZEROS, ONES) and not _defined_at(enc, g, leaves, layouts, truths):
             continue  # a user model's leaf that may not be 0 (1 / c): the point says nothing
         try:
             outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
-                              arrays, warned, fortran=fortran and k == FINE)
+                              arrays, warned, fortran=fortran and k == FINE,
+                              into=reused, refill=k in REFILLED)
         except SymbnError:  # code that needs C-contiguous arrays: the values, in C order
             if k != FINE or not fortran:
                 raise
@@ -270,11 +272,19 @@ def values_at(function, name: str, g, sig, point: dict, deadline: float | None,
 
 
 def _run_at(function, name, sig, layouts, point, deadline, timeout, torch=None,
-            arrays="numpy", warned=None, fortran: bool = False) -> dict:
-    """{leaf: (float64 array, unit roundoff)} of the function called at one exact point."""
+            arrays="numpy", warned=None, fortran: bool = False, into: list | None = None,
+            refill: bool = False) -> dict:
+    """{leaf: (float64 array, unit roundoff)} of the function called at one exact point.
+    `into` keeps the arguments of the last call; with `refill`, they are filled in place
+    with this point's values where they fit, so that the function sees the same array
+    objects with new values (a cache keyed on id(x) returns the old batch's statistics)."""
     args = [_float_array(*layouts[leaf], point, torch) for leaf in sig.inputs]
     if fortran:
         args = [np.asfortranarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    if into is not None:
+        if refill and len(into) == len(args):
+            args = [_refill(old, a) for old, a in zip(into, args)]
+        into[:] = args
     before = [None if (p := _plain(a)) is None else p.copy() for a in args]
     returned = _call_float(function, name, args, deadline, timeout, arrays, warned, sig)
     for arg, old, user in zip(args, before, sig.input_names):
@@ -282,12 +292,46 @@ def _run_at(function, name, sig, layouts, point, deadline, timeout, torch=None,
             new = _plain(arg)
             if new.shape != old.shape or not np.array_equal(new, old):
                 WRITES[user] = _changed_entry(user, old, new)
+    _kept(returned, sig, args)
     return _outputs(returned, sig, layouts, name, torch)
+
+
+# the points whose arguments are the previous point's arrays refilled (`_run_at`): not the
+# first, nor FINE (in Fortran order) and the special points that follow it
+REFILLED = (2, 4)
+
+
+def _refill(old, new):
+    """`old` holding `new`'s values, if both are NumPy arrays of one shape and dtype."""
+    if isinstance(old, np.ndarray) and isinstance(new, np.ndarray) and old.shape == new.shape \
+            and old.dtype == new.dtype and old.flags.writeable:
+        old[...] = new
+        return old
+    return new
+
+
+def _kept(returned, sig, args) -> None:
+    """Record in REUSED an array an earlier call returned that this call changed (a buffer
+    the function keeps and returns again), then keep this call's arrays and their values;
+    an array that is a view of an argument (which the checker refills) is not kept."""
+    for leaf, array, old in KEPT:
+        if leaf not in REUSED and (array.shape != old.shape or not np.array_equal(
+                array, old, equal_nan=array.dtype.kind in "fc")):
+            REUSED[leaf] = _changed_entry(f"d{leaf}", old, array)
+    ours = [a for a in args if isinstance(a, np.ndarray)]
+    values = returned if isinstance(returned, (tuple, list)) else (returned,)
+    KEPT[:] = [(leaf, a, a.copy()) for leaf, a in zip(sig.outputs, values)
+               if isinstance(a, np.ndarray) and a.dtype != object
+               and not any(np.may_share_memory(a, b) for b in ours)]
 
 
 # the arguments the function wrote into, {its name for it: the first changed entry}: filled
 # by the float calls of a check (the exact trace works on copies), emptied at its start
 WRITES: dict[str, str] = {}
+# the outputs a later call overwrote ({leaf: the first changed entry}), and the arrays the
+# last float call returned, with copies of their values: likewise per check
+REUSED: dict[str, str] = {}
+KEPT: list = []
 
 
 def _plain(a) -> np.ndarray | None:
@@ -302,7 +346,8 @@ def _plain(a) -> np.ndarray | None:
 def _changed_entry(user: str, old: np.ndarray, new: np.ndarray) -> str:
     if new.shape != old.shape:
         return f"{user} has shape {new.shape} after the call, {old.shape} before"
-    index = next(i for i in np.ndindex(old.shape) if old[i] != new[i])
+    index = next(i for i in np.ndindex(old.shape)
+                 if old[i] != new[i] and not (old[i] != old[i] and new[i] != new[i]))
     where = ", ".join(map(str, index))
     return (f"{user}[{where}] is {float(new[index])!r} after the call, "
             f"{float(old[index])!r} before")
