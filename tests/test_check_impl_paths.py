@@ -123,3 +123,18 @@ def test_a_returned_view_of_an_argument_is_not_a_kept_buffer():
     dgamma[0] = 1.0  # the function's own buffer, changed by its next call
     _kept((np.zeros((3, 2)), dgamma, np.zeros(2)), sig, [])
     assert list(REUSED) == ["gamma"]
+
+
+def test_a_keyword_only_eps_is_passed_by_name():
+    def bn(dy, x, gamma, *, eps):
+        return right(dy, x, gamma, eps)
+
+    def doubled(dy, x, gamma, *, eps):
+        dx, dgamma, dbeta = right(dy, x, gamma, eps)
+        return 2 * dx, dgamma, dbeta
+
+    for signature in (None, "dy, x, gamma, eps -> dx, dgamma, dbeta"):
+        report = check_impl(bn, "batchnorm", signature=signature)
+        assert [r.verdict for r in report] == ["proved"] * 3, str(report)
+    report = check_impl(doubled, "batchnorm")
+    assert [r.verdict for r in report] == ["disproved", "proved", "proved"], str(report)

@@ -47,7 +47,7 @@ from .floats import (
 )
 from .load import _one_line
 from .paths import Paths, first_new
-from .signature import Signature, named_signature, parse_signature
+from .signature import Signature, named_signature, parse_signature, positional
 
 ROUTE_EXACT = "exact trace"
 MAX_TABLE_CELLS = 64  # the pasteable table lists every expected entry up to this many
@@ -138,6 +138,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         raise SymbnError(f"arrays={arrays!r}: give 'numpy', 'torch' or None (automatic)")
     m = model if isinstance(model, Model) else load(model)
     g = m.instantiate(n, d)
+    given, function = function, positional(function)
     named = named_signature(function, m) if signature is None else None
     sig = parse_signature(signature or named, m)
     WRITES.clear(), REUSED.clear(), KEPT.clear()
@@ -168,7 +169,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
             lines = printed.rstrip("\n").count("\n") + 1
             notes.append(f"{name} printed {lines} line{'s' * (lines > 1)} (captured)")
     if arrays == "torch" or stopped is not None or failed is not None:
-        torch = arrays == "torch" or (arrays is None and uses_torch(function))
+        torch = arrays == "torch" or (arrays is None and uses_torch(given))
         if stopped is not None:
             notes.append(f"the exact trace stopped: {stopped}")
         elif failed is not None:

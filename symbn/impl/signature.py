@@ -72,6 +72,43 @@ ALIASES = {"weight": "gamma", "w": "gamma", "bias": "beta", "b": "beta", "epsilo
            "dout": "dy", "grad_out": "dy", "grad_output": "dy"}
 
 
+def positional(function):
+    """`function`, its keyword-only parameters without a default taken by position after
+    the others (check-impl passes arguments by position): `def f(dy, x, gamma, *, eps)` is
+    called as f(dy, x, gamma, eps).  Anything else is returned as it is.
+
+    >>> def f(a, *, eps):
+    ...     return a + eps
+    >>> positional(f)(1, 2), positional(f).__name__
+    (3, 'f')
+    """
+    import inspect
+
+    try:
+        sig = inspect.signature(function)
+    except (TypeError, ValueError):
+        return function
+    params = list(sig.parameters.values())
+    named = [p for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if not named or any(p.kind == p.VAR_POSITIONAL for p in params):
+        return function
+    first = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    try:
+        flat = sig.replace(parameters=[*first, *[p.replace(kind=p.POSITIONAL_OR_KEYWORD)
+                                                 for p in named]])
+    except ValueError:  # a positional default before them: no positional form
+        return function
+    k = len(first)
+
+    def call(*args):
+        return function(*args[:k], **{p.name: a for p, a in zip(named, args[k:])})
+
+    call.__name__ = getattr(function, "__name__", "function")
+    call.__qualname__ = getattr(function, "__qualname__", call.__name__)
+    call.__signature__ = flat
+    return call
+
+
 def named_signature(function, m: Model) -> str | None:
     """The signature read off the function's own parameter names, when they differ from the
     default order: parameters named like the model (or weight, bias, epsilon, dout) are
