@@ -122,6 +122,31 @@ def test_row_symmetry_above_eight_needs_linear_closed_forms():
     assert large["forward/dx"].verdict == "proved" and not large.ok
 
 
+def test_a_closed_form_of_zero_is_linear_in_dy_above_eight():
+    """A leaf the output does not depend on has the closed form 0: the linear form whose
+    coefficients are all 0, proved both ways at N = 9 as at N = 4; a nonzero constant is
+    not linear and stays unknown there."""
+    source = """name = "unused"
+title = "a leaf the output does not depend on"
+[leaves]
+x = "element"
+s = "positive"
+[nodes]
+y = "x[i]*x[i]"
+[model]
+output = "y"
+axis = -1
+[results]
+"D(f, x[j])" = "2*dy[j]*x[j]"
+"D(f, s)" = "%s"
+"""
+    for n in (4, 9):
+        report = verify_model(parse(source % "0", "<zero>"), n)
+        assert report.ok and report["backward/ds"].verdict == "proved", str(report)
+    wrong = verify_model(parse(source % "1", "<one>"), 9)
+    assert wrong["closed/ds-linear"].verdict == "unknown" and not wrong.ok
+
+
 @pytest.mark.parametrize("name", sorted(shipped()))
 def test_row_symmetry_at_n_64_and_a_wrong_form_still_caught(name):
     report = verify_model(name, 64)

@@ -28,6 +28,8 @@ def linear_in(bn: BatchNorm, expr: sp.Expr, variables: set) -> bool:
     True
     >>> linear_in(bn, bn.dy(1) + 1, dy), linear_in(bn, bn.dy(1) * bn.dy(2), dy)
     (False, False)
+    >>> linear_in(bn, sp.Integer(0), dy)
+    True
     """
     known: dict = {}
 
@@ -52,7 +54,8 @@ def linear_in(bn: BatchNorm, expr: sp.Expr, variables: set) -> bool:
         known[id(e)] = (e, out)
         return out
 
-    return degree(as_expr(expr)) == 1
+    expr = as_expr(expr)
+    return expr == 0 or degree(expr) == 1  # 0: the form whose coefficients are all 0
 
 
 def unit_coefficient(expr: sp.Expr, var: sp.Symbol, variables: set) -> sp.Expr:
