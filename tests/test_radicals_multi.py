@@ -247,6 +247,22 @@ def test_nonzero_and_real_somewhere_with_several_radicals(alg):
     assert alg.real_somewhere(S1 - S2) is True
 
 
+def test_a_radicand_real_only_for_large_leaves_is_real_somewhere():
+    # mu - 5 > 0 needs x beyond the small sample box: found at the wider points, and then
+    # a claim on sqrt(mu - 5) is decided, with a witness where it is real
+    bn = BatchNorm(1)
+    alg = Algebra(bn)
+    assert alg.real_somewhere(bn.mu() - 5) is True
+    assert alg.real_somewhere(bn.mu() - 10**6) is None  # not found: undecided, never False
+    assert alg.decide(sp.sqrt(bn.mu() - 5) ** 2 + 5, bn.mu()).verdict == PROVED
+    outcome = alg.decide(sp.sqrt(bn.mu() - 5), sp.Integer(0))
+    assert outcome.verdict == DISPROVED
+    point = {sp.Symbol(k) if isinstance(k, str) else k: v
+             for k, v in outcome.witness["point"].items()}
+    x = Fraction(str(next(v for k, v in point.items() if str(k) == "x[1]")))
+    assert x > 5
+
+
 # -- the one-radical fast path is unchanged ------------------------------------------------------
 
 def test_one_radical_fast_path_unchanged():

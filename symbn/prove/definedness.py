@@ -201,10 +201,13 @@ class Definedness:
             return True
         if sign in (radicals.NEG, radicals.NONPOS):
             return self.nonzero(expr, deadline) is False
-        for seed in range(16):  # then points free of the square forms: sqrt(1/2 - eps)
+        # then points free of the square forms (sqrt(1/2 - eps)), and wider ones
+        # (sqrt(mu - 5), real only where the leaves are large)
+        for seed in range(24):
             try:
-                value = model.evaluate(expr, self._point(random.Random(seed), [expr],
-                                                         squares=seed < 8))
+                value = model.evaluate(expr, self._point(
+                    random.Random(seed), [expr], squares=seed < 8 or seed >= 16,
+                    scale=10 ** ((seed - 14) // 2) if seed >= 16 else 1))
             except ZeroDivisionError:
                 continue
             if value.is_real and certainly_nonzero(value) and value > 0:
@@ -255,14 +258,15 @@ class Definedness:
         return memo[key]
 
     def _point(self, rng: random.Random, hints: list = (), squares: bool = True,
-               sign: int = 0) -> dict:
-        """Small random integers for every leaf (of one `sign` if it is 1 or -1), each
-        positive leaf p > 0 chosen where possible (`squares`) so that a radicand c*p + w(x)
-        is a rational square (of `hints` first, then of the model's own radicals), so that
-        its square root stays rational."""
+               sign: int = 0, scale: int = 1) -> dict:
+        """Small random integers (times `scale`) for every leaf (of one `sign` if it is 1
+        or -1), each positive leaf p > 0 chosen where possible (`squares`) so that a
+        radicand c*p + w(x) is a rational square (of `hints` first, then of the model's own
+        radicals), so that its square root stays rational."""
         model = self.model
         low, high = {0: (-5, 5), 1: (1, 5), -1: (-5, -1)}[sign]
-        point = {leaf: Fraction(rng.randint(low, high)) for leaf in model.leaves}
+        point = {leaf: Fraction(rng.randint(low * scale, high * scale))
+                 for leaf in model.leaves}
         forms = self._square_forms(hints) if squares else {}
         for p in [leaf for leaf in model.leaves if leaf in model.positive]:
             if p not in forms:
