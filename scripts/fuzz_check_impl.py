@@ -1039,6 +1039,7 @@ def recheck_witness(function, case: dict, result) -> str | None:
         return "no point or entry in the witness"
     leaf, idx = result.id[1:], _index(w["entry"])
     point = canonical_point(w["point"])
+    case = {**case, "n": w.get("n", case["n"]), "d": w.get("d", case["d"])}  # its shape
     model, n, d = case["model"], case["n"], case["d"]
     tru = truth(model, n, d, point)[leaf][idx]
     true_f = float(sympy.N(tru, 30))
