@@ -138,3 +138,48 @@ def test_a_keyword_only_eps_is_passed_by_name():
         assert [r.verdict for r in report] == ["proved"] * 3, str(report)
     report = check_impl(doubled, "batchnorm")
     assert [r.verdict for r in report] == ["disproved", "proved", "proved"], str(report)
+
+
+@pytest.mark.parametrize("function", [P.exec_branch, P.thread_branch, P.tracing_off,
+                                      P.c_dispatch])
+def test_a_path_hidden_from_the_line_trace_is_not_proved(function):
+    # code made by exec and called by the user's, a worker thread, tracing turned off,
+    # and a C function picked by the dtype (the same line calls another function)
+    report = check_impl(function, "batchnorm", n=3, d=2)
+    assert [r.verdict for r in report] == ["consistent"] * 3, str(report)
+
+
+def test_a_compiled_kernel_picked_by_the_dtype_is_not_proved(tmp_path):
+    pytest.importorskip("numba")
+    path = tmp_path / "kernels.py"
+    path.write_text(
+        "import numba\nimport numpy as np\nfrom bn_right import batchnorm_backward as _bn\n\n"
+        "@numba.njit(cache=False)\ndef _same(a):\n    return 1.0 * a\n\n"
+        "_K = {np.dtype(np.float64): _same}\n\n"
+        "def dispatch(dy, x, gamma, eps):\n"
+        "    return _bn(_K.get(dy.dtype, np.asarray)(dy), x, gamma, eps)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import kernels
+    finally:
+        sys.path.remove(str(tmp_path))
+    report = check_impl(kernels.dispatch, "batchnorm", n=3, d=2)
+    assert [r.verdict for r in report] == ["consistent"] * 3, str(report)
+    assert "which the exact trace never did" in report["dx"].note, report["dx"].note
+
+
+def test_a_read_only_argument_is_refilled_all_the_same():
+    P._kept_x.clear()
+    report = check_impl(P.cache_on_id_readonly, "batchnorm", n=3, d=2)
+    assert report["dx"].verdict == "disproved", str(report)
+
+
+def test_buffers_returned_in_turn_are_disproved():
+    P._pair.clear()
+    report = check_impl(P.double_buffer, "batchnorm", n=3, d=2)
+    assert report["outputs"].verdict == "disproved", str(report)
+
+
+def test_a_keyword_only_eps_with_a_default_is_passed_by_name():
+    report = check_impl(P.eps_keyword, "batchnorm", n=3, d=2)
+    assert [r.verdict for r in report] == ["proved"] * 3, str(report)

@@ -46,7 +46,7 @@ from .floats import (
     values_at,
 )
 from .load import _one_line
-from .paths import Paths, first_new
+from .paths import Paths, first_new, own_files
 from .signature import Signature, named_signature, parse_signature, positional
 
 ROUTE_EXACT = "exact trace"
@@ -163,7 +163,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
                  (layouts[leaf][1][()][0] for leaf in sig.inputs
                   if m.leaves.get(leaf) == "positive" and layouts[leaf][0] == ())}
         args = [_array(*layouts[leaf], lambda s: Exact(twins.get(s, s))) for leaf in sig.inputs]
-        with Paths() as traced:
+        with Paths(own_files(given)) as traced:
             returned, printed, stopped, failed = _call(function, name, args, deadline, timeout)
         if printed:
             lines = printed.rstrip("\n").count("\n") + 1
@@ -400,7 +400,7 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes,
     if not proved:
         return results
     try:
-        with Paths() as ran:
+        with Paths(traced.own if traced is not None else ()) as ran:
             floated = {r.id: r for r in route2(function, name, g, sig, deadline, timeout,
                                                 "numpy", proved, float64=True)}
     except SymbnError as err:
@@ -416,8 +416,9 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes,
                        "(an overflow or a cancellation far beyond a correct implementation's "
                        f"rounding, a branch on the dtype, or state kept between calls): "
                        f"{f.note}")
-        elif f is not None and traced is not None and \
-                (line := first_new(ran, traced)) is not None:
+        elif f is not None and traced is not None and (line := (
+                "ran with tracing turned off (sys.settrace), so the lines they ran are not "
+                "known" if traced.lost or ran.lost else first_new(ran, traced))) is not None:
             r = Result(r.id, f.verdict if f.verdict == UNKNOWN else CONSISTENT, f.method,
                        r.seconds + f.seconds, f.witness, note=(
                            f"proved on exact scalars, but the float64 calls {line}, "

@@ -304,25 +304,34 @@ REFILLED = (2, 4)
 def _refill(old, new):
     """`old` holding `new`'s values, if both are NumPy arrays of one shape and dtype."""
     if isinstance(old, np.ndarray) and isinstance(new, np.ndarray) and old.shape == new.shape \
-            and old.dtype == new.dtype and old.flags.writeable:
+            and old.dtype == new.dtype:
+        try:
+            old.flags.writeable = True  # the checker's own array, whatever the code set
+        except ValueError:
+            return new
         old[...] = new
         return old
     return new
 
 
 def _kept(returned, sig, args) -> None:
-    """Record in REUSED an array an earlier call returned that this call changed (a buffer
-    the function keeps and returns again), then keep this call's arrays and their values;
-    an array that is a view of an argument (which the checker refills) is not kept."""
+    """Record in REUSED an array one of the last KEEP calls returned that this call changed
+    (a buffer, or buffers in turn, the function keeps and returns again), then keep this
+    call's arrays and their values; an array that is a view of an argument (which the
+    checker refills) is not kept."""
     for leaf, array, old in KEPT:
         if leaf not in REUSED and (array.shape != old.shape or not np.array_equal(
                 array, old, equal_nan=array.dtype.kind in "fc")):
             REUSED[leaf] = _changed_entry(f"d{leaf}", old, array)
     ours = [a for a in args if isinstance(a, np.ndarray)]
     values = returned if isinstance(returned, (tuple, list)) else (returned,)
-    KEPT[:] = [(leaf, a, a.copy()) for leaf, a in zip(sig.outputs, values)
-               if isinstance(a, np.ndarray) and a.dtype != object
-               and not any(np.may_share_memory(a, b) for b in ours)]
+    KEPT[:] = KEPT[-KEEP * len(sig.outputs):] + [
+        (leaf, a, a.copy()) for leaf, a in zip(sig.outputs, values)
+        if isinstance(a, np.ndarray) and a.dtype != object
+        and not any(np.may_share_memory(a, b) for b in ours)]
+
+
+KEEP = 3  # the calls whose returned arrays are watched (double buffering: two in turn)
 
 
 # the arguments the function wrote into, {its name for it: the first changed entry}: filled

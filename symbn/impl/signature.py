@@ -73,9 +73,9 @@ ALIASES = {"weight": "gamma", "w": "gamma", "bias": "beta", "b": "beta", "epsilo
 
 
 def positional(function):
-    """`function`, its keyword-only parameters without a default taken by position after
-    the others (check-impl passes arguments by position): `def f(dy, x, gamma, *, eps)` is
-    called as f(dy, x, gamma, eps).  Anything else is returned as it is.
+    """`function`, its keyword-only parameters taken by position after the others
+    (check-impl passes arguments by position): `def f(dy, x, gamma, *, eps=1e-5)` is called
+    as f(dy, x, gamma, eps).  Anything else is returned as it is.
 
     >>> def f(a, *, eps):
     ...     return a + eps
@@ -89,14 +89,14 @@ def positional(function):
     except (TypeError, ValueError):
         return function
     params = list(sig.parameters.values())
-    named = [p for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    named = [p for p in params if p.kind == p.KEYWORD_ONLY]
     if not named or any(p.kind == p.VAR_POSITIONAL for p in params):
         return function
     first = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     try:
         flat = sig.replace(parameters=[*first, *[p.replace(kind=p.POSITIONAL_OR_KEYWORD)
                                                  for p in named]])
-    except ValueError:  # a positional default before them: no positional form
+    except ValueError:  # a default before one without: no positional form
         return function
     k = len(first)
 

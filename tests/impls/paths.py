@@ -1,6 +1,8 @@
 """Backward functions right on exact scalars and other on floats, or between calls, or at
 another shape: the float path, the state and the shape check-impl holds them to."""
 
+import functools
+
 import numpy as np
 from bn_right import batchnorm_backward as _bn
 
@@ -106,3 +108,77 @@ def kept_buffer(dy, x, gamma, eps):
     out = _buffers.setdefault((x.shape, x.dtype), np.empty_like(dx))
     out[...] = dx
     return out, dgamma, dbeta
+
+
+_SOURCE = '''
+def generated(dy, x, gamma, eps):
+    if x.dtype == np.float64:
+        return tuple(_bn(dy, x, gamma, eps))
+    return _bn(dy, x, gamma, eps)
+'''
+_scope = {"np": np, "_bn": _bn}
+exec(compile(_SOURCE, "<string>", "exec"), _scope)  # noqa: S102 - a test of code made by exec
+exec_branch = _scope["generated"]
+
+
+def thread_branch(dy, x, gamma, eps):
+    """The dtype branch in a worker thread."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(float_fast_path, dy, x, gamma, eps).result()
+
+
+def tracing_off(dy, x, gamma, eps):
+    """Turns tracing off, then branches on the dtype."""
+    import sys
+
+    sys.settrace(None)
+    return float_fast_path(dy, x, gamma, eps)
+
+
+# chosen by the dtype, no branch: a C function for exact scalars, NumPy's clip for floats
+_PRE = {"O": np.asarray, "f": functools.partial(np.clip, a_min=-1e9, a_max=1e9)}
+
+
+def c_dispatch(dy, x, gamma, eps):
+    """The dtype picks the function: the same line, another callee."""
+    return _bn(_PRE[dy.dtype.kind](dy), x, gamma, eps)
+
+
+_kept_x: dict = {}
+
+
+def cache_on_id_readonly(dy, x, gamma, eps):
+    """Caches by id(x), keeps x and marks it read-only (so a refill would be refused)."""
+    if id(x) not in _kept_x:
+        if x.dtype != object:
+            x.flags.writeable = False
+        _kept_x[id(x)] = (x, x.mean(axis=0), x.var(axis=0))
+    _, mu, var = _kept_x[id(x)]
+    inv = 1 / np.sqrt(var + eps)
+    xhat = (x - mu) * inv
+    g = dy * gamma
+    n = x.shape[0]
+    dx = inv * (g - g.sum(axis=0) / n - xhat * (g * xhat).sum(axis=0) / n)
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+_pair: list = []
+
+
+def double_buffer(dy, x, gamma, eps):
+    """Two kept buffers returned in turn."""
+    dx, dgamma, dbeta = _bn(dy, x, gamma, eps)
+    if dx.dtype == object:
+        return dx, dgamma, dbeta
+    if not _pair:
+        _pair.extend([np.empty_like(dx), np.empty_like(dx)])
+    _pair.reverse()
+    _pair[0][...] = dx
+    return _pair[0], dgamma, dbeta
+
+
+def eps_keyword(dy, x, gamma, *, eps=1e-5):
+    """eps keyword-only, with a default."""
+    return _bn(dy, x, gamma, eps)
