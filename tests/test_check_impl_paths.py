@@ -100,7 +100,7 @@ def test_code_for_one_n_is_not_judged_at_the_second_shape():
 def test_a_returned_buffer_kept_between_calls_is_disproved():
     report = check_impl(P.kept_buffer, "batchnorm", n=3, d=2)
     outputs = report["outputs"]
-    assert outputs.verdict == "disproved" and "dx is overwritten by the next call" in \
+    assert outputs.verdict == "disproved" and "dx is overwritten by a later call" in \
         outputs.note, str(report)
     dy = np.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 0.25]])
     x = np.arange(6.0).reshape(3, 2) ** 2

@@ -121,9 +121,10 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     `symbn.impl.floats`): consistent (never proved), disproved or unknown.  `arrays`:
     None (NumPy, or PyTorch where the exact trace fails on code that clearly uses torch),
     "numpy", or "torch" (route 4: torch.float64 tensors, never proved).  With `same_path`
-    (the default) a proof stands only if the float64 calls run no line the exact trace did
-    not (`symbn.impl.paths`); False proves the code as it runs on exact scalars (what
-    `symbn codegen` claims of its own module, whose float path reduces by BLAS).
+    (the default) a proof stands only if the float64 calls take no arc and make no call the
+    exact trace did not (`symbn.impl.paths`); False proves the code as it runs on exact
+    scalars (what `symbn codegen` claims of its own module, whose float path reduces by
+    BLAS).
 
     >>> def wrong(dy, x, gamma, eps):  # keeps only the Jacobian's diagonal
     ...     xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)
@@ -241,7 +242,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
 def _writes(results: list[Result]) -> list[Result]:
     """The results, and `inputs` disproved if the function wrote into an argument at one of
     the float calls (`WRITES`; the exact trace works on copies), `outputs` disproved if a
-    call overwrote an array an earlier call returned (`REUSED`)."""
+    call overwrote an array one of the calls before it returned (`REUSED`)."""
     out = list(results)
     if WRITES:
         names, first = ", ".join(WRITES), next(iter(WRITES.values()))
@@ -254,7 +255,7 @@ def _writes(results: list[Result]) -> list[Result]:
         names = ", ".join(f"d{leaf}" for leaf in REUSED)
         out.append(Result("outputs", DISPROVED, "side effect", 0.0,
                           {"entry": next(iter(REUSED.values()))}, note=(
-            f"the array returned as {names} is overwritten by the next call (a buffer kept "
+            f"the array returned as {names} is overwritten by a later call (a buffer kept "
             "between calls): a caller that keeps the gradients of two batches gets the "
             "second twice; return a new array")))
     return out

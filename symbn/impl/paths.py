@@ -1,7 +1,8 @@
-"""The lines a call of the user's code runs, as arcs (file, line, next line): a proof by the
-exact trace covers the path the object arrays took, and the float64 calls that confirm it
-must not run an arc that path never did (a branch on the dtype, a compiled fast path with a
-Python fallback, a cache hit).
+"""The path a call of the user's code takes: the arcs between its bytecode instructions and
+the function each of its calls ran.  A proof by the exact trace covers the path the object
+arrays took, and the float64 calls that confirm it must not take an arc or make a call that
+path never did (a branch on the dtype, a compiled fast path with a Python fallback, a
+kernel picked from a dict by the dtype, a cache hit).
 
 Frames of installed packages (site-packages: NumPy, whose `mean` tests the dtype, numba's
 compiler), of symbn, SymPy and of the standard library are not followed: their paths differ
@@ -158,6 +159,7 @@ class Paths:
             elif event == "return":
                 self.arcs.add((code, last, _UNWIND if raised else _RETURN))
                 self._open.discard(id(frame))
+                self._pending.pop(id(frame), None)  # a call that raised: its id is reused
             return local
 
         return local
