@@ -50,6 +50,15 @@ def right(dy, x, gamma, eps):
     return _bn(dy, x - mu + mu, gamma, eps)
 
 
+def _from(dy, x, gamma, eps, mu, var, n):
+    """The BatchNorm backward from the statistics and the batch size it is given."""
+    inv = 1 / np.sqrt(var + eps)
+    xhat = (x - mu) * inv
+    g = dy * gamma
+    dx = inv * (g - g.sum(axis=0) / n - xhat * (g * xhat).sum(axis=0) / n)
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
 _stats: dict = {}
 
 
@@ -58,12 +67,7 @@ def cache_on_id(dy, x, gamma, eps):
     if id(x) not in _stats:
         _stats[id(x)] = (x.mean(axis=0), x.var(axis=0))
     mu, var = _stats[id(x)]
-    inv = 1 / np.sqrt(var + eps)
-    xhat = (x - mu) * inv
-    g = dy * gamma
-    n = x.shape[0]
-    dx = inv * (g - g.sum(axis=0) / n - xhat * (g * xhat).sum(axis=0) / n)
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    return _from(dy, x, gamma, eps, mu, var, x.shape[0])
 
 
 _n: list = []
@@ -73,21 +77,14 @@ def frozen_n(dy, x, gamma, eps):
     """Keeps the batch size of its first call."""
     if not _n:
         _n.append(x.shape[0])
-    inv = 1 / np.sqrt(x.var(axis=0) + eps)
-    xhat = (x - x.mean(axis=0)) * inv
-    g = dy * gamma
-    dx = inv * (g - g.sum(axis=0) / _n[0] - xhat * (g * xhat).sum(axis=0) / _n[0])
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    return _from(dy, x, gamma, eps, x.mean(axis=0), x.var(axis=0), _n[0])
 
 
 def n_from_the_longer_axis(dy, x, gamma, eps):
     """N as max(x.shape): right while N > D."""
     n = max(x.shape)
-    inv = 1 / np.sqrt(((x - x.sum(axis=0) / n) ** 2).sum(axis=0) / n + eps)
-    xhat = (x - x.sum(axis=0) / n) * inv
-    g = dy * gamma
-    dx = inv * (g - g.sum(axis=0) / n - xhat * (g * xhat).sum(axis=0) / n)
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    mu = x.sum(axis=0) / n
+    return _from(dy, x, gamma, eps, mu, ((x - mu) ** 2).sum(axis=0) / n, n)
 
 
 def only_n3(dy, x, gamma, eps):
@@ -156,12 +153,7 @@ def cache_on_id_readonly(dy, x, gamma, eps):
             x.flags.writeable = False
         _kept_x[id(x)] = (x, x.mean(axis=0), x.var(axis=0))
     _, mu, var = _kept_x[id(x)]
-    inv = 1 / np.sqrt(var + eps)
-    xhat = (x - mu) * inv
-    g = dy * gamma
-    n = x.shape[0]
-    dx = inv * (g - g.sum(axis=0) / n - xhat * (g * xhat).sum(axis=0) / n)
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    return _from(dy, x, gamma, eps, mu, var, x.shape[0])
 
 
 _pair: list = []

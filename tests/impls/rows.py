@@ -17,7 +17,11 @@ def layernorm_backward(dy, x, w, eps):
 
 def layernorm_scale_shape0(dy, x, w, eps):
     """scale = 1/shape[0]: right only when shape[0] (the batch) equals the row length."""
-    scale = 1.0 / x.shape[0]
+    return _scaled(dy, x, w, eps, 1.0 / x.shape[0])
+
+
+def _scaled(dy, x, w, eps, scale):
+    """The LayerNorm backward with 1/N written as `scale`."""
     mu = x.mean(axis=-1, keepdims=True)
     rstd = 1 / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
     xhat = (x - mu) * rstd
@@ -29,14 +33,7 @@ def layernorm_scale_shape0(dy, x, w, eps):
 
 def layernorm_scale_last(dy, x, w, eps):
     """Right: scale = 1.0/shape[-1], a float 1/N (rounded for N = 3)."""
-    scale = 1.0 / x.shape[-1]
-    mu = x.mean(axis=-1, keepdims=True)
-    rstd = 1 / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
-    xhat = (x - mu) * rstd
-    g = dy * w
-    dx = rstd * (g - g.sum(axis=-1, keepdims=True) * scale
-                 - xhat * (g * xhat).sum(axis=-1, keepdims=True) * scale)
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    return _scaled(dy, x, w, eps, 1.0 / x.shape[-1])
 
 
 def layernorm_dgamma_wrong_axis(dy, x, w, eps):
