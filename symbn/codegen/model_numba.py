@@ -2,13 +2,15 @@
 from the proved per-set sums, coefficients and Σ coefficient * monomial outputs.
 
 Along the last axis each set is a contiguous row: one kernel call takes chunks of rows in
-parallel (numba.prange), and per row passes over the row (in cache): the shifted row
-Z = X - X[i, 0] (exact for close values) and its mean, D = Z - mean, the sums (a function
-jitted with fastmath={'reassoc'} only, so that the sum loop vectorises), then the outputs, the
-along leaves' gradients summed into one row of float64 per chunk, four rows at a time.  Along
-axis 0 the kernel has BatchNorm's shape (`emit_numba`): the column means and sums per chunk of
-rows (tiled), the per-column coefficients, then the rows in parallel.  Everything after the
-exact shift is float64.
+parallel (numba.prange), and per row reads the row (in cache) a few times without storing
+anything of its size: the shifted total sum(x - x[i, 0]) and so the mean, the sums (a function
+jitted with fastmath={'reassoc'} only, so that the sum loop vectorises), then the outputs, and
+the along leaves' gradients summed into one row of float64 per chunk, four rows at a time.
+Every pass computes the centred value D = (x - x[i, 0]) - mean from x again, in float64: the
+shift is exact, and reassociation of a subtraction needs `nsz` besides `reassoc` in LLVM, so
+the sums reorder their additions only.  Along axis 0 the kernel has BatchNorm's shape
+(`emit_numba`): the column means and sums per chunk of rows (tiled), the per-column
+coefficients, then the rows in parallel.  Everything after the exact shift is float64.
 
 >>> from symbn.models import load
 >>> from .model_plan import model_plan
@@ -21,6 +23,7 @@ True
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.precedence import precedence
 
 from ..errors import SymbnError
 from .emit_numba import _NUMBA_JIT
@@ -46,13 +49,31 @@ except ImportError as err:  # pragma: no cover
 """
 
 
+class KernelPrinter(ScalarPrinter):
+    """ScalarPrinter with x**(k + 1/2) as (x**k*math.sqrt(x)): numba compiles a fractional
+    power to a call of pow(), which costs more per row than a square root and a product.
+
+    >>> KernelPrinter().doprint(sp.Symbol("s")/sp.Symbol("t")**sp.Rational(3, 2))
+    's/(t*math.sqrt(t))'
+    """
+
+    def _print_Pow(self, expr, rational=False):
+        e = expr.exp
+        if e.is_Rational and e.q == 2 and e.p >= 3:
+            k = (e.p - 1) // 2
+            base = self.parenthesize(expr.base, precedence(expr), strict=True)
+            power = base if k == 1 else f"{base}**{k}"
+            return f"({power}*math.sqrt({self._print(expr.base)}))"
+        return super()._print_Pow(expr, rational=rational)
+
+
 class _Kernel:
     """One kernel's text for the output keys of one function (forward or backward)."""
 
     def __init__(self, lp: LinearPlan, api: Api, keys: list[str], which: str):
         self.lp, self.api, self.keys = lp, api, keys
         plan, m = lp.plan, lp.plan.model
-        self.m, self.p = m, ScalarPrinter()
+        self.m, self.p = m, KernelPrinter()
         self.leaves = api.forward if which == "forward" else api.backward
         self.arrays = [api.array(a) for a in self.leaves
                        if m.leaves.get(a, "element") == "element"]
@@ -87,8 +108,9 @@ class _Kernel:
         """Reads of the element values the expressions use, at element [row, pos]."""
         names = {str(s) for e in exprs for s in sp.sympify(e).free_symbols}
         lines = []
-        if "D" in names:
-            lines.append(f"{ind}D = ({self.x}[{row}] - _K{per_set}) - _m{per_set}")
+        if "D" in names:  # along the rows in float64, the shift exact for any float32 row
+            x = f"{self.x}[{row}]" if per_set else f"numpy.float64({self.x}[{row}])"
+            lines.append(f"{ind}D = ({x} - _K{per_set}) - _m{per_set}")
         for a in self.arrays:
             if a in names:
                 lines.append(f"{ind}{a} = numpy.float64({a}_[{row}])")
@@ -112,24 +134,26 @@ class _Kernel:
 
 def _rows_sums(kn: _Kernel, name: str) -> list[str]:
     """The per-row sums as their own function, jitted with fastmath={'reassoc'} so that the
-    loop vectorises: only these additions and products may be reordered (the shift and the
-    centring, in the kernel, are computed exactly as written)."""
+    loop vectorises: only the additions and products of the sums may be reordered (the
+    centring D = (x - _K) - _m is a subtraction, which LLVM reassociates only under `nsz`)."""
     if not kn.sums:
         return []
     names = {n for _, f in kn.sums for n in f}
-    args = ["D"] * ("D" in names) + [a for a in kn.arrays + kn.along if a in names]
+    centred = "D" in names
+    arrays = [a for a in kn.arrays if a in names or (centred and f"{a}_" == kn.x)]
+    along = [a for a in kn.along if a in names]
     summands = [kn.monomial(f) for _, f in kn.sums]
+    # the 2-d arrays and the row index, not row views: a view is a reference count per row
+    params = [f"{a}_" for a in arrays + along] + ["_i"] * bool(arrays) + ["_K", "_m"] * centred
+    length = f"{arrays[0]}_.shape[1]" if arrays else f"{along[0]}_.shape[0]"
     L = ["", "", "@_jit(parallel=False, fastmath={'reassoc'})",
-         f"def {name}({', '.join(f'{a}_' for a in args)}):"]
+         f"def {name}({', '.join(params)}):"]
     L += [f"    {s} = 0.0" for s, _ in kn.sums]
-    L += [f"    for _j in range({args[0]}_.shape[0]):"]
-    if "D" in names:
-        L.append("        D = D_[_j]")
-    L += kn.loads("        ", summands, "_j", "_j", "")[("D" in names):]
+    L += [f"    for _j in range({length}):"]
+    L += kn.loads("        ", summands, "_j", "_i, _j", "")
     L += [f"        {s} += {kn.summand(f)}" for s, f in kn.sums]
     L += [f"    return {', '.join(str(s) for s, _ in kn.sums)}" + ("," if len(kn.sums) == 1 else "")]
-    kn.sum_args = ["_z" if a == "D" else (f"{a}_[_i]" if a in kn.arrays else f"{a}_")
-                   for a in args]
+    kn.sum_args = params
     return L
 
 
@@ -151,20 +175,15 @@ def _pairwise(terms: list[str]) -> str:
     return f"({_pairwise(terms[:half])} + {_pairwise(terms[half:])})"
 
 
-def _row_lines(kn: _Kernel, ind: str, sums: str, z: str) -> list[str]:
-    """One row's shift, centring into `z`, sums, coefficients and set outputs."""
+def _row_lines(kn: _Kernel, ind: str, sums: str) -> list[str]:
+    """One row's shift and mean, sums, coefficients and set outputs."""
     L = [f"{ind}{a} = {a}_[_i]" for a in kn.sets]
     if kn.lp.plan.centred is not None:
-        L += [f"{ind}_K = {kn.x}[_i, 0]",
-              f"{ind}for _j in range(N):",
-              f"{ind}    {z}[_j] = {kn.x}[_i, _j] - _K  # exact for close values (Sterbenz)",
-              f"{ind}_m = _total({z}) / N",
-              f"{ind}for _j in range(N):",
-              f"{ind}    {z}[_j] -= _m  # D"]
+        L += [f"{ind}_K = numpy.float64({kn.x}[_i, 0])",
+              f"{ind}_m = _shifted_total({kn.x}, _i, _K) / N"]
     if kn.sums:
         lhs = ", ".join(str(s) for s, _ in kn.sums) + ("," if len(kn.sums) == 1 else "")
-        args = [z if a == "_z" else a for a in kn.sum_args]
-        L += [f"{ind}{lhs} = {sums}({', '.join(args)})"]
+        L += [f"{ind}{lhs} = {sums}({', '.join(kn.sum_args)})"]
     L += kn.coefficient_lines(ind)
     for k in kn.keys:
         if kn.kind(k) == "set":
@@ -172,16 +191,13 @@ def _row_lines(kn: _Kernel, ind: str, sums: str, z: str) -> list[str]:
     return L
 
 
-def _element_loop(kn: _Kernel, ind: str, keys: list[str], z: str) -> list[str]:
+def _element_loop(kn: _Kernel, ind: str, keys: list[str]) -> list[str]:
     """The loop over row _i writing the element outputs `keys` (or adding the along ones)."""
     if not keys:
         return []
     exprs = {k: kn.combination(k, lambda c: c) for k in keys}
     L = [f"{ind}for _j in range(N):"]
-    loads = kn.loads(ind + "    ", exprs.values(), "_j", "_i, _j", "")
-    if kn.lp.plan.centred is not None and loads and loads[0].lstrip().startswith("D ="):
-        loads[0] = f"{ind}    D = {z}[_j]"
-    L += loads
+    L += kn.loads(ind + "    ", exprs.values(), "_j", "_i, _j", "")
     for k in keys:
         target = f"_a{k}[_j] +=" if kn.kind(k) == "along" else f"{kn.results[k]}_[_i, _j] ="
         L.append(f"{ind}    {target} {kn.p.doprint(exprs[k])}")
@@ -189,23 +205,22 @@ def _element_loop(kn: _Kernel, ind: str, keys: list[str], z: str) -> list[str]:
 
 
 def _tile_lines(kn: _Kernel, ind: str, keys: list[str], per_row: list[str]) -> list[str]:
-    """The along outputs of a full tile of ROW_TILE rows (rows _i0.., centred rows _z[r],
-    per-row values _q<name>[r]) in one pass over the positions."""
+    """The along outputs of a full tile of ROW_TILE rows (rows _i0.., per-row values
+    _q<name>[r], the shifts _qK[r] and means _qm[r]) in one pass over the positions."""
     exprs = {k: kn.combination(k, lambda c: c) for k in keys}
     names = {str(s) for e in exprs.values() for s in e.free_symbols}
+    centred = "D" in names
     rows = range(ROW_TILE)
-    L = []
-    if "D" in names:
-        L += [f"{ind}_z{r} = _z[{r}]" for r in rows]
     arrays = [a for a in kn.arrays if a in names]
-    L += [f"{ind}_r{a}{r} = {a}_[_i0 + {r}]" for a in arrays for r in rows]
-    L += [f"{ind}_{s}_{r} = _q{s}[{r}]" for s in per_row for r in rows]
+    L = [f"{ind}_{s}_{r} = _q{s}[{r}]" for s in per_row for r in rows]
+    if centred:
+        L += [f"{ind}_K{r}, _m{r} = _qK[{r}], _qm[{r}]" for r in rows]
     L += [f"{ind}for _j in range(N):"]
     L += [f"{ind}    {a} = {a}_[_j]" for a in kn.along if a in names]
     for r in rows:
-        if "D" in names:
-            L.append(f"{ind}    _D{r} = _z{r}[_j]")
-        L += [f"{ind}    _{a}{r} = numpy.float64(_r{a}{r}[_j])" for a in arrays]
+        if centred:
+            L.append(f"{ind}    _D{r} = (numpy.float64({kn.x}[_i0 + {r}, _j]) - _K{r}) - _m{r}")
+        L += [f"{ind}    _{a}{r} = numpy.float64({a}_[_i0 + {r}, _j])" for a in arrays]
     for k in keys:
         terms = []
         for r in rows:
@@ -218,8 +233,8 @@ def _tile_lines(kn: _Kernel, ind: str, keys: list[str], per_row: list[str]) -> l
 
 
 def _rows_kernel(kn: _Kernel, name: str, sums: str) -> list[str]:
-    """Axis -1: chunks of rows in parallel; per row the shift, the centring, the sums
-    (`_rows_sums`), then the element outputs, all passes over the row in cache; the along
+    """Axis -1: chunks of rows in parallel; per row the shift and mean, the sums
+    (`_rows_sums`), then the element outputs, each a pass over the row in cache; the along
     outputs per tile of ROW_TILE rows (`_tile_lines`)."""
     L = [f"def {name}({', '.join(kn.signature())}):",
          f"    _R, N = {kn.x}.shape",
@@ -230,34 +245,33 @@ def _rows_kernel(kn: _Kernel, name: str, sums: str) -> list[str]:
     L += [f"        _a{k} = {kn.results[k]}_[_t]" for k in along_out]
     centred = kn.lp.plan.centred is not None
     if not along_out:
-        L += ["        _z = numpy.empty(N)"] * centred
         L += ["        for _i in range(_t * _step, min(_R, (_t + 1) * _step)):"]
-        L += _row_lines(kn, "            ", sums, "_z")
-        return L + _element_loop(kn, "            ", element, "_z")
+        L += _row_lines(kn, "            ", sums)
+        return L + _element_loop(kn, "            ", element)
     exprs = [kn.combination(k, lambda c: c) for k in along_out]
     fixed = {"D", *kn.arrays, *kn.along, *kn.scalars}
     per_row = sorted({str(s) for e in exprs for s in e.free_symbols} - fixed)
-    L += [f"        _z = numpy.empty(({ROW_TILE}, N))"] * centred
-    L += [f"        _q{s} = numpy.empty({ROW_TILE})" for s in per_row]
+    saved = per_row + ["K", "m"] * centred  # _qK, _qm: the rows' shifts and means
+    L += [f"        _q{s} = numpy.empty({ROW_TILE})" for s in saved]
     L += ["        _hi = min(_R, (_t + 1) * _step)",
           f"        for _i0 in range(_t * _step, _hi, {ROW_TILE}):",
           f"            _n = min({ROW_TILE}, _hi - _i0)",
           "            for _r in range(_n):",
           "                _i = _i0 + _r"]
     ind = "                "
-    L += [f"{ind}_zr = _z[_r]"] * centred
-    L += _row_lines(kn, ind, sums, "_zr")
+    L += _row_lines(kn, ind, sums)
     L += [f"{ind}_q{s}[_r] = {s}" for s in per_row]
-    L += _element_loop(kn, ind, element, "_zr")
+    L += [f"{ind}_qK[_r], _qm[_r] = _K, _m"] * centred
+    L += _element_loop(kn, ind, element)
     L += [f"            if _n == {ROW_TILE}:"]
     L += _tile_lines(kn, ind, along_out, per_row)
     L += ["            else:",
           "                for _r in range(_n):",
           "                    _i = _i0 + _r"]
     ind = "                    "
-    L += [f"{ind}_zr = _z[_r]"] * centred
     L += [f"{ind}{s} = _q{s}[_r]" for s in per_row]
-    return L + _element_loop(kn, ind, along_out, "_zr")
+    L += [f"{ind}_K, _m = _qK[_r], _qm[_r]"] * centred
+    return L + _element_loop(kn, ind, along_out)
 
 
 def _columns_kernel(kn: _Kernel, name: str) -> list[str]:
@@ -349,11 +363,12 @@ CHUNK_ROWS = 64
 
 
 @_jit(parallel=False, fastmath={'reassoc'})
-def _total(z):
-    """The sum of a row of float64 (reordered freely: vectorised)."""
+def _shifted_total(X, i, K):
+    """The sum of X[i] - K in float64, the additions reordered (vectorised); X[i, j] - K is
+    exact for close values (Sterbenz), so the mean is taken of small numbers."""
     s = 0.0
-    for j in range(z.shape[0]):
-        s += z[j]
+    for j in range(X.shape[1]):
+        s += numpy.float64(X[i, j]) - K
     return s
 
 
