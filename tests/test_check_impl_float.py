@@ -35,6 +35,7 @@ sys.path.insert(0, str(IMPLS))
 import bad_float
 import bn_right
 import floaty
+import grid
 import review
 
 sys.path.remove(str(IMPLS))
@@ -69,6 +70,38 @@ CASES = [
     (review.ln_clip_dy, "layernorm", 3, 2, LN_SIG, "ddd"),
     (review.ln_eps_floor, "layernorm", 3, 2, LN_SIG, "ddc"),
 ]
+
+
+# right at the dyadic points, wrong at the two of ordinary floats (eps = 1e-5, 1e-6): the
+# first is proved on exact scalars ((eps + 1) - 1 - eps is 0 there), the others branch on eps
+ORDINARY_CASES = [
+    (grid.ln_rounding_amplified, "layernorm", LN_SIG, "ddp"),
+    (grid.ln_eps_off_grid, "layernorm", LN_SIG, "ddc"),
+    (grid.bn_default_eps_kernel, "batchnorm", None, "dcc"),
+]
+
+
+@pytest.mark.parametrize("function, model, signature, expected", ORDINARY_CASES,
+                         ids=[c[0].__name__ for c in ORDINARY_CASES])
+def test_code_right_only_on_a_grid_is_disproved_at_ordinary_floats(function, model,
+                                                                    signature, expected):
+    report = check_impl(function, model, signature=signature)
+    assert "".join(r.verdict[0] for r in report) == expected, report
+    assert report.exit_code == 1
+    for r in report:
+        if r.verdict == "disproved":  # at a point of ordinary floats, eps as the float
+            assert r.note.endswith(("at point 9 of 10", "at point 10 of 10")), r.note
+            assert Fraction(r.witness["point"]["eps"]) in (Fraction(1e-5), Fraction(1e-6))
+    _recheck_all(function, model, 3, 2, signature, report, torch=False)
+    # independently: at eps = 1e-5 and normal inputs the code is off the right backward
+    rng = np.random.default_rng(7)
+    dy, x = rng.standard_normal((2, 3, 4))
+    gamma = rng.standard_normal(4)
+    right = bn_right.batchnorm_backward if model == "batchnorm" else review._ln
+    if model == "layernorm":
+        dy, x, gamma = dy.T, x.T, rng.standard_normal(3)
+    got, want = function(dy, x, gamma, 1e-5)[0], right(dy, x, gamma, 1e-5)[0]
+    assert np.max(np.abs(got - want)) > 1e-3 * np.max(np.abs(want))
 
 
 def _ids(cases):
@@ -157,8 +190,18 @@ def test_points_are_exact_and_well_conditioned():
     for model in ("batchnorm", "layernorm", "rmsnorm"):
         g = load(model).instantiate(4, 3)
         ps = points(g)
-        assert ps == points(g) and len(ps) == 8  # deterministic
-        _special_points(g, *ps[6:])
+        assert ps == points(g) and len(ps) == 10  # deterministic
+        _special_points(g, *ps[6:8])
+        for k, eps in ((8, 1e-5), (9, 1e-6)):  # ordinary floats, not on a grid
+            assert set(ps[k]) == set(g.leaves)
+            for s, q in ps[k].items():
+                assert Fraction(float(q)) == q  # exact in float64
+                if str(s) == "eps":
+                    assert q == Fraction(eps)
+                else:  # a normal draw: 40 or more fraction bits (a grid would have few)
+                    assert q.denominator > 1 << 40 and abs(q) < 8
+            xs = [float(q) for s, q in ps[k].items() if str(s).startswith("x")]
+            assert abs(sum(xs) / len(xs) - (2 if k == 9 else 0)) < 1.5
         for k, p in enumerate(ps[:6]):
             assert set(p) == set(g.leaves)
             for s, q in p.items():

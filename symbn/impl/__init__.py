@@ -11,7 +11,8 @@ by `symbn.prove.Algebra`: `proved` (for that N and D), `disproved` with an exact
 
 Where the code leaves exact arithmetic (a float buffer, `float()`, `math.sqrt`, a comparison
 that would branch on a value) the trace stops there, naming the operation and the line, and
-route 2 (`symbn.impl.floats`) runs the function in float64 at exact dyadic points: each entry
+route 2 (`symbn.impl.floats`) runs the function in float64 at exact points (dyadic, and two
+of ordinary floats with eps = 1e-5 and 1e-6): each entry
 is compared with the closed form enclosed in interval arithmetic against the rounding error
 a correct implementation can have there: `consistent` (never proved, exit 3), `disproved`
 with the point, or `unknown`.  The same happens where the trace raises (a dtype check, a

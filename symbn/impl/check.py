@@ -33,6 +33,7 @@ from .floats import (
     DISPROOF_MARGIN,
     FLOAT64_SLACK,
     KEPT,
+    ORDINARY,
     POINTS,
     REUSED,
     ROUTE_FLOAT,
@@ -484,7 +485,9 @@ def _float64_like(f: Result) -> bool:
 def _float_note(torch: bool) -> str:
     return (f"route {4 if torch else 2}: called with "
             f"{'torch.float64 tensors' if torch else 'float64 NumPy arrays'} at {POINTS} exact "
-            "dyadic points and compared with the closed form enclosed in interval arithmetic; "
+            f"points ({POINTS - len(ORDINARY)} of small dyadic rationals, {len(ORDINARY)} of "
+            "ordinary floats with eps = 1e-5 and 1e-6) and compared with the closed form "
+            "enclosed in interval arithmetic; "
             f"consistent means every entry within {BOUND_FACTOR} u (E + |v|) of the exact v (u = "
             "2^-53, E the closed form's first-order rounding coefficient), never a proof; "
             f"disproved means off by more than {DISPROOF_MARGIN} times that bound at u = 2^-24; "
@@ -726,8 +729,14 @@ def _witness(g, sig, leaf, index, layouts, exprs, found: dict) -> dict:
 
 
 def _py(v) -> str:
+    """A Python literal of the rational v: p/q, or the float's repr where v is a float64
+    with a long binary fraction (an ordinary float: the repr reads back exactly)."""
     v = sp.Rational(v)
-    return str(v.p) if v.q == 1 else f"{v.p}/{v.q}"
+    if v.q == 1:
+        return str(v.p)
+    if v.q > 1 << 16 and not v.q & (v.q - 1) and Fraction(float(v)) == Fraction(v.p, v.q):
+        return repr(float(v))
+    return f"{v.p}/{v.q}"
 
 
 def _literal(a) -> str:

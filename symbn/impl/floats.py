@@ -3,10 +3,12 @@
 Where the exact trace cannot run (the code makes a float buffer, calls `math.sqrt`,
 `np.float32`, a compiled routine, or is PyTorch code), the function is called in float64
 (NumPy arrays, or `torch.float64` tensors for route 4) at `POINTS` points whose every leaf
-is a small dyadic rational, exactly representable (x and dy multiples of 1/4, gamma a
-non-trivial ±k/4, eps >= 1/8 so that the point is well conditioned; two points take the
+is exactly representable: eight of small dyadic rationals (x and dy multiples of 1/4, gamma
+a non-trivial ±k/4, eps >= 1/8 so that the point is well conditioned; two points take the
 special values a branch may test: zeros in gamma, beta and dy, gamma = beta = 1 with a
-constant set of x).  Each returned entry
+constant set of x), and two of ordinary float64 numbers (normal draws, eps = 1e-5 and 1e-6
+as floats: code that is right only on a grid, such as ((a + c) - c) - a scaled up, or only
+away from the default eps, shows there).  Each returned entry
 is compared with the model's closed form at that point, enclosed rigorously
 (`symbn.impl.enclose`), against the rounding error a correct implementation may have there:
 
@@ -63,7 +65,7 @@ from .enclose import PRECISION, Encloser, NotEnclosed, _precision, interval_of
 
 ROUTE_FLOAT = "float64 at exact points"
 ROUTE_TORCH = "torch.float64 at exact points"
-POINTS = 8
+POINTS = 10
 WITHIN_FLOAT32 = "off by up to"  # how a result within float32's rounding bound begins
 # beyond this many times the float64 bound, code proved on exact scalars is not taken to
 # round like float64 code (the bound is first-order: a correct float64 implementation
@@ -78,8 +80,11 @@ def float64_ratio(result: Result) -> float | None:
 # the points (from 0): wide, small eps, 50 fraction bits (its arrays passed in Fortran order,
 # so that code that reads a C-contiguous layout into its arithmetic shows there), zeros (a
 # zero in gamma and beta, zeros in dy), ones (gamma, beta all 1, one set of x constant): the
-# special values a branch of the code may test (gamma != 0, gamma == 1, dy == 0, var > 0)
+# special values a branch of the code may test (gamma != 0, gamma == 1, dy == 0, var > 0);
+# then two of ordinary floats (normal draws, not on any grid), the second with a mean of 2,
+# with eps = 1e-5 (PyTorch's default) and 1e-6 as the floats they are
 WIDE, SMALL_EPS, FINE, ZEROS, ONES = 3, 4, 5, 6, 7
+ORDINARY = {8: 1e-5, 9: 1e-6}
 BOUND_FACTOR = 64  # an equivalent formula in another order, pairwise sums, E[x^2] - mu^2
 DISPROOF_MARGIN = 64  # times the float32 bound: 2^35 times the float64 one
 U64, U32 = 2.0 ** -53, 2.0 ** -24
@@ -87,13 +92,15 @@ MAX_LISTED = 8
 
 
 def points(g, k: int = POINTS) -> list[dict]:
-    """k points {leaf symbol: Fraction} of small dyadic rationals, the same for the same
-    model and sizes.
+    """k points {leaf symbol: Fraction}, every value a float64 exactly (small dyadic
+    rationals, then ordinary floats: `ORDINARY`), the same for the same model and sizes.
 
     >>> from symbn.models import load
     >>> p = points(load("batchnorm").instantiate(2, 1))
     >>> len(p), all(q.denominator in (1, 2, 4, 8) for q in p[0].values())
-    (8, True)
+    (10, True)
+    >>> sorted({str(q) for q in p[8].values() if q == Fraction(1e-5)})  # eps, as a float
+    ['5902958103587057/590295810358705651712']
     """
     from .check import _layout
 
@@ -113,6 +120,9 @@ def points(g, k: int = POINTS) -> list[dict]:
             # ZEROS: dy is 0 at the last element of every set, gamma at its first entry (whose
             # gradient and the sets' other terms stay nonzero)
             for number, (symbol, row, group) in enumerate(cells):
+                if index in ORDINARY:
+                    point[symbol] = _ordinary(rng, kind, name == m.gradient, index)
+                    continue
                 if kind == "positive":
                     q = Fraction(rng.choice((1, 2, 3, 4)), 8)
                     q = Fraction(1, 1 << 17) if index == SMALL_EPS else q
@@ -130,6 +140,16 @@ def points(g, k: int = POINTS) -> list[dict]:
                 point[symbol] = Fraction(q)
         out.append(point)
     return out
+
+
+def _ordinary(rng: random.Random, kind: str, gradient: bool, index: int) -> Fraction:
+    """An ordinary float64 value for a leaf at an `ORDINARY` point, as the exact rational it
+    is: a positive leaf the point's eps, x a normal draw (mean 2 at the second point), dy
+    and the parameters normal draws."""
+    if kind == "positive":
+        return Fraction(ORDINARY[index])
+    mean = 2.0 if kind == "element" and not gradient and index == max(ORDINARY) else 0.0
+    return Fraction(rng.gauss(mean, 1.0))
 
 
 def uses_torch(function) -> bool:
@@ -214,8 +234,9 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     reused: list = []  # the last call's NumPy arguments, refilled for the next (REFILLED)
     for k, point in enumerate(points(g)):
         enc = Encloser(g, point)
-        if k in (ZEROS, ONES) and not _defined_at(enc, g, leaves, layouts, truths):
-            continue  # a user model's leaf that may not be 0 (1 / c): the point says nothing
+        if k in (ZEROS, ONES, *ORDINARY) and not _defined_at(enc, g, leaves, layouts, truths):
+            continue  # a user model's leaf that may not be 0 (1 / c), or a point too badly
+            #           conditioned to enclose: the point says nothing
         try:
             outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
                               arrays, warned, fortran=fortran and k == FINE,
@@ -263,7 +284,7 @@ def _defined_at(enc, g, leaves, layouts, truths) -> bool:
 
 def values_at(function, name: str, g, sig, point: dict, deadline: float | None,
               timeout: float | None) -> dict:
-    """{leaf: float64 array} of the function's outputs at one dyadic point (NumPy arrays)."""
+    """{leaf: float64 array} of the function's outputs at one exact point (NumPy arrays)."""
     from .check import _layout
 
     layouts = {leaf: _layout(g, leaf) for leaf in {*sig.inputs, *sig.outputs}}
@@ -367,7 +388,7 @@ def _float_array(shape, cells, point, torch):
         return float(point[cells[()][0]])  # scalars (eps) as Python floats
     a = np.empty(shape, dtype=np.float64)
     for index, (symbol, _, _) in cells.items():
-        a[index] = float(point[symbol])  # dyadic: exact
+        a[index] = float(point[symbol])  # a float64 exactly
     return torch.tensor(a, dtype=torch.float64) if torch is not None else a
 
 
