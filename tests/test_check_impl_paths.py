@@ -141,10 +141,11 @@ def test_a_keyword_only_eps_is_passed_by_name():
 
 
 @pytest.mark.parametrize("function", [P.exec_branch, P.thread_branch, P.tracing_off,
-                                      P.c_dispatch])
+                                      P.opcodes_off, P.c_dispatch])
 def test_a_path_hidden_from_the_line_trace_is_not_proved(function):
-    # code made by exec and called by the user's, a worker thread, tracing turned off,
-    # and a C function picked by the dtype (the same line calls another function)
+    # code made by exec and called by the user's, a worker thread, tracing turned off (for
+    # every frame, or a frame's opcode events), and a C function picked by the dtype (the
+    # same line calls another function)
     report = check_impl(function, "batchnorm", n=3, d=2)
     assert [r.verdict for r in report] == ["consistent"] * 3, str(report)
 

@@ -90,7 +90,8 @@ class Paths:
     def __init__(self, own: tuple[str, ...] = ()):
         self.arcs: set[tuple[tuple, int, int]] = set()
         self.lines: dict[tuple[tuple, int], int] = {}
-        self.lost = False  # tracing was turned off inside (sys.settrace(None)): arcs missing
+        self.lost = False  # tracing was turned off inside (sys.settrace(None), a frame's
+        #                    f_trace_opcodes = False): arcs missing
         self.own = own
         self._files: dict[str, bool] = {}
         self._codes: set = set()  # the code objects of the frames followed
@@ -157,6 +158,8 @@ class Paths:
             elif event == "exception":
                 raised = True
             elif event == "return":
+                if not frame.f_trace_opcodes:  # the frame turned its opcode events off
+                    self.lost = True
                 self.arcs.add((code, last, _UNWIND if raised else _RETURN))
                 self._open.discard(id(frame))
                 self._pending.pop(id(frame), None)  # a call that raised: its id is reused

@@ -134,6 +134,16 @@ def tracing_off(dy, x, gamma, eps):
     return float_fast_path(dy, x, gamma, eps)
 
 
+def opcodes_off(dy, x, gamma, eps):
+    """Turns its own frame's opcode events off, then branches on the dtype."""
+    import sys
+
+    sys._getframe().f_trace_opcodes = False
+    if x.dtype == np.float64:
+        return tuple(_bn(dy, x, gamma, eps))
+    return _bn(dy, x, gamma, eps)
+
+
 # chosen by the dtype, no branch: a C function for exact scalars, NumPy's clip for floats
 _PRE = {"O": np.asarray, "f": functools.partial(np.clip, a_min=-1e9, a_max=1e9)}
 
