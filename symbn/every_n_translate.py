@@ -56,16 +56,17 @@ class _Translate(Interpreter):
         self.sm, self.m = sm, sm.m
         names = sorted({str(a) for a in step.free_indices})
         self.rows = {name: sp.Symbol(name, integer=True, positive=True) for name in names}
-        self.equal: dict[sp.Symbol, sp.Symbol] = {}
+        # the classes of `where`'s equalities (i == k and j == k: one class), each named by
+        # its first symbol
+        self.equal: dict[sp.Symbol, sp.Symbol] = {s: s for s in self.rows.values()}
         self.distinct: set[frozenset] = set()
         for cond in step.conditions:
-            a, b = sorted((self.rows[str(c)] for c in cond.args), key=str)
+            a, b = sorted((self._class(self.rows[str(c)]) for c in cond.args), key=str)
             if isinstance(cond, sp.Eq):
                 self.equal[b] = a
             else:
                 self.distinct.add(frozenset((a, b)))
-        for _ in names:  # i == j and j == k: every name to its class's first symbol
-            self.rows = {n: self.equal.get(r, r) for n, r in self.rows.items()}
+        self.rows = {n: self._class(r) for n, r in self.rows.items()}
         self.distinct = {frozenset(self.rows[str(s)] for s in pair) for pair in self.distinct}
         if any(len(pair) < 2 for pair in self.distinct):
             raise Unsupported("where makes two indices both equal and distinct: no row "
@@ -75,6 +76,12 @@ class _Translate(Interpreter):
         self.gradient = self.m.gradient
         self.scalar_leaves = {n for n, k in self.m.leaves.items() if k not in INDEXED_KINDS}
         self.indexed_leaves = {n for n, k in self.m.leaves.items() if k in INDEXED_KINDS}
+
+    def _class(self, s: sp.Symbol) -> sp.Symbol:
+        """The first symbol of s's class of equal rows."""
+        while self.equal[s] != s:
+            s = self.equal[s]
+        return s
 
     # -- templates ------------------------------------------------------------------------
     def link(self, e: sp.Expr) -> sp.Expr:

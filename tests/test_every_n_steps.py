@@ -143,6 +143,18 @@ def test_where_is_honoured():
     assert check_all(_derivation({"s": (same, "i == j")}))["s"].verdict == PROVED
 
 
+def test_where_equalities_chain_through_a_shared_index():
+    """j == k and i == k make i, j and k one row: the claim is true for every N (both sides
+    3 x[i]), and false without the chain (i = k, j another row)."""
+    claim = "x[j] + x[k] + x[i] = 3*x[k] + KroneckerDelta(i, j) - 1"
+    for where in ("j == k and i == k", "i == k and j == k", "i == j and j == k"):
+        assert check_all(_derivation({"s": (claim, where)}))["s"].verdict == PROVED, where
+    result = check_all(_derivation({"s": (claim, "i == k")}))["s"]
+    assert result.verdict == DISPROVED
+    lhs, rhs = _reevaluate(_derivation({"s": (claim, "i == k")}), result.witness)
+    assert lhs != rhs
+
+
 def test_definedness():
     d = _derivation({"vv": ("v/v = 1", ""), "zero": ("1/(x[i] - x[j]) = 1/(x[i] - x[j])", "")})
     report = check_all(d)
