@@ -104,6 +104,36 @@ def test_code_right_only_on_a_grid_is_disproved_at_ordinary_floats(function, mod
     assert np.max(np.abs(got - want)) > 1e-3 * np.max(np.abs(want))
 
 
+def test_a_path_for_float32_inputs_is_disproved_with_float32_arrays():
+    report = check_impl(grid.ln_float32_fast_path, "layernorm", signature=LN_SIG)
+    assert [r.verdict for r in report] == ["disproved", "proved", "proved"], report
+    dx = report["dx"]
+    assert "wrong with float32 arrays" in dx.note and dx.method == "float32 at exact points"
+    assert dx.witness["arrays"].startswith("float32")
+    assert "x = np.array(" in dx.witness["table"] and ", dtype=np.float32)" in dx.witness["table"]
+    scope: dict = {}
+    exec(dx.witness["table"], scope)  # noqa: S102 - symbn's own table, pasted as a user would
+    got = grid.ln_float32_fast_path(scope["dy"], scope["x"], scope["w"], scope["eps"])[0]
+    index = tuple(int(k) for k in dx.witness["entry"][3:-1].split(", "))
+    assert got.dtype == np.float32 and float(got[index]) == float(dx.witness["implementation"])
+    assert abs(float(got[index]) - float(dx.witness["true"])) > 1e-3
+    # independently: float32 inputs off the right backward, float64 ones on it
+    rng = np.random.default_rng(3)
+    dy, x = rng.standard_normal((2, 4, 8))
+    w = rng.standard_normal(8)
+    right = review._ln(dy, x, w, 1e-5)[0]
+    f32 = grid.ln_float32_fast_path(*(a.astype(np.float32) for a in (dy, x, w)), 1e-5)[0]
+    assert np.max(np.abs(f32 - right)) > 1e-2 * np.max(np.abs(right))
+    assert np.allclose(grid.ln_float32_fast_path(dy, x, w, 1e-5)[0], right, rtol=0, atol=1e-12)
+
+
+def test_code_that_refuses_float32_keeps_its_verdicts_with_a_note():
+    report = check_impl(grid.bn_float64_only, "batchnorm")
+    assert [r.verdict for r in report] == ["proved"] * 3, report
+    assert any(n.startswith("not checked with float32 arrays:") and "float64 only" in n
+               for n in report.notes), report.notes
+
+
 def _ids(cases):
     return [f"{c[0].__name__}-{c[1]}-n{c[2]}d{c[3]}" for c in cases]
 

@@ -195,6 +195,8 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
             notes.append(f"called with NumPy arrays: with torch tensors {err}")
         results = _other_shape(function, name, m, n, d, sig, results, deadline, timeout,
                                notes, "torch" if torch else "numpy")
+        if not torch:
+            results = _float32(function, name, g, sig, results, deadline, timeout, notes)
         if warned:
             unique = list(dict.fromkeys(warned))
             more = f" (and {len(unique) - 3} more)" if len(unique) > 3 else ""
@@ -211,6 +213,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
         info["route"] = ROUTE_FLOAT
         results = route2(function, name, g, sig, deadline, timeout, "numpy")
         results = _other_shape(function, name, m, n, d, sig, results, deadline, timeout, notes)
+        results = _float32(function, name, g, sig, results, deadline, timeout, notes)
         notes.append(_float_note(False))
         info["seconds"] = round(time.monotonic() - start, 3)
         return ImplReport(title, _writes(results), info, notes)
@@ -226,6 +229,7 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
     results = _in_floats(function, name, g, sig, results, deadline, timeout, notes,
                          traced if same_path else None)
     results = _other_shape(function, name, m, n, d, sig, results, deadline, timeout, notes)
+    results = _float32(function, name, g, sig, results, deadline, timeout, notes)
     if any(r.verdict == CONSISTENT for r in results):
         info["route"] = f"{ROUTE_EXACT}, {ROUTE_FLOAT}"
         notes.append(_float_note(False))
@@ -235,8 +239,8 @@ def check_impl(function: Callable, model: Model | str = "batchnorm", n: int = 3,
                  "denote; rounding is not analysed), every division, root and logarithm it "
                  "takes is defined for every input where the layer is, and float64 arrays at "
                  f"{POINTS} exact points give the same values within rounding (a note says "
-                 f"when beyond float64's), also at N = {n + 1}, D = {n + 3} (never a proof "
-                 "there, a check)")
+                 f"when beyond float64's), also at N = {n + 1}, D = {n + 3} and with float32 "
+                 "arrays (never a proof there, a check)")
     return ImplReport(title, _writes(results), info, notes)
 
 
@@ -442,6 +446,31 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes,
     return out
 
 
+def _float32(function, name, g, sig, results, deadline, timeout, notes) -> list[Result]:
+    """An output not disproved is also computed with float32 arrays at the points (their
+    values rounded to float32), each held to its returned dtype's rounding: a path taken only
+    for float32 inputs (`if x.dtype == np.float32:` to a kernel that drops a term) is
+    disproved there.  It can only disprove: code that refuses float32 gets a note."""
+    open_ = [r.id[1:] for r in results if r.verdict != DISPROVED and r.id[1:] in sig.outputs]
+    if not open_:
+        return results
+    try:
+        other = {r.id: r for r in route2(function, name, g, sig, deadline, timeout, "numpy",
+                                          open_, float32=True)}
+    except SymbnError as err:
+        notes.append(f"not checked with float32 arrays: {str(err).split(' at /')[0]}")
+        return results
+    out = []
+    for r in results:
+        f = other.get(r.id)
+        if f is not None and f.verdict == DISPROVED:
+            r = Result(r.id, DISPROVED, f.method, r.seconds + f.seconds, f.witness, note=(
+                f"{r.verdict} with exact scalars and float64 arrays, but wrong with float32 "
+                f"arrays (a path for float32 inputs): {f.note}"))
+        out.append(r)
+    return out
+
+
 def _other_shape(function, name, m: Model, n: int, d: int, sig, results, deadline, timeout,
                  notes, arrays: str = "numpy") -> list[Result]:
     """An output not disproved is also computed in float64 at exact points of another
@@ -491,7 +520,9 @@ def _float_note(torch: bool) -> str:
             f"consistent means every entry within {BOUND_FACTOR} u (E + |v|) of the exact v (u = "
             "2^-53, E the closed form's first-order rounding coefficient), never a proof; "
             f"disproved means off by more than {DISPROOF_MARGIN} times that bound at u = 2^-24; "
-            "the same at a second shape, N + 1 and D = N + 3, where it can only disprove")
+            "the same at a second shape, N + 1 and D = N + 3"
+            + ("" if torch else ", and with float32 arrays (the values rounded to float32, "
+               "held to the returned dtype's rounding)") + ", where it can only disprove")
 
 
 def _leaves(entries: dict, back: dict) -> dict:

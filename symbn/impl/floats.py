@@ -65,6 +65,7 @@ from .enclose import PRECISION, Encloser, NotEnclosed, _precision, interval_of
 
 ROUTE_FLOAT = "float64 at exact points"
 ROUTE_TORCH = "torch.float64 at exact points"
+ROUTE_FLOAT32 = "float32 at exact points"
 POINTS = 10
 WITHIN_FLOAT32 = "off by up to"  # how a result within float32's rounding bound begins
 # beyond this many times the float64 bound, code proved on exact scalars is not taken to
@@ -216,12 +217,14 @@ def _torch():
 
 def route2(function, name: str, g, sig, deadline: float | None, timeout: float | None,
            arrays: str = "numpy", leaves=None, warned: list[str] | None = None,
-           float64: bool = False) -> list[Result]:
+           float64: bool = False, float32: bool = False) -> list[Result]:
     """One `Result` per output in `leaves` (default all of the signature's): consistent,
     disproved or unknown, from the function's values at `points(g)`; the warnings the
     function raised there (NumPy's divide by zero, ...) are added to `warned`.  With
     `float64`, every output is held to float64's rounding whatever dtype it comes back in
-    (code proved on exact scalars has no reason to round to float32)."""
+    (code proved on exact scalars has no reason to round to float32).  With `float32`, the
+    arrays are float32 (NumPy), their values the points' rounded to float32 (scalars such
+    as eps stay Python floats), each output held to its returned dtype's rounding."""
     from .check import _layout, _truth
 
     start = time.monotonic()
@@ -230,9 +233,11 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
     layouts = {leaf: _layout(g, leaf) for leaf in {*sig.inputs, *sig.outputs}}
     truths: dict = {}
     state = {leaf: _Verdict() for leaf in leaves}
-    fortran = torch is None  # the FINE point's arrays in Fortran order, unless refused
+    fortran = torch is None and not float32  # FINE's arrays in Fortran order, unless refused
     reused: list = []  # the last call's NumPy arguments, refilled for the next (REFILLED)
     for k, point in enumerate(points(g)):
+        if float32:
+            point = _in_float32(point, sig, layouts)
         enc = Encloser(g, point)
         if k in (ZEROS, ONES, *ORDINARY) and not _defined_at(enc, g, leaves, layouts, truths):
             continue  # a user model's leaf that may not be 0 (1 / c), or a point too badly
@@ -240,7 +245,8 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
         try:
             outputs = _run_at(function, name, sig, layouts, point, deadline, timeout, torch,
                               arrays, warned, fortran=fortran and k == FINE,
-                              into=reused, refill=k in REFILLED)
+                              into=reused, refill=k in REFILLED,
+                              dtype=np.float32 if float32 else np.float64)
         except SymbnError:  # code that needs C-contiguous arrays: the values, in C order
             if k != FINE or not fortran:
                 raise
@@ -261,10 +267,31 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
             for v in state.values():
                 v.unfinished = f"the time budget ran out at point {k + 1}"
             break
-    route = ROUTE_TORCH if arrays == "torch" else ROUTE_FLOAT
+    route = ROUTE_TORCH if arrays == "torch" else ROUTE_FLOAT32 if float32 else ROUTE_FLOAT
     seconds = time.monotonic() - start
-    return [state[leaf].result(g, sig, leaf, layouts, route, seconds, fortran)
-            for leaf in leaves]
+    out = [state[leaf].result(g, sig, leaf, layouts, route, seconds, fortran)
+           for leaf in leaves]
+    if float32:  # the pasteable batch builds the arrays the code was given
+        for r in out:
+            if r.witness and "table" in r.witness:
+                r.witness["table"] = _ARRAY_LINE.sub(r"\1, dtype=np.float32)",
+                                                     r.witness["table"])
+                r.witness["arrays"] = "float32 (the points' values rounded to float32)"
+    return out
+
+
+_ARRAY_LINE = re.compile(r"^(\w+ = np\.array\(.*)\)$", re.MULTILINE)  # an input of the table
+
+
+def _in_float32(point: dict, sig, layouts) -> dict:
+    """The point with the values of the array inputs rounded to float32 (exact there)."""
+    point = dict(point)
+    for leaf in sig.inputs:
+        shape, cells = layouts[leaf]
+        if shape != ():
+            for symbol, _, _ in cells.values():
+                point[symbol] = Fraction(float(np.float32(point[symbol])))
+    return point
 
 
 def _defined_at(enc, g, leaves, layouts, truths) -> bool:
@@ -294,12 +321,12 @@ def values_at(function, name: str, g, sig, point: dict, deadline: float | None,
 
 def _run_at(function, name, sig, layouts, point, deadline, timeout, torch=None,
             arrays="numpy", warned=None, fortran: bool = False, into: list | None = None,
-            refill: bool = False) -> dict:
+            refill: bool = False, dtype=np.float64) -> dict:
     """{leaf: (float64 array, unit roundoff)} of the function called at one exact point.
     `into` keeps the arguments of the last call; with `refill`, they are filled in place
     with this point's values where they fit, so that the function sees the same array
     objects with new values (a cache keyed on id(x) returns the old batch's statistics)."""
-    args = [_float_array(*layouts[leaf], point, torch) for leaf in sig.inputs]
+    args = [_float_array(*layouts[leaf], point, torch, dtype) for leaf in sig.inputs]
     if fortran:
         args = [np.asfortranarray(a) if isinstance(a, np.ndarray) else a for a in args]
     if into is not None:
@@ -383,12 +410,12 @@ def _changed_entry(user: str, old: np.ndarray, new: np.ndarray) -> str:
             f"{float(old[index])!r} before")
 
 
-def _float_array(shape, cells, point, torch):
+def _float_array(shape, cells, point, torch, dtype=np.float64):
     if shape == ():
         return float(point[cells[()][0]])  # scalars (eps) as Python floats
-    a = np.empty(shape, dtype=np.float64)
+    a = np.empty(shape, dtype=dtype)
     for index, (symbol, _, _) in cells.items():
-        a[index] = float(point[symbol])  # a float64 exactly
+        a[index] = float(point[symbol])  # exact in the dtype
     return torch.tensor(a, dtype=torch.float64) if torch is not None else a
 
 
