@@ -447,9 +447,9 @@ def _in_floats(function, name, g, sig, results, deadline, timeout, notes,
 
 
 def _float32(function, name, g, sig, results, deadline, timeout, notes) -> list[Result]:
-    """An output not disproved is also computed with float32 arrays at the points (their
-    values rounded to float32), each held to its returned dtype's rounding: a path taken only
-    for float32 inputs (`if x.dtype == np.float32:` to a kernel that drops a term) is
+    """An output not disproved is also computed with float32 arrays at four of the points
+    (their values rounded to float32), each held to its returned dtype's rounding: a path
+    taken only for float32 inputs (`if x.dtype == np.float32:` to a kernel that drops a term) is
     disproved there.  It can only disprove: code that refuses float32 gets a note."""
     open_ = [r.id[1:] for r in results if r.verdict != DISPROVED and r.id[1:] in sig.outputs]
     if not open_:
@@ -521,8 +521,9 @@ def _float_note(torch: bool) -> str:
             "2^-53, E the closed form's first-order rounding coefficient), never a proof; "
             f"disproved means off by more than {DISPROOF_MARGIN} times that bound at u = 2^-24; "
             "the same at a second shape, N + 1 and D = N + 3"
-            + ("" if torch else ", and with float32 arrays (the values rounded to float32, "
-               "held to the returned dtype's rounding)") + ", where it can only disprove")
+            + ("" if torch else ", and with float32 arrays at four of the points (the values "
+               "rounded to float32, held to the returned dtype's rounding)")
+            + ", where it can only disprove")
 
 
 def _leaves(entries: dict, back: dict) -> dict:
