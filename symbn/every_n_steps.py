@@ -324,7 +324,7 @@ def _check_step(step, d, rules_ok: bool, start: float, deadline: float | None) -
         parts.append(vacuous[sizes[0]])
     if sized:
         parts.append(f"a node's template {sized}, not shown safe for every N")
-    where = [f"{a} == {b}" for b, a in tr.equal.items() if a != b] + \
+    where = [f"{a} == {b}" for b, a in tr.equal.items()] + \
         [" != ".join(sorted(map(str, pair))) for pair in tr.distinct]
     if where or conditions:
         parts.append("if " + ", ".join(where + sorted(conditions)))

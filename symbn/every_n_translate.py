@@ -57,8 +57,8 @@ class _Translate(Interpreter):
         names = sorted({str(a) for a in step.free_indices})
         self.rows = {name: sp.Symbol(name, integer=True, positive=True) for name in names}
         # the classes of `where`'s equalities (i == k and j == k: one class), each named by
-        # its first symbol
-        self.equal: dict[sp.Symbol, sp.Symbol] = {s: s for s in self.rows.values()}
+        # its first symbol: a symbol to the one it was set equal to
+        self.equal: dict[sp.Symbol, sp.Symbol] = {}
         self.distinct: set[frozenset] = set()
         for cond in step.conditions:
             a, b = sorted((self._class(self.rows[str(c)]) for c in cond.args), key=str)
@@ -79,7 +79,7 @@ class _Translate(Interpreter):
 
     def _class(self, s: sp.Symbol) -> sp.Symbol:
         """The first symbol of s's class of equal rows."""
-        while self.equal[s] != s:
+        while s in self.equal:
             s = self.equal[s]
         return s
 

@@ -740,6 +740,8 @@ def _witness(g, sig, leaf, index, layouts, exprs, found: dict) -> dict:
         shape, cells = _layout(g, model_name)
         values = _array(shape, cells, lambda s: _py(point[s]))
         text = _literal(values)
+        if found.get("float32") and shape:  # the dtype the code was called with
+            text = f"{text[:-1]}, dtype=np.float32)"
         if found.get("fortran") and len(shape) > 1:  # the order the code was called with
             text = f"np.asfortranarray({text})"
         lines.append(f"{name} = {text}")

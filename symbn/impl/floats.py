@@ -273,18 +273,8 @@ def route2(function, name: str, g, sig, deadline: float | None, timeout: float |
             break
     route = ROUTE_TORCH if arrays == "torch" else ROUTE_FLOAT32 if float32 else ROUTE_FLOAT
     seconds = time.monotonic() - start
-    out = [state[leaf].result(g, sig, leaf, layouts, route, seconds, fortran)
-           for leaf in leaves]
-    if float32:  # the pasteable batch builds the arrays the code was given
-        for r in out:
-            if r.witness and "table" in r.witness:
-                r.witness["table"] = _ARRAY_LINE.sub(r"\1, dtype=np.float32)",
-                                                     r.witness["table"])
-                r.witness["arrays"] = "float32 (the points' values rounded to float32)"
-    return out
-
-
-_ARRAY_LINE = re.compile(r"^(\w+ = np\.array\(.*)\)$", re.MULTILINE)  # an input of the table
+    return [state[leaf].result(g, sig, leaf, layouts, route, seconds, fortran, float32)
+            for leaf in leaves]
 
 
 def _in_float32(point: dict, sig, layouts) -> dict:
@@ -563,9 +553,10 @@ class _Verdict:
                 margin = DISPROOF_MARGIN * u_loose / u_work
                 self.beyond = (ratio, _label(leaf, index), k + 1, margin)
 
-    def result(self, g, sig, leaf, layouts, route, seconds, fortran: bool = False) -> Result:
+    def result(self, g, sig, leaf, layouts, route, seconds, fortran: bool = False,
+               float32: bool = False) -> Result:
         if self.disproof is not None:
-            return self._disproved(g, sig, leaf, layouts, route, seconds, fortran)
+            return self._disproved(g, sig, leaf, layouts, route, seconds, fortran, float32)
         why = self.unfinished or self.skipped
         if self.beyond is not None:
             ratio, label, k, margin = self.beyond
@@ -588,7 +579,8 @@ class _Verdict:
             f"{len(self.points)} points, {self.count} comparisons: error at most {self.worst:.2g} times "
             f"the {kind} rounding bound"))
 
-    def _disproved(self, g, sig, leaf, layouts, route, seconds, fortran: bool) -> Result:
+    def _disproved(self, g, sig, leaf, layouts, route, seconds, fortran: bool,
+                   float32: bool = False) -> Result:
         from .check import _witness
 
         k, point, wrong = self.disproof
@@ -598,7 +590,7 @@ class _Verdict:
         with mpmath.mp.workprec(PRECISION):
             exact = mpmath.nstr(mpmath.mpf(value.mid), 17)
         found = {"point": {str(s): str(q) for s, q in point.items()},
-                 "lhs": repr(impl), "rhs": exact, "fortran": fortran}
+                 "lhs": repr(impl), "rhs": exact, "fortran": fortran, "float32": float32}
         witness = _witness(g, sig, leaf, index, layouts, None, found)
         labels = [w[0] for w in wrong]
         listed = ", ".join(labels[:MAX_LISTED]) + (", ..." if len(labels) > MAX_LISTED else "")
@@ -608,6 +600,8 @@ class _Verdict:
                             f"{bound:.3g}; disproved beyond {threshold:.3g})",
                    **({"arrays": "in Fortran order (numpy.asfortranarray), as passed"}
                       if fortran else {}),
+                   **({"arrays": "float32 (the points' values rounded to float32)"}
+                      if float32 else {}),
                    **{key: v for key, v in witness.items() if key in ("point", "table")}}
         return Result(f"d{leaf}", DISPROVED, route, seconds, witness,
                       note=f"{label} at point {k + 1} of {POINTS}")
