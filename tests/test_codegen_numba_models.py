@@ -193,18 +193,44 @@ def _row_reference(name, dY, X, gamma):
 
 @pytest.mark.parametrize("name", ["layernorm", "rmsnorm"])
 @pytest.mark.parametrize("rows, chunk_rows", [((3, 7), 64), ((5, 26), 3), ((1, 4), 1)])
-def test_row_tiles_and_chunks(mods, name, rows, chunk_rows, variant):
-    """The along gradients add a tile of four rows at a time; chunks (of CHUNK_ROWS rows or
-    more) whose row count is no multiple of four end in a shorter tile."""
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "row-by-row"])
+def test_row_tiles_and_chunks(mods, name, rows, chunk_rows, fuse, variant):
+    """The along gradients add a tile of four rows at a time (with the element results of
+    those rows in the same pass when fused); chunks (of CHUNK_ROWS rows or more) whose row
+    count is no multiple of four end in a shorter tile."""
     dY, X, gamma, _ = _inputs(name, np.float64, seed=17, N=29, sets=rows)
     m = mods[name, "numba"]
-    saved, m.CHUNK_ROWS = m.CHUNK_ROWS, chunk_rows
+    saved = m.CHUNK_ROWS, m.FUSE_BYTES
+    m.CHUNK_ROWS, m.FUSE_BYTES = chunk_rows, 0 if fuse else 1 << 62
     try:
         got = _fns(mods, name)[1](dY, X, gamma)
     finally:
-        m.CHUNK_ROWS = saved
+        m.CHUNK_ROWS, m.FUSE_BYTES = saved
     for a, b in zip(got, _row_reference(name, dY, X, gamma)):
         assert a.shape == b.shape and _rel(a, b) <= 1e-13
+
+
+def test_rows_far_from_their_first_element_are_summed_in_two_passes(mods):
+    """The one-pass sums on the shift K = x[0] cancel by up to sum((x - K)**2) / sum(D**2)
+    = 1 + z**2 <= N (z: x[0] in standard deviations from the mean).  Rows past ONE_PASS are
+    summed again in two passes: within 1e-14 of 50-digit mpmath in float64, where the
+    one-pass sums alone (ONE_PASS infinite) lose more than ten times as much."""
+    from test_codegen_models import _mpmath_reference
+
+    rng = np.random.default_rng(5)
+    X = 7.0 + 1e-3 * rng.standard_normal((4, 1024))
+    X[:, 0] += [1.0, 10.0, 30.0, 1e3]  # z of about 32 = sqrt(N): one-pass would cancel
+    dY, gamma = rng.standard_normal((4, 1024)), rng.standard_normal(1024)
+    ref = _mpmath_reference("layernorm", dY, X, gamma)[0]
+    m = mods["layernorm", "numba"]
+    errors = {}
+    for ratio in (m.ONE_PASS, np.inf):
+        saved, m.ONE_PASS = m.ONE_PASS, ratio
+        try:
+            errors[ratio] = _rel(_fns(mods, "layernorm")[1](dY, X, gamma)[0], ref)
+        finally:
+            m.ONE_PASS = saved
+    assert errors[m.ONE_PASS] <= 1e-14 and errors[np.inf] > 10 * errors[m.ONE_PASS]
 
 
 # -- the unbiased model against a hand-written NumPy reference --------------------------------
@@ -276,12 +302,27 @@ def _parallel_only(text: str) -> str:  # wrong in the parallel kernels alone
 
 
 def _nan_in_one_row(text: str) -> str:  # NaN at one row of a set, serial kernel included
-    return text.replace("/ N\n", "/ N + (_i == 3) * math.nan\n").replace(
+    return text.replace("_m = e0/N\n", "_m = e0/N + (_i == 3) * math.nan\n").replace(
         " - _m[_c]", " - _m[_c] - (_i == 3) * math.nan")
 
 
-@pytest.mark.parametrize("name", ["layernorm", "batchnorm-unbiased"])
-@pytest.mark.parametrize("mutate", [_centring_flipped, _parallel_only, _nan_in_one_row])
+def _one_pass_only(text: str) -> str:  # the one-pass sums wrong, the two-pass ones right
+    return text.replace("s0 = -N*_m**2 + e1", "s0 = -(N - 1)*_m**2 + e1")
+
+
+def _two_pass_only(text: str) -> str:  # wrong only where a row is summed in two passes
+    return text.replace("= _backward_sums(dY_, X_, gamma_, _i, _K, _m)",
+                        "= _backward_sums(dY_, X_, gamma_, _i, _K, 1.01*_m)")
+
+
+def _fused_only(text: str) -> str:  # wrong only where four rows are written in one pass
+    return text.replace("dX_[_i0 + 1, _j] = _D1*_t4_1", "dX_[_i0 + 1, _j] = _D1*_t4_0")
+
+
+@pytest.mark.parametrize("name, mutate", [
+    (name, mutate) for name in ["layernorm", "batchnorm-unbiased"]
+    for mutate in [_centring_flipped, _parallel_only, _nan_in_one_row]] + [
+    ("layernorm", mutate) for mutate in [_one_pass_only, _two_pass_only, _fused_only]])
 def test_a_numba_kernel_that_differs_from_the_numpy_module_is_refused(monkeypatch, name,
                                                                       mutate):
     """The kernels are a second text of the proved plan: one run as Python (numba's
@@ -323,3 +364,26 @@ def test_a_layer_linear_in_x_along_axis_0(tmp_path):
         rng.standard_normal(6)
     dX, dgamma = m.scaled_backward(dY, X, gamma)
     assert np.allclose(dX, gamma[:, None] * dY) and np.allclose(dgamma, (dY * X).sum(axis=1))
+
+
+def test_a_wrong_one_pass_expansion_is_refused_by_the_proof(monkeypatch):
+    """The one-pass sums are proved like the plan they come from: RowSum(D**2) taken as
+    RowSum((X - K)**2) - (N - 1)*_m**2 is found unequal at N = 2, and nothing is
+    written (before any numeric check runs)."""
+    from symbn.codegen import model_terms
+    from symbn.errors import SymbnError
+
+    right = model_terms.one_pass
+
+    def wrong(lp):
+        op = right(lp)
+        plan = op.lp.plan
+        n = model_terms.N
+        bad = [(s, e.xreplace({n: n - 1}) if str(s) == "s0" else e) for s, e in plan.backward]
+        assert bad != plan.backward
+        op.lp.plan.backward = bad
+        return op
+
+    monkeypatch.setattr(model_terms, "one_pass", wrong)
+    with pytest.raises(SymbnError, match="dx.1. .set 1. is disproved equal to the closed form at N = 2"):
+        codegen.generate("numba", model="layernorm")

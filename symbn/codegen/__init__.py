@@ -157,14 +157,16 @@ def generate(target: str = "numpy", n: int | None = None, unrolled: bool = False
             check_names(text, layer)
             return text
         if target == "numba":
-            from .model_numba import numba_module
+            from .model_numba import numba_module, one_pass_proved
             from .model_trace import check_numba, numba_line
 
             proved = prove_model_plan(linear.plan)
+            op, one = one_pass_proved(linear)
             reference = vector_module(linear, [*proved, emitted_line(linear.plan)])
             check_emitted(reference, linear.plan)
-            text = numba_module(linear, [*proved, emitted_line(linear.plan, "the NumPy target's"),
-                                         numba_line(linear.plan)])
+            text = numba_module(linear, [*proved, *one,
+                                         emitted_line(linear.plan, "the NumPy target's"),
+                                         numba_line(linear.plan)], op)
             check_names(text, layer)
             check_numba(text, reference, linear.plan)
             return text

@@ -47,6 +47,8 @@ class _Back:
             if e.name == "D" and self.x is not None:
                 x, k = sp.IndexedBase(self.x), self.sm.fresh()
                 return (x[row] - _K) - sp.Sum(x[k] - _K, (k, 1, N)) / N
+            if e.name == "_E" and self.x is not None:  # the one-pass sums' x - K
+                return sp.IndexedBase(self.x)[row] - _K
             if e not in self.arrays:
                 raise Unsupported(f"the array {e} has no symbolic-N meaning")
             return sp.IndexedBase(self.arrays[e])[row]

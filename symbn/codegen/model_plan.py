@@ -281,6 +281,7 @@ def instantiate(plan: ModelPlan, g: Instance, expr: sp.Expr, j: int, c: int = 1)
         x = plan.centred
         shift = sp.Add(*[g.symbol(x, k, c) - g.symbol(x, 1, c) for k in g.rows()]) / g.n
         table[Elem("D")] = lambda i: (g.symbol(x, i, c) - g.symbol(x, 1, c)) - shift
+        table[Elem("_E")] = lambda i: g.symbol(x, i, c) - g.symbol(x, 1, c)  # one-pass sums
     del m
 
     def walk(e, i):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from .model_plan import Elem, ModelPlan
+from .plan import N
 
 Factors = tuple[str, ...]  # the element arrays of a monomial, with repetition, sorted
 
@@ -158,3 +159,65 @@ def linear_plan(plan: ModelPlan) -> LinearPlan | None:
     new = replace(plan, reductions=reductions, backward=split_sums + assigned["backward"],
                   forward=split_sums + assigned["forward"], outputs=outputs)
     return LinearPlan(new, terms, sums)
+
+
+SHIFTED = Elem("_E")  # x - K, the element leaf on the shift (exact), before the mean is known
+MEAN = sp.Symbol("_m")  # RowSum(_E)/N: the mean of x - K, so that D = _E - _m
+
+
+@dataclass
+class OnePass:
+    """A centred linear plan's sums taken in one pass over the row, on the shift: each
+    RowSum(D**a * M) written Σ_b binomial(a, b) (-_m)**(a - b) RowSum(_E**b * M), with
+    _m = RowSum(_E)/N, so that the sums need neither the mean nor a second pass first.
+
+    `lp` is the rewritten plan (its reductions the _E sums, its assignments _m, then the
+    original sums, then the coefficients), proved like any plan; `first`, `square` name
+    the sums of _E and _E**2 (always computed: the mean, and the cancellation test).
+    """
+
+    lp: LinearPlan
+    first: sp.Symbol
+    square: sp.Symbol
+
+
+def one_pass(lp: LinearPlan) -> OnePass | None:
+    """The one-pass form of a centred plan, or None when the plan has no centring.
+
+    >>> from symbn.models import load
+    >>> from .model_plan import model_plan
+    >>> op = one_pass(linear_plan(model_plan(load("layernorm"))))
+    >>> [(str(s), f) for s, f in op.lp.sums]
+    [('e0', ('_E',)), ('e1', ('_E', '_E')), ('e2', ('dY', 'gamma')), ('e3', ('_E', 'dY', 'gamma'))]
+    >>> op.lp.plan.backward[:3]
+    [(_m, e0/N), (s0, -N*_m**2 + e1), (s1, e2)]
+    """
+    plan = lp.plan
+    if plan.centred is None:
+        return None
+    names: dict[Factors, sp.Symbol] = {}
+
+    def total(f: Factors) -> sp.Expr:
+        if not f:
+            return N
+        if f == ("_E",) and names:  # RowSum(_E) = N*_m: RowSum(D**2) = e1 - N*_m**2
+            return N * MEAN
+        f = tuple(sorted(f, key=_order))
+        if f not in names:
+            names[f] = sp.Symbol(f"e{len(names)}")
+        return names[f]
+
+    first, square = total(("_E",)), total(("_E", "_E"))
+    sums = []
+    for s, f in lp.sums:
+        a, rest = f.count("D"), tuple(n for n in f if n != "D")
+        sums.append((s, sp.Add(*[sp.binomial(a, b) * (-MEAN) ** (a - b)
+                                 * total(("_E",) * b + rest) for b in range(a + 1)])))
+    head = [(MEAN, first / N), *sums]
+    new_sums = [(s, f) for f, s in names.items()]
+    elems = {s.name: s for s in plan.symbols.values() if isinstance(s, Elem)}
+    elems["_E"] = SHIFTED
+    reductions = [(s, sp.Mul(*[elems[n] for n in f])) for s, f in new_sums]
+    new = replace(plan, reductions=reductions, backward=head + plan.backward,
+                  forward=head + plan.forward)
+    return OnePass(LinearPlan(new, lp.terms, new_sums), first, square)

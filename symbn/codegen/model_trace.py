@@ -205,10 +205,12 @@ def numba_line(plan: ModelPlan) -> str:
     if importlib.util.find_spec("numba") is None:
         return ("not checked: numba is not installed where this module was generated, so "
                 "its functions were not run against the NumPy module's")
+    paths = (", one-pass sums and fused rows, and neither" if plan.model.axis == -1
+             else "")
     return ("checked, not proved: the numba functions, run as Python (NUMBA_DISABLE_JIT=1), "
-            "serial and in parallel chunks, at two N, float64 and float32, with and without "
-            f"out=, give the NumPy module's values (checked as above) to {NUMBA_TOLERANCE:g} "
-            f"in float64 ({NUMBA_TOLERANCE32:g} in float32)")
+            f"serial and in parallel chunks{paths}, at two N, float64 and float32, with and "
+            f"without out=, give the NumPy module's values (checked as above) to "
+            f"{NUMBA_TOLERANCE:g} in float64 ({NUMBA_TOLERANCE32:g} in float32)")
 
 
 NUMBA_TOLERANCE, NUMBA_TOLERANCE32 = 1e-12, 1e-4  # relative to the largest entry
@@ -251,12 +253,15 @@ for shape in spec["shapes"]:
     for dtype in ("float64", "float32"):
         values = {k: v.astype(dtype) if isinstance(v, numpy.ndarray) else v
                   for k, v in base.items()}
-        for parallel in (False, True):
+        for parallel, one_pass in ((False, True), (True, True), (False, False), (True, False)):
             fast.PARALLEL_MIN, fast.CHUNK_ROWS = (0, 1) if parallel else (1 << 17, 64)
+            if spec["axis"] == -1:  # the one-pass sums and fused rows, then neither
+                fast.ONE_PASS, fast.FUSE_BYTES = (64.0, 0) if one_pass else (0.0, 1 << 62)
             for which, leaves in (("forward", spec["forward"]), ("backward", spec["backward"])):
                 args = [values[leaf] for leaf in leaves]
                 what = (which + " at shape " + str(tuple(shape)) + " in " + dtype
-                        + (", parallel" if parallel else ""))
+                        + (", parallel" if parallel else "")
+                        + ("" if one_pass or spec["axis"] == 0 else ", two-pass sums, unfused"))
                 b = getattr(ref, spec["prefix"] + "_" + which)(*args)
                 for out in (False, True):
                     kw = {"out": numpy.empty(shape, dtype)} if out else {}
