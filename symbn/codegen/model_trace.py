@@ -205,8 +205,8 @@ def numba_line(plan: ModelPlan) -> str:
     if importlib.util.find_spec("numba") is None:
         return ("not checked: numba is not installed where this module was generated, so "
                 "its functions were not run against the NumPy module's")
-    paths = (", one-pass sums and fused rows, and neither" if plan.model.axis == -1
-             else "")
+    paths = (" (one-pass sums and fused rows; in parallel also neither)"
+             if plan.model.axis == -1 else "")
     return ("checked, not proved: the numba functions, run as Python (NUMBA_DISABLE_JIT=1), "
             f"serial and in parallel chunks{paths}, at two N, float64 and float32, with and "
             f"without out=, give the NumPy module's values (checked as above) to "
@@ -253,7 +253,8 @@ for shape in spec["shapes"]:
     for dtype in ("float64", "float32"):
         values = {k: v.astype(dtype) if isinstance(v, numpy.ndarray) else v
                   for k, v in base.items()}
-        for parallel, one_pass in ((False, True), (True, True), (False, False), (True, False)):
+        # the serial and the parallel kernel share one body: the two-pass path runs once
+        for parallel, one_pass in ((False, True), (True, True), (True, False)):
             fast.PARALLEL_MIN, fast.CHUNK_ROWS = (0, 1) if parallel else (1 << 17, 64)
             if spec["axis"] == -1:  # the one-pass sums and fused rows, then neither
                 fast.ONE_PASS, fast.FUSE_BYTES = (64.0, 0) if one_pass else (0.0, 1 << 62)
