@@ -430,7 +430,7 @@ CHUNK_ROWS = 64
 # again in two passes (the mean first): the one-pass sums then lose at most about
 # log2(ONE_PASS) bits more than the two-pass ones.  A row of at least FUSE_BYTES bytes has
 # its element results written in the pass that sums the along gradients, four rows at a time
-# (measured 15-25 % faster at 1024 and 4096 float32 elements per row); shorter rows are
+# (measured 9-18 % faster at 1024 and 4096 float32 elements per row); shorter rows are
 # written one at a time (four short rows interleaved measured up to 20 % slower).
 ONE_PASS = 64.0
 FUSE_BYTES = 4096
