@@ -87,6 +87,8 @@ def _reference(X, dY, gamma, c, eps=1e-5):
     ("out", "does not compile"),
     ("math", "a name the module defines or uses from Python"),
     ("edtype", "becomes edtype in the generated code"),
+    ("e1", "would name it e1, which is not a usable Python name there"),  # a one-pass sum
+    ("s1", "would name it s1, which is not a usable Python name there"),
 ])
 def test_a_leaf_named_like_the_codes_own_names_is_refused(leaf, why):
     """u0 is the forward's first coefficient: the loop would rebind the caller's u0 block
