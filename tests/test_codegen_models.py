@@ -520,7 +520,7 @@ def _linear(name):
 
 def test_the_symbolic_n_hook_is_called(monkeypatch):
     plan = MP.model_plan(load("rmsnorm"))
-    monkeypatch.setattr(MP, "SYMBOLIC_N", [lambda p: None, lambda p: ["every N: proved"]])
+    monkeypatch.setattr(MP, "SYMBOLIC_N", [lambda p, c: None, lambda p, c: ["every N: proved"]])
     assert MP.prove_all_n(plan) == ["every N: proved"] and plan.symbolic_n == ["every N: proved"]
 
 

@@ -540,8 +540,9 @@ def one_pass_proved(lp: LinearPlan) -> tuple[OnePass | None, list[str]]:
     op = one_pass(lp) if lp.plan.model.axis == -1 else None
     if op is None:
         return None, []
-    prove_model_plan(op.lp.plan)
-    if op.lp.plan.max_n != lp.plan.max_n:
+    prove_model_plan(op.lp.plan, closed_forms=False)  # those prove_model_plan(lp) proved
+    reach = op.lp.plan.max_n
+    if reach is not None and (lp.plan.max_n is None or reach < lp.plan.max_n):
         return None, []
     every = "every N" if lp.plan.max_n is None else f"N <= {lp.plan.max_n}"
     return op, [("the kernels' one-pass sums (used unless RowSum((X - K)**2) > "

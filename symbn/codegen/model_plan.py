@@ -304,10 +304,12 @@ def proof_ns(model: Model) -> tuple[int, ...]:
     return tuple(range(low, max(PROOF_MAX_N, low + 1) + 1))
 
 
-def prove_model_plan(plan: ModelPlan, ns: tuple[int, ...] | None = None) -> list[str]:
+def prove_model_plan(plan: ModelPlan, ns: tuple[int, ...] | None = None,
+                     closed_forms: bool = True) -> list[str]:
     """Prove, at each N of `ns` (one set) and at N = max(2, min_n) with two sets: closed
-    form = both modes (`verify_model`), and every computed output = the closed form, every
-    row and set; the header lines.  Raises SymbnError on anything not proved."""
+    form = both modes (`verify_model`; skipped with closed_forms=False, for a second plan of
+    a model whose closed forms were just proved), and every computed output = the closed
+    form, every row and set; the header lines.  Raises SymbnError on anything not proved."""
     from ..verify_model import verify_model
 
     m = plan.model
@@ -315,8 +317,8 @@ def prove_model_plan(plan: ModelPlan, ns: tuple[int, ...] | None = None) -> list
     plan.max_n = ns[-1]  # until a symbolic-N proof covers every claim (`prove_all_n`)
     two = max(2, m.min_n)
     for n, d in [(n, 1) for n in ns] + [(two, 2)]:
-        report = verify_model(m, n, d)
-        if not report.ok:
+        report = verify_model(m, n, d) if closed_forms else None
+        if report is not None and not report.ok:
             bad = [r.id for r in report.results if r.verdict != PROVED]
             raise SymbnError(f"{m.name}: the closed forms are not proved at N = {n}, D = {d} "
                              f"({', '.join(bad)}); refusing to generate code from them")
@@ -355,26 +357,27 @@ def prove_model_plan(plan: ModelPlan, ns: tuple[int, ...] | None = None) -> list
         f"  closed forms = forward mode = backward mode (symbn verify --model {m.name});",
         f"  {grads} (every element and set) and {m.output.upper()} above = the model's",
         f"  [results] / its node {m.output}, with {centring}",
-        *prove_all_n(plan),
+        *prove_all_n(plan, closed_forms),
     ]
 
 
-def _every_n(plan: ModelPlan) -> list[str] | None:
+def _every_n(plan: ModelPlan, closed_forms: bool = True) -> list[str] | None:
     from .model_every_n import prove_plan_every_n
 
-    return prove_plan_every_n(plan)
+    return prove_plan_every_n(plan, closed_forms)
 
 
-# Symbolic-N provers of a plan: each takes the plan and returns the header lines saying what
-# it proved for every N, or None when the plan is outside its fragment; one that finds the
-# plan wrong raises SymbnError, and no code is written.
-SYMBOLIC_N: list[Callable[[ModelPlan], list[str] | None]] = [_every_n]
+# Symbolic-N provers of a plan: each takes the plan (and whether to prove the closed forms
+# too) and returns the header lines saying what it proved for every N, or None when the plan
+# is outside its fragment; one that finds the plan wrong raises SymbnError, and no code is
+# written.
+SYMBOLIC_N: list[Callable[[ModelPlan, bool], list[str] | None]] = [_every_n]
 
 
-def prove_all_n(plan: ModelPlan) -> list[str]:
+def prove_all_n(plan: ModelPlan, closed_forms: bool = True) -> list[str]:
     """The header lines of the first symbolic-N prover in `SYMBOLIC_N` that applies."""
     for prover in SYMBOLIC_N:
-        lines = prover(plan)
+        lines = prover(plan, closed_forms)
         if lines is not None:
             plan.symbolic_n = lines
             return lines
