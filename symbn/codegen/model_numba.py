@@ -424,6 +424,26 @@ PARALLEL_MIN = 1 << 17
 CHUNKS = 8
 CHUNK_ROWS = 64
 
+def _float(X):
+    if X.dtype == object:
+        raise ValueError("the numba target computes in float32 or float64; for exact scalars "
+                         "(object arrays) use the NumPy target (symbn codegen --target numpy)")
+    return numpy.ascontiguousarray(X)
+
+
+def _plan(kernel, X):
+    """(the serial or parallel kernel, chunks (one per thread), rows per cache tile)."""
+    rows = X.shape[0]
+    threads = 1 if PARALLEL_MIN is None or X.size < PARALLEL_MIN else numba.get_num_threads()
+    tile = max(1, (1 << 18) // (2 * X.shape[1] * X.itemsize))
+    per_thread = CHUNKS if AXIS == 0 else max(1, min(CHUNKS, rows // (threads * CHUNK_ROWS)))
+    chunks = 1 if threads == 1 else threads * per_thread
+    return kernel[threads > 1], max(1, min(rows, chunks)), tile
+'''
+
+
+_ROW_OPTIONS = '''
+
 # Along the last axis a row's sums are taken in one pass, on the shift K = its first element:
 # the sums of (x - K)**b, then those of D = x - K - mean by the binomial theorem.  That cancels
 # when K is far from the mean, so a row with sum((x - K)**2) > ONE_PASS * sum(D**2) is summed
@@ -436,26 +456,9 @@ ONE_PASS = 64.0
 FUSE_BYTES = 4096
 
 
-def _float(X):
-    if X.dtype == object:
-        raise ValueError("the numba target computes in float32 or float64; for exact scalars "
-                         "(object arrays) use the NumPy target (symbn codegen --target numpy)")
-    return numpy.ascontiguousarray(X)
-
-
 def _fused(X):
     """Whether the rows of the 2-d X are long enough to be written four at a time."""
     return X.shape[1] * X.itemsize >= FUSE_BYTES
-
-
-def _plan(kernel, X):
-    """(the serial or parallel kernel, chunks (one per thread), rows per cache tile)."""
-    rows = X.shape[0]
-    threads = 1 if PARALLEL_MIN is None or X.size < PARALLEL_MIN else numba.get_num_threads()
-    tile = max(1, (1 << 18) // (2 * X.shape[1] * X.itemsize))
-    per_thread = CHUNKS if AXIS == 0 else max(1, min(CHUNKS, rows // (threads * CHUNK_ROWS)))
-    chunks = 1 if threads == 1 else threads * per_thread
-    return kernel[threads > 1], max(1, min(rows, chunks)), tile
 '''
 
 
@@ -576,6 +579,8 @@ def numba_module(lp: LinearPlan, proved: list[str], op: OnePass | None = None) -
                     _plan_lines(plan, api, linear=how), "numpy and numba (pip install numba)",
                     OUT_NOTE),
              runtime.rstrip("\n"), _jit_text(), _WRAPPERS.rstrip("\n")]
+    if m.axis == -1:
+        lines.append(_ROW_OPTIONS.rstrip("\n"))
     if m.axis == -1 and plan.centred is not None and op is None:
         lines.append(_SHIFTED_TOTAL.rstrip("\n"))
     lines += _kernels(fwd, "_forward") + _kernels(bwd, "_backward")
