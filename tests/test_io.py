@@ -241,15 +241,19 @@ def test_package_names_load_on_first_use_and_stay_functions():
         symbn.nope  # noqa: B018
 
 
+# runs the rest of its arguments as a Python command line, with SIGINT's default action
+DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
 @pytest.mark.parametrize("delay", [0.15, 1.5])
 def test_ctrl_c_is_one_line_and_exit_130(delay):
-    """Interrupted while SymPy is imported (0.15 s) and while proving (1.5 s).  The child
-    gets SIGINT's default disposition, as a command typed at a terminal has: started from a
+    """Interrupted while SymPy is imported (0.15 s) and while proving (1.5 s).  symbn gets
+    SIGINT's default disposition, as a command typed at a terminal has: started from a
     shell's background job (`pytest &`), it would inherit the job's "ignore SIGINT"."""
-    proc = subprocess.Popen([sys.executable, "-m", "symbn", "verify", "--n", "400"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen([sys.executable, "-c", DEFAULT_SIGINT, "-m", "symbn", "verify",
+                             "--n", "400"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
