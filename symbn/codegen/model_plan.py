@@ -125,7 +125,7 @@ class _Reader:
         self.symbols[model.gradient] = Elem("d" + model.output[0].upper() + model.output[1:])
         for name, s in self.symbols.items():
             if not _is_identifier(s.name) or s.name in _RESERVED or (
-                    s.name[:1] in "est" and s.name[1:].isdigit()):  # s0, t0, e0: the plan's
+                    s.name[:1] in "est" and s.name[1:].isdigit()):  # the plan's s0, t0, e0
                 raise SymbnError(f"{model.path}: [leaves] {name}: the generated code would name "
                                  f"it {s.name}, which is not a usable Python name there; "
                                  "rename the leaf")
